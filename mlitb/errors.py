@@ -1,0 +1,69 @@
+"""One registry of every error MLitB reports: stable code, number, HTTP status, message.
+
+Clients see the string code (stable, documented in docs/errors.md, which a test keeps in
+sync) and a readable message; WebSocket error frames also carry the number.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    number: int
+    http_status: int
+    summary: str
+    close: bool = False  # a WebSocket peer that sends this is disconnected
+
+
+class ErrorCode(enum.Enum):
+    # frame-level errors (WebSocket)
+    FRAME_TOO_LARGE = ErrorInfo(1001, 413, "frame is larger than this project allows", close=True)
+    FRAME_MALFORMED = ErrorInfo(1002, 400, "frame could not be decoded")
+    UNKNOWN_MESSAGE = ErrorInfo(1003, 400, "unknown message type")
+    UNSUPPORTED_VERSION = ErrorInfo(1004, 400, "unsupported protocol version", close=True)
+    NOT_JOINED = ErrorInfo(1005, 409, "join a project before sending this message")
+    ALREADY_JOINED = ErrorInfo(1006, 409, "this connection already joined a project")
+    WRONG_ROLE = ErrorInfo(1007, 403, "this message is not allowed for the connection's role")
+    WRONG_PROJECT = ErrorInfo(1008, 400, "frame names a different project than the connection joined")
+    STALE_ROUND = ErrorInfo(1009, 409, "frame is for a round that is not open")
+    WRONG_LENGTH = ErrorInfo(1010, 400, "payload length does not match the model's parameter count")
+    NON_FINITE = ErrorInfo(1011, 400, "payload holds NaN or infinite values")
+    BAD_SAMPLE_COUNT = ErrorInfo(1012, 400, "sample count is zero or larger than the allocation allows")
+    DUPLICATE_RESULT = ErrorInfo(1013, 409, "a result for this round was already received")
+    BAD_VALUE = ErrorInfo(1014, 400, "a header value is out of range")
+    # REST / project errors
+    UNKNOWN_PROJECT = ErrorInfo(2001, 404, "no project with this id")
+    INVALID_NETWORK = ErrorInfo(2002, 422, "network spec is invalid")
+    INVALID_HYPER = ErrorInfo(2003, 422, "hyper-parameters are invalid")
+    UNKNOWN_DATASET = ErrorInfo(2004, 422, "unknown data set")
+    INVALID_REQUEST = ErrorInfo(2005, 422, "request body is invalid")
+    NO_DATA = ErrorInfo(2006, 409, "project has no data for this split")
+    BAD_RANGE = ErrorInfo(2007, 416, "requested data range is outside the data set or too large")
+    DATASET_MISSING = ErrorInfo(2008, 503, "data set files are not installed on this server")
+
+    @property
+    def number(self) -> int:
+        return self.value.number
+
+    @property
+    def http_status(self) -> int:
+        return self.value.http_status
+
+
+class MlitbError(Exception):
+    """An error with a stable code; `detail` is the specific, human-readable reason."""
+
+    def __init__(self, code: ErrorCode, detail: str | None = None):
+        self.code = code
+        self.detail = detail or code.value.summary
+        super().__init__(f"{code.name}: {self.detail}")
+
+    def to_json(self) -> dict:
+        return {"code": self.code.name, "number": self.code.number, "message": self.detail}
+
+
+def by_number(number: int) -> ErrorCode | None:
+    return next((c for c in ErrorCode if c.number == number), None)

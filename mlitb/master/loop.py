@@ -1,0 +1,277 @@
+"""The master event loop of one project (MLitB §3.3): synchronised, time-boxed rounds.
+
+Each round: (a/b) admit new trainers and allocate data; (e) broadcast the parameters
+(one encoded frame shared by every client) and each trainer's work time; collect
+gradient sums until every trainer answered or the deadline passed, adding each into one
+accumulator as it arrives; (c) reduce to the sample-weighted mean and take an AdaGrad
+step with L1/L2; (d) update each trainer's latency estimate for the next work time.
+The loop reaches clients only through `Link`s, so it runs the same over WebSockets and
+in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlitb.config import Settings
+from mlitb.data import Dataset
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master.allocator import Allocator
+from mlitb.master.project import ProjectSpec
+from mlitb.master.transport import Link
+from mlitb.model import Network, glorot_init
+from mlitb.protocol import Frame, MessageType, encode
+from mlitb.training import GradientAccumulator, adagrad_step
+
+log = logging.getLogger("mlitb.master")
+_client_ids = itertools.count(1)
+LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average
+
+
+@dataclass
+class Client:
+    id: int
+    role: str
+    backend: str
+    link: Link
+    admitted: bool = False
+    latency_ms: float = 100.0  # round trip estimate (send params -> gradient back, minus compute)
+    work_ms: int = 0
+    alloc_size: int = 0
+    answered_round: int = -1
+    last_samples: int = 0
+
+
+@dataclass
+class RoundStats:
+    round: int
+    started: float
+    trainers: int = 0
+    latencies: list[float] = field(default_factory=list)
+    rejected: int = 0
+    late: int = 0
+
+
+class ProjectRuntime:
+    def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
+                 settings: Settings, params: np.ndarray | None = None, clock=time.monotonic):
+        self.id = project_id
+        self.spec = spec
+        self.network = network
+        self.dataset = dataset
+        self.settings = settings
+        self.clock = clock
+        self.params = glorot_init(network, spec.seed) if params is None else params.astype(np.float32)
+        self.history = np.zeros_like(self.params)
+        self.round = 0
+        self.open_round: int | None = None
+        self.metrics: list[dict] = []
+        self.clients: dict[int, Client] = {}
+        self.allocator = Allocator(len(dataset.train) if dataset else 0, settings.trainer_capacity)
+        self.latest_eval: tuple[int, float] | None = None  # (round evaluated, test error)
+        self._acc = GradientAccumulator(network.param_count)
+        self._stats: RoundStats | None = None
+        self._all_answered = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self.rejected_total = 0
+
+    # ---- limits derived from the model -------------------------------------------------
+    @property
+    def param_count(self) -> int:
+        return self.network.param_count
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest frame a client may send to this project: a header plus one gradient."""
+        return 24 + 4 * self.param_count
+
+    def trainers(self) -> list[Client]:
+        return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
+
+    # ---- clients --------------------------------------------------------------------------
+    def add_client(self, link: Link, role: str, backend: str) -> Client:
+        client = Client(next(_client_ids), role, backend, link)
+        self.clients[client.id] = client
+        if role == "tracker":
+            client.admitted = True
+            link.send(self.params_frame())
+        self._wake.set()
+        return client
+
+    def remove_client(self, client_id: int) -> None:
+        client = self.clients.pop(client_id, None)
+        if client is None:
+            return
+        if client.role == "trainer" and client.admitted:
+            self.allocator.leave(client_id)
+            self._send_allocations()
+        self._check_all_answered()
+
+    def _send_allocations(self) -> None:
+        for tid in self.allocator.take_changed():
+            client = self.clients.get(tid)
+            if client is None:
+                continue
+            ids = self.allocator.ids_of(tid)
+            client.alloc_size = len(ids)
+            self._send(client, encode(MessageType.ALLOC, project=self.id, round=self.round, count=len(ids), payload=ids))
+
+    def _send(self, client: Client, frame: bytes) -> None:
+        if not client.link.send(frame):
+            log.warning("project %s: client %s is too far behind; dropping it", self.id, client.id)
+            client.link.close(1008, "too far behind")
+            self.remove_client(client.id)
+
+    def params_frame(self) -> bytes:
+        return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=self.params)
+
+    # ---- incoming frames ---------------------------------------------------------------------
+    def on_frame(self, client_id: int, frame: Frame) -> None:
+        """Apply one decoded frame from a joined client; raises MlitbError on any violation."""
+        client = self.clients.get(client_id)
+        if client is None:
+            raise MlitbError(ErrorCode.NOT_JOINED)
+        if frame.project != self.id:
+            raise MlitbError(ErrorCode.WRONG_PROJECT, f"joined project {self.id}, frame names {frame.project}")
+        if frame.type == MessageType.GRADIENT:
+            self._on_gradient(client, frame)
+        elif frame.type == MessageType.EVAL:
+            self._on_eval(client, frame)
+        else:
+            raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"{frame.type.name} is not accepted after joining")
+
+    def _on_gradient(self, client: Client, frame: Frame) -> None:
+        if client.role != "trainer":
+            raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
+        stats = self._stats
+        if self.open_round is None or frame.round != self.open_round or stats is None:
+            if stats is not None:
+                stats.late += 1
+            raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
+        if client.answered_round == frame.round:
+            raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
+        if len(frame.payload) != 4 * self.param_count:
+            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(frame.payload)} bytes; expected {4 * self.param_count} "
+                             f"({self.param_count} float32)")
+        max_samples = max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
+        if not 1 <= frame.count <= max_samples:
+            raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{max_samples}")
+        if frame.value < 0:
+            raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
+        grad = frame.floats()
+        if not np.isfinite(grad).all():
+            raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
+        self._acc.add(grad, frame.count, frame.value)
+        client.answered_round = frame.round
+        client.last_samples = frame.count
+        elapsed_ms = (self.clock() - stats.started) * 1000
+        sample = max(0.0, elapsed_ms - frame.aux)
+        client.latency_ms = (1 - LATENCY_SMOOTHING) * client.latency_ms + LATENCY_SMOOTHING * sample
+        stats.latencies.append(sample)
+        self._check_all_answered()
+
+    def _on_eval(self, client: Client, frame: Frame) -> None:
+        if client.role != "tracker":
+            raise MlitbError(ErrorCode.WRONG_ROLE, "only trackers send evaluations")
+        if not 0.0 <= frame.value <= 1.0 or frame.count < 1:
+            raise MlitbError(ErrorCode.BAD_VALUE, "test error must be in [0, 1] over at least one example")
+        if frame.round > self.round:
+            raise MlitbError(ErrorCode.STALE_ROUND, f"evaluation of future round {frame.round}")
+        if self.latest_eval is None or frame.round >= self.latest_eval[0]:
+            self.latest_eval = (frame.round, float(frame.value))
+        for m in reversed(self.metrics):
+            if m["round"] == frame.round:
+                m["test_error_of_round"] = float(frame.value)
+                break
+
+    def note_rejected(self) -> None:
+        """Count a frame refused by validation in this round's metrics."""
+        self.rejected_total += 1
+        if self._stats is not None:
+            self._stats.rejected += 1
+
+    def _check_all_answered(self) -> None:
+        if self.open_round is not None and all(c.answered_round == self.open_round for c in self.trainers()):
+            self._all_answered.set()
+
+    # ---- the round loop ------------------------------------------------------------------
+    def work_ms_for(self, client: Client) -> int:
+        """Compute time for the next round so the result is back before the deadline."""
+        period_ms = self.spec.hyper.period_s * 1000
+        margin = max(50.0, 0.05 * period_ms)
+        return int(min(period_ms, max(self.settings.min_work_ms, period_ms - client.latency_ms - margin)))
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self._all_answered.set()
+
+    async def run(self) -> None:
+        while not self._stopped:
+            if not any(c.role == "trainer" for c in self.clients.values()):
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self.run_round()
+
+    async def run_round(self) -> dict:
+        """One synchronised round; returns its metrics record."""
+        for c in self.clients.values():
+            if c.role == "trainer" and not c.admitted:
+                c.admitted = True
+                self.allocator.join(c.id)
+        self._send_allocations()
+        stats = RoundStats(self.round, self.clock())
+        self._stats, self._acc = stats, GradientAccumulator(self.param_count)
+        self._all_answered.clear()
+        self.open_round = self.round
+        shared = self.params_frame()
+        for c in list(self.clients.values()):
+            if c.role == "trainer":
+                c.work_ms = self.work_ms_for(c)
+                self._send(c, shared)
+                self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms))
+            elif c.role == "tracker":
+                self._send(c, shared)
+        stats.trainers = len(self.trainers())
+        self._check_all_answered()
+        try:
+            await asyncio.wait_for(self._all_answered.wait(), timeout=self.spec.hyper.period_s)
+        except asyncio.TimeoutError:
+            pass
+        self.open_round = None
+        return self._close_round(stats)
+
+    def _close_round(self, stats: RoundStats) -> dict:
+        acc, h = self._acc, self.spec.hyper
+        if acc.samples > 0:
+            adagrad_step(self.params, self.history, acc.mean(), learning_rate=h.learning_rate,
+                         epsilon=h.epsilon, l1=h.l1, l2=h.l2)
+        duration = self.clock() - stats.started
+        lat = stats.latencies
+        record = {
+            "round": stats.round,
+            "time": time.time(),
+            "duration_s": round(duration, 4),
+            "trainers": stats.trainers,
+            "contributions": acc.contributions,
+            "samples": acc.samples,
+            "samples_per_s": round(acc.samples / duration, 2) if duration > 0 else 0.0,
+            "latency_ms_mean": round(float(np.mean(lat)), 2) if lat else None,
+            "latency_ms_max": round(float(np.max(lat)), 2) if lat else None,
+            "loss": round(acc.loss_sum / acc.samples, 6) if acc.samples else None,
+            "test_error": self.latest_eval[1] if self.latest_eval else None,
+            "test_error_round": self.latest_eval[0] if self.latest_eval else None,
+            "late": stats.late,
+            "rejected": stats.rejected,
+        }
+        self.metrics.append(record)
+        self.round += 1
+        return record

@@ -1,0 +1,52 @@
+"""A project's definition (name, network, hyper-parameters, data set) as validated by the server."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.model import Network, parse_network
+
+
+class Hyper(BaseModel):
+    """Training hyper-parameters; L1/L2 and AdaGrad run on the server."""
+
+    model_config = ConfigDict(extra="forbid")
+    period_s: float = Field(4.0, ge=1, le=30, description="round duration T in seconds")
+    learning_rate: float = Field(0.01, gt=0, le=10, description="AdaGrad learning rate")
+    epsilon: float = Field(1e-8, gt=0, le=1, description="AdaGrad epsilon")
+    l1: float = Field(0.0, ge=0, le=1, description="L1 decay")
+    l2: float = Field(0.0, ge=0, le=1, description="L2 decay")
+    dropout: float = Field(0.5, ge=0, lt=1, description="rate of dropout layers that give none")
+    batch_size: int = Field(32, ge=1, le=4096, description="trainer mini-batch; samples per round are clock-bounded")
+
+
+class ProjectSpec(BaseModel):
+    """Body of POST /api/projects."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    dataset: str | None = Field(None, description="built-in data set ('mnist'), or none until data is uploaded")
+    network: list[dict[str, Any]] = Field(min_length=1, max_length=64)
+    hyper: Hyper = Field(default_factory=Hyper)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
+
+    def build_network(self) -> Network:
+        layers = copy.deepcopy(self.network)
+        for layer in layers:
+            if layer.get("type") == "dropout" and "rate" not in layer:
+                layer["rate"] = self.hyper.dropout
+        return parse_network(layers)
+
+
+def parse_project_spec(body: Any) -> ProjectSpec:
+    try:
+        return ProjectSpec.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        code = ErrorCode.INVALID_HYPER if first["loc"][:1] == ("hyper",) else ErrorCode.INVALID_REQUEST
+        raise MlitbError(code, f"{where}: {first['msg']}") from None

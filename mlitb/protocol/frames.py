@@ -1,0 +1,130 @@
+"""Binary WebSocket frame codec: a fixed 24-byte little-endian header plus a raw payload.
+
+Layout (all little-endian), mirrored in web/src/protocol/frames.ts and docs/protocol.md:
+
+    offset size field
+    0      1    type     message type (MessageType)
+    1      1    version  protocol version (VERSION)
+    2      2    flags    reserved, must be 0
+    4      4    project  project id (u32)
+    8      4    round    round number (u32)
+    12     4    count    samples / ids / parameters / error number, by type
+    16     4    aux      milliseconds (compute time or work time), by type
+    20     4    value    f32: summed loss or test error, by type
+    24     ...  payload  float32[] / uint32[] / UTF-8 JSON, by type
+
+Gradients and parameters travel as raw float32: no JSON numbers on the hot path.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlitb.errors import ErrorCode, MlitbError
+
+VERSION = 1
+HEADER = struct.Struct("<BBHIIIIf")
+HEADER_SIZE = HEADER.size  # 24
+MAX_JSON_PAYLOAD = 8 * 1024
+U32_MAX = 0xFFFFFFFF
+
+
+class MessageType(enum.IntEnum):
+    # client -> server
+    JOIN = 1  # payload: JSON JoinRequest
+    GRADIENT = 2  # count=samples, aux=compute ms, value=summed loss, payload=f32[P] summed gradient
+    EVAL = 3  # count=examples evaluated, aux=compute ms, value=error rate, no payload
+    LEAVE = 4  # no payload
+    # server -> client
+    WELCOME = 16  # payload: JSON Welcome
+    ALLOC = 17  # count=n, payload=u32[n] sorted data ids this trainer owns
+    PARAMS = 18  # round, count=P, payload=f32[P] parameters (one frame shared by all clients)
+    WORK = 19  # round, aux=work ms for this round
+    ERROR = 20  # count=error number, payload: JSON {code, number, message}
+
+
+CLIENT_TYPES = {MessageType.JOIN, MessageType.GRADIENT, MessageType.EVAL, MessageType.LEAVE}
+F32_PAYLOAD = {MessageType.GRADIENT, MessageType.PARAMS}
+JSON_PAYLOAD = {MessageType.JOIN, MessageType.WELCOME, MessageType.ERROR}
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: MessageType
+    project: int = 0
+    round: int = 0
+    count: int = 0
+    aux: int = 0
+    value: float = 0.0
+    payload: bytes | memoryview = b""
+
+    def floats(self) -> np.ndarray:
+        """The payload as a read-only float32 view (no copy)."""
+        if len(self.payload) % 4:
+            raise MlitbError(ErrorCode.FRAME_MALFORMED, "float32 payload length is not a multiple of 4")
+        return np.frombuffer(self.payload, dtype="<f4")
+
+    def uint32s(self) -> np.ndarray:
+        if len(self.payload) % 4:
+            raise MlitbError(ErrorCode.FRAME_MALFORMED, "uint32 payload length is not a multiple of 4")
+        return np.frombuffer(self.payload, dtype="<u4")
+
+    def json(self) -> dict:
+        if len(self.payload) > MAX_JSON_PAYLOAD:
+            raise MlitbError(ErrorCode.FRAME_TOO_LARGE, f"JSON payload over {MAX_JSON_PAYLOAD} bytes")
+        try:
+            obj = json.loads(bytes(self.payload).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MlitbError(ErrorCode.FRAME_MALFORMED, f"payload is not UTF-8 JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise MlitbError(ErrorCode.FRAME_MALFORMED, "JSON payload must be an object")
+        return obj
+
+
+def encode(
+    type: MessageType,
+    *,
+    project: int = 0,
+    round: int = 0,
+    count: int = 0,
+    aux: int = 0,
+    value: float = 0.0,
+    payload: bytes | np.ndarray | dict = b"",
+) -> bytes:
+    if isinstance(payload, dict):
+        body = json.dumps(payload, separators=(",", ":")).encode()
+    elif isinstance(payload, np.ndarray):
+        body = payload.astype(payload.dtype.newbyteorder("<"), copy=False).tobytes()
+    else:
+        body = bytes(payload)
+    return HEADER.pack(int(type), VERSION, 0, project, round, count, aux, value) + body
+
+
+def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
+    """Decode one client frame. The size cap is checked before anything else is read."""
+    if len(data) > max_size:
+        raise MlitbError(ErrorCode.FRAME_TOO_LARGE, f"frame of {len(data)} bytes exceeds the cap of {max_size}")
+    if len(data) < HEADER_SIZE:
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"frame of {len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
+    type_, version, flags, project, round_, count, aux, value = HEADER.unpack_from(data)
+    if version != VERSION:
+        raise MlitbError(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version}; this server speaks {VERSION}")
+    if flags != 0:
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, "reserved flags must be 0")
+    try:
+        mtype = MessageType(type_)
+    except ValueError:
+        raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {type_}") from None
+    if not math.isfinite(value):
+        raise MlitbError(ErrorCode.NON_FINITE, "header value is NaN or infinite")
+    return Frame(mtype, project, round_, count, aux, value, memoryview(data)[HEADER_SIZE:])
+
+
+def error_frame(err: MlitbError, project: int = 0, round: int = 0) -> bytes:
+    return encode(MessageType.ERROR, project=project, round=round, count=err.code.number, payload=err.to_json())

@@ -1,0 +1,48 @@
+"""Schemas of the JSON bodies of control frames (JOIN, WELCOME, ERROR); hot-path frames are binary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlitb.errors import ErrorCode, MlitbError
+
+
+class JoinRequest(BaseModel):
+    """Sent by a worker right after connecting; the project id is in the frame header."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["trainer", "tracker"]
+    backend: str = Field(default="unknown", max_length=64)
+    agent: str = Field(default="", max_length=256)
+
+
+class DataInfo(BaseModel):
+    train_url: str
+    test_url: str | None
+    shape: list[int]
+    num_classes: int
+    train_count: int
+    test_count: int
+    labels: list[str]
+
+
+class Welcome(BaseModel):
+    client_id: int
+    role: str
+    project_id: int
+    name: str
+    param_count: int
+    period_s: float
+    model_url: str
+    data: DataInfo | None
+
+
+def parse_join(body: dict) -> JoinRequest:
+    try:
+        return JoinRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"JOIN {where}: {first['msg']}") from None

@@ -1,0 +1,142 @@
+"""The FastAPI application: REST for projects, models, metrics and data; `/ws` for workers;
+the built browser client at `/`. Every response is cross-origin isolated (COOP/COEP) so
+the browser may use wasm threads and SIMD."""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from mlitb import __version__
+from mlitb.config import Settings
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master.loop import ProjectRuntime
+from mlitb.master.project import ProjectSpec
+from mlitb.master.registry import ProjectRegistry
+from mlitb.model import WEIGHTS_FILE, model_json
+from mlitb.server.ws import serve_client
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def summary(rt: ProjectRuntime) -> dict:
+    roles = [c.role for c in rt.clients.values()]
+    return {
+        "id": rt.id, "name": rt.spec.name, "dataset": rt.spec.dataset, "round": rt.round,
+        "trainers": roles.count("trainer"), "trackers": roles.count("tracker"),
+        "param_count": rt.param_count, "num_classes": rt.network.num_classes,
+        "test_error": rt.latest_eval[1] if rt.latest_eval else None,
+        "hyper": rt.spec.hyper.model_dump(), "network": rt.network.to_spec(), "seed": rt.spec.seed,
+    }
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = ProjectRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        registry.start_all()
+        yield
+        await registry.shutdown()
+
+    app = FastAPI(title="MLitB master", version=__version__, lifespan=lifespan,
+                  description="Machine learning in the browser: projects, models, metrics, data; workers on /ws.")
+    app.state.registry = registry
+    app.state.settings = settings
+
+    @app.middleware("http")
+    async def isolate(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(ISOLATION_HEADERS)
+        return response
+
+    @app.exception_handler(MlitbError)
+    async def mlitb_error(_: Request, err: MlitbError):
+        return JSONResponse(err.to_json(), status_code=err.code.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"] if p != "body"]
+        code = ErrorCode.INVALID_HYPER if loc[:1] == ["hyper"] else ErrorCode.INVALID_REQUEST
+        err = MlitbError(code, f"{'.'.join(loc) or 'body'}: {first['msg']}")
+        return JSONResponse(err.to_json(), status_code=code.http_status)
+
+    @app.get("/api/projects", summary="List projects")
+    async def list_projects() -> list[dict]:
+        return [summary(rt) for rt in registry.projects.values()]
+
+    @app.post("/api/projects", status_code=201, summary="Create a project")
+    async def create_project(spec: ProjectSpec) -> dict:
+        return summary(registry.create(spec.model_dump()))
+
+    @app.get("/api/projects/{project_id}", summary="Get a project")
+    async def get_project(project_id: int) -> dict:
+        return summary(registry.get(project_id))
+
+    @app.delete("/api/projects/{project_id}", status_code=204, summary="Delete a project")
+    async def delete_project(project_id: int) -> Response:
+        registry.delete(project_id)
+        return Response(status_code=204)
+
+    @app.get("/api/projects/{project_id}/model/model.json", summary="Current model (TF.js Layers topology)")
+    async def get_model(project_id: int) -> Response:
+        rt = registry.get(project_id)
+        body = json.dumps(model_json(rt.network, rt.spec.name))
+        return Response(body, media_type="application/json",
+                        headers={"Cache-Control": "no-store", "X-Mlitb-Round": str(rt.round)})
+
+    @app.get(f"/api/projects/{{project_id}}/model/{WEIGHTS_FILE}", summary="Current weights (float32, manifest order)")
+    async def get_weights(project_id: int) -> Response:
+        rt = registry.get(project_id)
+        return Response(rt.params.tobytes(), media_type="application/octet-stream",
+                        headers={"Cache-Control": "no-store", "X-Mlitb-Round": str(rt.round)})
+
+    @app.get("/api/projects/{project_id}/metrics", summary="Per-round metrics")
+    async def get_metrics(project_id: int, since: int = Query(0, ge=0, description="first round to return")) -> list[dict]:
+        return [m for m in registry.get(project_id).metrics if m["round"] >= since]
+
+    @app.get("/api/projects/{project_id}/clients", summary="Connected workers")
+    async def get_clients(project_id: int) -> list[dict]:
+        rt = registry.get(project_id)
+        return [{"id": c.id, "role": c.role, "backend": c.backend, "latency_ms": round(c.latency_ms, 1),
+                 "work_ms": c.work_ms, "allocated": c.alloc_size, "last_samples": c.last_samples}
+                for c in rt.clients.values()]
+
+    @app.get("/api/projects/{project_id}/data/{split}", summary="Examples [start, start+count) as binary",
+             response_class=Response,
+             responses={200: {"content": {"application/octet-stream": {}},
+                              "description": "labels (count bytes) then images (count*H*W*C bytes), uint8"}})
+    async def get_data(project_id: int, split: str, start: int = Query(ge=0), count: int = Query(ge=1)) -> Response:
+        rt = registry.get(project_id)
+        ds = rt.dataset
+        part = None if ds is None else {"train": ds.train, "test": ds.test}.get(split)
+        if part is None:
+            raise MlitbError(ErrorCode.NO_DATA, f"project {project_id} has no '{split}' data")
+        return Response(part.encode_range(start, count), media_type="application/octet-stream",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable",
+                                 "X-Mlitb-Shape": ",".join(map(str, ds.shape))})
+
+    @app.websocket("/ws")
+    async def ws_endpoint(ws: WebSocket):
+        await serve_client(ws, registry)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,61 @@
+"""Run the app under uvicorn, in the foreground or on a background thread (demo, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import uvicorn
+
+from mlitb.config import Settings
+from mlitb.server.app import create_app
+
+
+def _config(settings: Settings, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                          ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
+
+
+def run_server(settings: Settings, log_level: str = "info") -> None:
+    uvicorn.Server(_config(settings, log_level)).run()
+
+
+class BackgroundServer:
+    """A uvicorn server on its own thread; `url` is known once `start()` returns."""
+
+    def __init__(self, settings: Settings, log_level: str = "warning"):
+        if settings.port == 0:
+            with socket.socket() as s:
+                s.bind((settings.host, 0))
+                settings = Settings(**{**settings.__dict__, "port": s.getsockname()[1]})
+        self.settings = settings
+        self.server = uvicorn.Server(_config(settings, log_level))
+        self.thread = threading.Thread(target=self._run, name="mlitb-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self, timeout_s: float = 20.0) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

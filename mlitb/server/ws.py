@@ -1,0 +1,122 @@
+"""The WebSocket endpoint: every client frame is size-capped, decoded, checked, then applied.
+
+A connection's first frame must be JOIN (project id in the header); from then on its
+identity and project come from the connection, never from the payload. A bad frame gets
+an ERROR frame with a stable code; only errors marked `close` end the connection, and the
+round loop and the other clients carry on either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master.loop import Client, ProjectRuntime
+from mlitb.master.registry import ProjectRegistry
+from mlitb.protocol import HEADER_SIZE, DataInfo, MessageType, Welcome, decode, encode, error_frame, parse_join
+from mlitb.protocol.frames import MAX_JSON_PAYLOAD
+
+log = logging.getLogger("mlitb.ws")
+JOIN_TIMEOUT_S = 15.0
+
+
+class WebSocketLink:
+    """Queues frames for one client and writes them from its own task, so a slow client
+    never blocks the round loop; past `max_queue` frames the client is dropped."""
+
+    def __init__(self, ws: WebSocket, max_queue: int):
+        self.ws = ws
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.max_queue = max_queue
+        self.closed = False
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    def send(self, frame: bytes) -> bool:
+        if self.closed or self.queue.qsize() >= self.max_queue:
+            return False
+        self.queue.put_nowait(frame)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code = (code, reason)
+            self.queue.put_nowait(None)
+
+    async def _write(self) -> None:
+        try:
+            while (frame := await self.queue.get()) is not None:
+                await self.ws.send_bytes(frame)
+            await self.ws.close(*self.close_code)
+        except Exception:  # the peer went away; the reader notices and cleans up
+            self.closed = True
+
+
+async def _receive_bytes(ws: WebSocket) -> bytes:
+    msg = await ws.receive()
+    if msg["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    if msg.get("bytes") is None:
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, "text frames are not accepted; send binary frames")
+    return msg["bytes"]
+
+
+async def serve_client(ws: WebSocket, registry: ProjectRegistry) -> None:
+    await ws.accept()
+    link = WebSocketLink(ws, registry.settings.client_queue_frames)
+    runtime = client = None
+    try:
+        while client is None:  # until a valid JOIN
+            try:
+                data = await asyncio.wait_for(_receive_bytes(ws), JOIN_TIMEOUT_S)
+                frame = decode(data, HEADER_SIZE + MAX_JSON_PAYLOAD)
+                if frame.type != MessageType.JOIN:
+                    raise MlitbError(ErrorCode.NOT_JOINED, f"first frame must be JOIN, got {frame.type.name}")
+                join = parse_join(frame.json())
+                runtime = registry.get(frame.project)
+                client = runtime.add_client(link, join.role, join.backend)
+            except MlitbError as err:
+                link.send(error_frame(err, project=0))
+                if err.code.value.close:
+                    link.close(1008, err.code.name)
+                    return
+            except asyncio.TimeoutError:
+                link.close(1008, "no JOIN in time")
+                return
+        link.send(encode(MessageType.WELCOME, project=runtime.id, payload=welcome(runtime, client).model_dump()))
+        while not link.closed:
+            data = await _receive_bytes(ws)
+            try:
+                frame = decode(data, runtime.max_frame_bytes)
+                if frame.type == MessageType.LEAVE:
+                    break
+                if frame.type == MessageType.JOIN:
+                    raise MlitbError(ErrorCode.ALREADY_JOINED)
+                runtime.on_frame(client.id, frame)
+            except MlitbError as err:
+                runtime.note_rejected()
+                link.send(error_frame(err, project=runtime.id, round=runtime.round))
+                if err.code.value.close:
+                    link.close(1008, err.code.name)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if runtime is not None and client is not None:
+            runtime.remove_client(client.id)
+        link.close()
+
+
+def welcome(runtime: ProjectRuntime, client: Client) -> Welcome:
+    ds = runtime.dataset
+    base = f"/api/projects/{runtime.id}"
+    data = None
+    if ds is not None:
+        data = DataInfo(train_url=f"{base}/data/train", test_url=f"{base}/data/test" if ds.test else None,
+                        shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
+                        test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
+    return Welcome(client_id=client.id, role=client.role, project_id=runtime.id, name=runtime.spec.name,
+                   param_count=runtime.param_count, period_s=runtime.spec.hyper.period_s,
+                   model_url=f"{base}/model/model.json", data=data)

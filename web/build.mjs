@@ -1,0 +1,40 @@
+// Builds the browser client into the Python package's static folder (mlitb/static).
+import { build } from "esbuild";
+import { cpSync, mkdirSync, rmSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = join(here, "..", "mlitb", "static");
+
+// Each entry is one script the server serves: the page, its workers, and the
+// in-browser check pages used by tests and benchmarks.
+const entries = {
+  app: "src/app/main.ts",
+  trainer: "src/worker/trainer.ts",
+  tracker: "src/worker/tracker.ts",
+  selftest: "src/selftest/main.ts",
+  selftest_worker: "src/selftest/worker.ts",
+};
+
+rmSync(out, { recursive: true, force: true });
+mkdirSync(join(out, "wasm"), { recursive: true });
+
+await build({
+  entryPoints: Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, join(here, v)])),
+  outdir: out,
+  bundle: true,
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  sourcemap: true,
+  logLevel: "warning",
+});
+
+// TF.js wasm binaries are fetched at run time from /static/wasm/.
+const wasmDir = join(here, "node_modules", "@tensorflow", "tfjs-backend-wasm", "dist");
+for (const f of readdirSync(wasmDir).filter((f) => f.endsWith(".wasm"))) {
+  cpSync(join(wasmDir, f), join(out, "wasm", f));
+}
+cpSync(join(here, "public"), out, { recursive: true });
+console.log(`built ${Object.keys(entries).join(", ")} into ${out}`);

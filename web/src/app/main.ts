@@ -1,0 +1,133 @@
+// The page: lists the master's projects, starts trainer/tracker Web Workers in this tab, and
+// shows each worker's status and the project's recent rounds. Training never runs on this thread.
+// Query parameters (used by `mlitb worker` / `mlitb demo`): ?project=ID&join=trainer,tracker&backend=wasm
+
+import type { WorkerStatus } from "../worker/connection";
+
+interface ProjectSummary {
+  id: number;
+  name: string;
+  dataset: string | null;
+  round: number;
+  trainers: number;
+  trackers: number;
+  param_count: number;
+  test_error: number | null;
+}
+
+interface RunningWorker {
+  id: number;
+  project: number;
+  worker: Worker;
+  status: WorkerStatus;
+}
+
+const running: RunningWorker[] = [];
+let nextId = 1;
+let selected: number | null = null;
+const params = new URLSearchParams(location.search);
+const forcedBackend = params.get("backend") ?? "auto";
+
+// Exposed for headless drivers and tests: a snapshot of every worker in this tab.
+(window as any).mlitb = {
+  workers: () => running.map((w) => ({ id: w.id, project: w.project, ...w.status })),
+  startWorker: (project: number, role: "trainer" | "tracker") => startWorker(project, role),
+  stopWorker: (id: number) => stopWorker(id),
+};
+
+const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const pct = (x: number | null | undefined) => (x == null ? "–" : `${(x * 100).toFixed(2)}%`);
+
+function startWorker(project: number, role: "trainer" | "tracker"): number {
+  const worker = new Worker(`/static/${role}.js`, { type: "module", name: `${role}-${project}` });
+  const entry: RunningWorker = { id: nextId++, project, worker, status: { role, state: "starting" } };
+  worker.onmessage = (ev) => {
+    if (ev.data?.kind === "status") {
+      entry.status = ev.data.status;
+      renderWorkers();
+    }
+  };
+  worker.onerror = (ev) => {
+    entry.status = { ...entry.status, state: "error", error: ev.message };
+    renderWorkers();
+  };
+  worker.postMessage({ kind: "start", options: { server: location.origin, project, backend: forcedBackend } });
+  running.push(entry);
+  selected = project;
+  renderWorkers();
+  return entry.id;
+}
+
+function stopWorker(id: number) {
+  const i = running.findIndex((w) => w.id === id);
+  if (i < 0) return;
+  running[i].worker.postMessage({ kind: "stop" });
+  setTimeout(() => running[i]?.worker.terminate(), 500);
+  running.splice(i, 1);
+  renderWorkers();
+}
+
+async function refreshProjects() {
+  try {
+    const res = await fetch("/api/projects");
+    const projects: ProjectSummary[] = await res.json();
+    $("#projects").innerHTML = projects.length
+      ? projects.map((p) => `
+        <tr>
+          <td><button class="link" data-select="${p.id}">${esc(p.name)}</button><div class="muted">#${p.id} · ${esc(p.dataset ?? "no data")} · ${p.param_count.toLocaleString()} params</div></td>
+          <td>${p.round}</td><td>${p.trainers}</td><td>${p.trackers}</td><td>${pct(p.test_error)}</td>
+          <td class="actions"><button data-join="trainer" data-project="${p.id}">Join as trainer</button>
+              <button data-join="tracker" data-project="${p.id}">Join as tracker</button></td>
+        </tr>`).join("")
+      : `<tr><td colspan="6" class="muted">No projects yet. Create one with <code>POST /api/projects</code> or run <code>mlitb demo</code>.</td></tr>`;
+    $("#server-state").textContent = `connected · ${projects.length} project(s)`;
+  } catch (e) {
+    $("#server-state").textContent = `server unreachable: ${e}`;
+  }
+  if (selected != null) refreshMetrics(selected);
+}
+
+async function refreshMetrics(project: number) {
+  const res = await fetch(`/api/projects/${project}/metrics`);
+  if (!res.ok) return;
+  const rows: any[] = (await res.json()).slice(-12).reverse();
+  $("#metrics-title").textContent = `Recent rounds of project #${project}`;
+  $("#metrics").innerHTML = rows.map((m) => `
+    <tr><td>${m.round}</td><td>${m.trainers}</td><td>${m.samples}</td><td>${Math.round(m.samples_per_s)}</td>
+    <td>${m.latency_ms_mean ?? "–"}</td><td>${m.loss?.toFixed(4) ?? "–"}</td><td>${pct(m.test_error)}</td></tr>`).join("");
+}
+
+function renderWorkers() {
+  $("#workers").innerHTML = running.length
+    ? running.map((w) => {
+        const s = w.status;
+        return `<tr>
+          <td>${s.role} #${w.id}<div class="muted">project #${w.project}</div></td>
+          <td>${esc(s.state)}${s.error ? `<div class="error">${esc(s.error)}</div>` : ""}</td>
+          <td title="${esc(s.backendDetail ?? "")}">${esc(s.backend ?? "…")}</td>
+          <td>${s.round ?? "–"}</td><td>${s.samplesPerS ?? "–"}</td><td>${s.workMs ?? "–"}</td>
+          <td>${s.role === "tracker" ? pct(s.testError) : s.loss?.toFixed(4) ?? "–"}</td>
+          <td><button data-stop="${w.id}">Stop</button></td></tr>`;
+      }).join("")
+    : `<tr><td colspan="8" class="muted">No workers in this tab. Pick a project and join.</td></tr>`;
+}
+
+document.addEventListener("click", (ev) => {
+  const t = ev.target as HTMLElement;
+  if (t.dataset.join) startWorker(Number(t.dataset.project), t.dataset.join as "trainer" | "tracker");
+  if (t.dataset.stop) stopWorker(Number(t.dataset.stop));
+  if (t.dataset.select) {
+    selected = Number(t.dataset.select);
+    refreshMetrics(selected);
+  }
+});
+
+$("#isolation").textContent = crossOriginIsolated ? "cross-origin isolated (wasm threads available)" : "not cross-origin isolated";
+const autoProject = Number(params.get("project"));
+for (const role of (params.get("join") ?? "").split(",").filter(Boolean)) {
+  if (autoProject && (role === "trainer" || role === "tracker")) startWorker(autoProject, role);
+}
+renderWorkers();
+refreshProjects();
+setInterval(refreshProjects, 2000);

@@ -1,0 +1,98 @@
+// One worker's WebSocket session with the master: JOIN, then typed frames in, binary frames out.
+
+import { decode, encode, Frame, json, MessageType, ServerError, Welcome } from "../protocol/frames";
+
+export interface WorkerOptions {
+  server: string; // http(s) origin of the master, e.g. location.origin
+  project: number;
+  backend: string; // "auto" or a forced TF.js backend name
+}
+
+// Status a worker posts to the page after every change; the page shows it and headless
+// drivers (mlitb worker, mlitb demo) read it.
+export interface WorkerStatus {
+  role: "trainer" | "tracker";
+  state: string; // connecting | loading | downloading | training | evaluating | idle | closed | error
+  backend?: string;
+  backendDetail?: string;
+  clientId?: number;
+  round?: number;
+  samples?: number;
+  samplesPerS?: number;
+  workMs?: number;
+  computeMs?: number;
+  loss?: number;
+  testError?: number;
+  allocated?: number;
+  downloaded?: number;
+  error?: string;
+}
+
+export function wsUrl(server: string): string {
+  const u = new URL("/ws", server);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  return u.toString();
+}
+
+export class Connection {
+  private ws: WebSocket;
+  welcome?: Welcome;
+
+  constructor(
+    private opts: WorkerOptions,
+    role: "trainer" | "tracker",
+    backend: string,
+    private onFrame: (f: Frame) => void | Promise<void>,
+    private onError: (e: ServerError) => void,
+    private onClose: (reason: string) => void,
+  ) {
+    this.ws = new WebSocket(wsUrl(opts.server));
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onopen = () =>
+      this.ws.send(encode(MessageType.JOIN, { project: opts.project, payload: { role, backend, agent: navigator.userAgent.slice(0, 200) } }));
+    // frames are handled strictly in order, even when a handler awaits
+    let chain = Promise.resolve();
+    this.ws.onmessage = (ev) => {
+      const frame = decode(ev.data as ArrayBuffer);
+      chain = chain.then(() => this.dispatch(frame)).catch((e) => this.onError({ code: "CLIENT", number: 0, message: String(e) }));
+    };
+    this.ws.onclose = (ev) => this.onClose(ev.reason || `closed (${ev.code})`);
+  }
+
+  private async dispatch(frame: Frame): Promise<void> {
+    if (frame.type === MessageType.WELCOME) this.welcome = json<Welcome>(frame);
+    if (frame.type === MessageType.ERROR) return this.onError(json<ServerError>(frame));
+    await this.onFrame(frame);
+  }
+
+  send(type: MessageType, fields: Parameters<typeof encode>[1]): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encode(type, { project: this.opts.project, ...fields }));
+  }
+
+  close(): void {
+    this.send(MessageType.LEAVE, {});
+    this.ws.close(1000, "left");
+  }
+}
+
+// Download examples [start, start+count) of a split as {labels, images}; the server caps a request at 10,000.
+export async function fetchRange(url: string, start: number, count: number, pixels: number) {
+  const res = await fetch(`${url}?start=${start}&count=${count}`);
+  if (!res.ok) throw new Error(`data request failed: ${res.status} ${await res.text()}`);
+  const buf = new Uint8Array(await res.arrayBuffer());
+  if (buf.byteLength !== count * (1 + pixels)) throw new Error(`data response has ${buf.byteLength} bytes, expected ${count * (1 + pixels)}`);
+  return { labels: buf.subarray(0, count), images: buf.subarray(count) };
+}
+
+// Sorted ids -> maximal runs [start, count], each at most `max` long.
+export function idRuns(ids: Uint32Array, max = 10000): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  let i = 0;
+  while (i < ids.length) {
+    let j = i + 1;
+    while (j < ids.length && ids[j] === ids[j - 1] + 1 && j - i < max) j++;
+    runs.push([ids[i], j - i]);
+    i = j;
+  }
+  return runs;
+}

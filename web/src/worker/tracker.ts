@@ -1,0 +1,84 @@
+// Tracker Web Worker: receives the parameters every round and measures the classification
+// error on the project's test set whenever it is free, reporting it to the master.
+
+import { chooseBackend } from "../compute/backend";
+import { GradientComputer } from "../compute/gradients";
+import { floats, Frame, MessageType } from "../protocol/frames";
+import { Connection, fetchRange, WorkerOptions, WorkerStatus } from "./connection";
+
+const MAX_TEST = 10000;
+// Evaluating 10,000 images takes a second or more of CPU that trainers on the same machine
+// would otherwise use, so a tracker evaluates at most this often.
+const MIN_EVAL_INTERVAL_MS = 4000;
+let lastEval = -Infinity;
+const status: WorkerStatus = { role: "tracker", state: "connecting" };
+const post = (patch: Partial<WorkerStatus>) => {
+  Object.assign(status, patch);
+  (self as unknown as Worker).postMessage({ kind: "status", status: { ...status } });
+};
+
+let conn: Connection;
+let computer: GradientComputer | undefined;
+let test: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
+let latest: { round: number; params: Float32Array } | undefined;
+let busy = false;
+
+async function start(opts: WorkerOptions) {
+  const backend = await chooseBackend(opts.backend === "auto" ? undefined : opts.backend);
+  post({ backend: backend.name, backendDetail: backend.detail });
+  conn = new Connection(opts, "tracker", backend.name, onFrame,
+    (e) => post({ error: `${e.code}: ${e.message}` }),
+    (reason) => post({ state: "closed", error: status.error ?? reason }));
+}
+
+async function prepare() {
+  const w = conn.welcome!;
+  if (!w.data?.test_url) throw new Error("project has no test set to track");
+  post({ state: "loading", clientId: w.client_id });
+  computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+  const shape = w.data.shape;
+  const pixels = shape[0] * shape[1] * shape[2];
+  const count = Math.min(MAX_TEST, w.data.test_count);
+  post({ state: "downloading", allocated: count });
+  const part = await fetchRange(w.data.test_url, 0, count, pixels);
+  test = { images: part.images, labels: part.labels, count, shape };
+  post({ state: "idle", downloaded: count });
+  evaluateLatest();
+}
+
+// Evaluates the newest parameters; rounds that arrive meanwhile are skipped, not queued.
+async function evaluateLatest() {
+  if (busy || !latest || !computer || !test) return;
+  const wait = lastEval + MIN_EVAL_INTERVAL_MS - performance.now();
+  if (wait > 0) {
+    busy = true;
+    setTimeout(() => { busy = false; evaluateLatest(); }, wait);
+    return;
+  }
+  busy = true;
+  lastEval = performance.now();
+  const { round, params } = latest;
+  latest = undefined;
+  post({ state: "evaluating", round });
+  const t0 = performance.now();
+  computer.setParams(params);
+  const r = computer.evaluate(test);
+  const ms = performance.now() - t0;
+  conn.send(MessageType.EVAL, { round, count: test.count, aux: ms, value: r.error });
+  post({ state: "idle", testError: r.error, loss: r.loss, computeMs: Math.round(ms) });
+  busy = false;
+  setTimeout(evaluateLatest, 0);
+}
+
+async function onFrame(f: Frame) {
+  if (f.type === MessageType.WELCOME) prepare().catch((e) => post({ state: "error", error: String(e) }));
+  if (f.type === MessageType.PARAMS) {
+    latest = { round: f.round, params: floats(f) };
+    evaluateLatest();
+  }
+}
+
+self.onmessage = (ev: MessageEvent) => {
+  if (ev.data?.kind === "start") start(ev.data.options).catch((e) => post({ state: "error", error: String(e) }));
+  if (ev.data?.kind === "stop") conn?.close();
+};

@@ -1,0 +1,82 @@
+// Trainer Web Worker: downloads its allocated examples once, then every round trains for the
+// work time the master gave it and sends back the summed gradient and the sample count.
+
+import { chooseBackend } from "../compute/backend";
+import { GradientComputer } from "../compute/gradients";
+import { floats, Frame, MessageType, uint32s } from "../protocol/frames";
+import { Connection, fetchRange, idRuns, WorkerOptions, WorkerStatus } from "./connection";
+
+const status: WorkerStatus = { role: "trainer", state: "connecting" };
+const post = (patch: Partial<WorkerStatus>) => {
+  Object.assign(status, patch);
+  (self as unknown as Worker).postMessage({ kind: "status", status: { ...status } });
+};
+
+let conn: Connection;
+let computer: GradientComputer | undefined;
+let params: Float32Array | undefined;
+let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
+let allocVersion = 0;
+
+async function start(opts: WorkerOptions) {
+  const backend = await chooseBackend(opts.backend === "auto" ? undefined : opts.backend);
+  post({ backend: backend.name, backendDetail: backend.detail });
+  conn = new Connection(opts, "trainer", backend.name, onFrame,
+    (e) => post({ error: `${e.code}: ${e.message}` }),
+    (reason) => post({ state: "closed", error: status.error ?? reason }));
+}
+
+async function download(ids: Uint32Array) {
+  const version = ++allocVersion;
+  const info = conn.welcome!.data!;
+  const shape = info.shape;
+  const pixels = shape[0] * shape[1] * shape[2];
+  const images = new Uint8Array(ids.length * pixels);
+  const labels = new Uint8Array(ids.length);
+  post({ state: "downloading", allocated: ids.length, downloaded: 0 });
+  let offset = 0;
+  for (const [start, count] of idRuns(ids)) {
+    const part = await fetchRange(info.train_url, start, count, pixels);
+    if (version !== allocVersion) return; // a newer allocation replaced this one
+    images.set(part.images, offset * pixels);
+    labels.set(part.labels, offset);
+    offset += count;
+    post({ downloaded: offset });
+  }
+  data = { images, labels, count: ids.length, shape };
+  post({ state: "idle" });
+}
+
+async function onFrame(f: Frame) {
+  switch (f.type) {
+    case MessageType.WELCOME: {
+      const w = conn.welcome!;
+      if (!w.data) throw new Error("project has no training data yet");
+      post({ state: "loading", clientId: w.client_id });
+      computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+      if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
+      break;
+    }
+    case MessageType.ALLOC:
+      download(uint32s(f)).catch((e) => post({ state: "error", error: String(e) }));
+      break;
+    case MessageType.PARAMS:
+      params = floats(f);
+      break;
+    case MessageType.WORK: {
+      if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round
+      computer.setParams(params);
+      post({ state: "training", round: f.round, workMs: f.aux });
+      const r = computer.computeFor(f.aux, data);
+      conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
+      post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
+        loss: r.lossSum / r.samples });
+      break;
+    }
+  }
+}
+
+self.onmessage = (ev: MessageEvent) => {
+  if (ev.data?.kind === "start") start(ev.data.options).catch((e) => post({ state: "error", error: String(e) }));
+  if (ev.data?.kind === "stop") conn?.close();
+};

@@ -46,6 +46,13 @@ class WebSocketLink:
             self.close_code = (code, reason)
             self.queue.put_nowait(None)
 
+    async def flushed(self, timeout_s: float = 5.0) -> None:
+        """Wait until queued frames (an ERROR before a close, say) have gone out."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.writer), timeout_s)
+        except (asyncio.TimeoutError, Exception):
+            self.writer.cancel()
+
     async def _write(self) -> None:
         try:
             while (frame := await self.queue.get()) is not None:
@@ -107,6 +114,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry) -> None:
         if runtime is not None and client is not None:
             runtime.remove_client(client.id)
         link.close()
+        await link.flushed()
 
 
 def welcome(runtime: ProjectRuntime, client: Client) -> Welcome:

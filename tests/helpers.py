@@ -1,0 +1,24 @@
+"""Test helpers: small projects and tiny data sets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlitb.config import Settings
+from mlitb.data import Dataset, Split
+from mlitb.master.loop import ProjectRuntime
+from mlitb.master.project import ProjectSpec
+
+TINY_NETWORK = [{"type": "input", "shape": [2, 2, 1]}, {"type": "flatten"}, {"type": "dense", "units": 3, "activation": "softmax"}]
+
+
+def tiny_dataset(n: int = 30) -> Dataset:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 2, 2, 1), dtype=np.uint8)
+    labels = (np.arange(n) % 3).astype(np.uint8)
+    return Dataset("tiny", ("a", "b", "c"), Split(images, labels), Split(images[:6], labels[:6]))
+
+
+def make_runtime(period_s: float = 1.0, n: int = 30, **hyper) -> ProjectRuntime:
+    spec = ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": period_s, **hyper})
+    return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(n), Settings())

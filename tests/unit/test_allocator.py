@@ -1,0 +1,91 @@
+"""Data allocation: disjoint, balanced, minimal movement on join, nothing lost on leave."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlitb.master.allocator import UNALLOCATED, Allocator
+
+
+def check_invariants(a: Allocator):
+    counts = a.counts()
+    # disjoint by construction (one owner per id); every owner is a live trainer
+    assert set(np.unique(a.owner[a.owner != UNALLOCATED]).tolist()) <= set(a.trainers)
+    if counts:
+        assert max(counts.values()) - min(counts.values()) <= 1, counts
+        assert max(counts.values()) <= a.capacity
+        allocated = sum(counts.values())
+        assert allocated == min(a.size, a.capacity * len(a.trainers))
+
+
+def test_first_trainer_gets_everything_within_capacity():
+    a = Allocator(100, capacity=1000)
+    a.join(1)
+    assert a.counts() == {1: 100}
+
+
+def test_shares_are_disjoint_and_balanced_within_one():
+    a = Allocator(11, capacity=100)
+    for t in (1, 2, 3):
+        a.join(t)
+        check_invariants(a)
+    assert sorted(a.counts().values()) == [3, 4, 4]
+    ids = [set(a.ids_of(t).tolist()) for t in (1, 2, 3)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+
+
+def test_a_new_trainer_moves_only_the_ids_it_receives():
+    a = Allocator(60_000, capacity=60_000)
+    a.join(1)
+    a.join(2)
+    before = a.owner.copy()
+    a.join(3)
+    moved = np.count_nonzero(before != a.owner)
+    assert moved == a.counts()[3] == 20_000  # nothing moves between the old trainers
+
+
+def test_a_new_trainer_takes_unallocated_ids_before_cutting_the_pie():
+    a = Allocator(100, capacity=30)
+    a.join(1)
+    a.join(2)
+    before = a.owner.copy()
+    a.join(3)
+    assert a.counts() == {1: 30, 2: 30, 3: 30}
+    assert np.array_equal(before[before != UNALLOCATED], a.owner[before != UNALLOCATED])
+
+
+def test_a_leaving_trainers_ids_go_back_to_the_others():
+    a = Allocator(90, capacity=1000)
+    for t in (1, 2, 3):
+        a.join(t)
+    a.take_changed()
+    a.leave(2)
+    assert a.counts() == {1: 45, 3: 45}
+    assert np.count_nonzero(a.owner == UNALLOCATED) == 0
+    assert a.take_changed() == {1, 3}
+
+
+def test_ids_beyond_every_capacity_stay_unallocated():
+    a = Allocator(100, capacity=10)
+    a.join(1)
+    a.leave(1)
+    assert np.count_nonzero(a.owner == UNALLOCATED) == 100
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(0, 500), capacity=st.integers(1, 300),
+       ops=st.lists(st.tuples(st.booleans(), st.integers(0, 20)), max_size=40))
+def test_invariants_hold_over_random_join_and_leave_sequences(size, capacity, ops):
+    a = Allocator(size, capacity)
+    live: set[int] = set()
+    next_id = 0
+    for is_join, pick in ops:
+        if is_join or not live:
+            a.join(next_id)
+            live.add(next_id)
+            next_id += 1
+        else:
+            victim = sorted(live)[pick % len(live)]
+            a.leave(victim)
+            live.discard(victim)
+        check_invariants(a)

@@ -34,8 +34,17 @@ def _demo(args: argparse.Namespace) -> int:
                     backend=args.backend)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where the help already says it or none applies."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or "default" in (action.help or "") or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,
                                 description="MLitB: distributed neural-network training in web browsers.")
     p.add_argument("--version", action="version", version=f"mlitb {__version__}")
@@ -55,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Launch headless Chromium trainers (and trackers) that join a project on any "
                                    "reachable server; runs until interrupted, one status line per round.")
     w.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
-    w.add_argument("--project", type=int, required=True, help="project id to join")
+    w.add_argument("--project", type=int, required=True, help="project id to join (required)")
     w.add_argument("--browsers", type=int, default=1, help="number of trainers (one headless page each)")
     w.add_argument("--trackers", type=int, default=0, help="number of trackers (test-error evaluation)")
     w.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend; auto = webgpu, webgl, wasm, cpu, software GPUs losing to wasm")
-    w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
+    w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
     w.set_defaults(func=_worker)
 
     d = sub.add_parser("demo", formatter_class=fmt, help="train the paper's network on MNIST with headless browsers",
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8000, help="TCP port of the demo server (0 picks a free one)")
     d.add_argument("--metrics-out", default=None, help="write one JSON object per round to this file")
     d.add_argument("--period", type=float, default=2.0, help="round duration T in seconds")
-    d.add_argument("--learning-rate", type=float, default=0.01, help="AdaGrad learning rate")
+    d.add_argument("--learning-rate", type=float, default=0.1, help="AdaGrad learning rate")
     d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend of the trainers")
     d.set_defaults(func=_demo)
@@ -81,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll drowns the progress lines
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

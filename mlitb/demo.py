@@ -29,7 +29,7 @@ def progress_line(m: dict, elapsed: float) -> str:
 
 
 def run_demo(workers: int = 2, duration_s: float = 300.0, port: int = 8000, host: str = "127.0.0.1",
-             metrics_out: str | None = None, period_s: float = 2.0, learning_rate: float = 0.01,
+             metrics_out: str | None = None, period_s: float = 2.0, learning_rate: float = 0.1,
              backend: str = "auto", out=sys.stdout) -> int:
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)

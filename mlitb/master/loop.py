@@ -81,6 +81,7 @@ class ProjectRuntime:
         self._wake = asyncio.Event()
         self._stopped = False
         self.rejected_total = 0
+        self._round_starts: dict[int, float] = {}
 
     # ---- limits derived from the model -------------------------------------------------
     @property
@@ -152,8 +153,11 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
         stats = self._stats
         if self.open_round is None or frame.round != self.open_round or stats is None:
-            if stats is not None:
+            started = self._round_starts.get(frame.round)
+            if started is not None and stats is not None:
+                # a late answer still tells how slow this client is: its next work time shrinks
                 stats.late += 1
+                self._observe_latency(client, (self.clock() - started) * 1000 - frame.aux)
             raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
         if client.answered_round == frame.round:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
@@ -171,11 +175,14 @@ class ProjectRuntime:
         self._acc.add(grad, frame.count, frame.value)
         client.answered_round = frame.round
         client.last_samples = frame.count
-        elapsed_ms = (self.clock() - stats.started) * 1000
-        sample = max(0.0, elapsed_ms - frame.aux)
-        client.latency_ms = (1 - LATENCY_SMOOTHING) * client.latency_ms + LATENCY_SMOOTHING * sample
-        stats.latencies.append(sample)
+        stats.latencies.append(self._observe_latency(client, (self.clock() - stats.started) * 1000 - frame.aux))
         self._check_all_answered()
+
+    @staticmethod
+    def _observe_latency(client: Client, sample_ms: float) -> float:
+        sample_ms = max(0.0, sample_ms)
+        client.latency_ms = (1 - LATENCY_SMOOTHING) * client.latency_ms + LATENCY_SMOOTHING * sample_ms
+        return sample_ms
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -229,6 +236,8 @@ class ProjectRuntime:
                 self.allocator.join(c.id)
         self._send_allocations()
         stats = RoundStats(self.round, self.clock())
+        self._round_starts[self.round] = stats.started
+        self._round_starts.pop(self.round - 8, None)  # late answers older than that are just refused
         self._stats, self._acc = stats, GradientAccumulator(self.param_count)
         self._all_answered.clear()
         self.open_round = self.round

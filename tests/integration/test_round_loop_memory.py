@@ -143,3 +143,18 @@ async def test_work_time_stays_within_zero_and_the_period():
     fast = rt.work_ms_for(t.client)
     t.client.latency_ms = 800
     assert rt.work_ms_for(t.client) < fast
+
+
+async def test_a_late_gradient_is_refused_counted_and_shrinks_the_next_work_time():
+    rt = make_runtime(period_s=1)
+    slow = MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    first = await rt.run_round()  # nobody answers round 0
+    work_before = rt.work_ms_for(slow.client)
+    round_task = asyncio.create_task(rt.run_round())
+    await asyncio.sleep(0.05)
+    late = encode(MessageType.GRADIENT, project=1, round=0, count=1, aux=100, payload=np.zeros(rt.param_count, np.float32))
+    assert slow.send(late).code == ErrorCode.STALE_ROUND
+    record = await round_task
+    assert first["contributions"] == 0 and record["late"] == 1
+    assert rt.work_ms_for(slow.client) < work_before

@@ -37,6 +37,8 @@ export function wsUrl(server: string): string {
 export class Connection {
   private ws: WebSocket;
   welcome?: Welcome;
+  newestRound = -1; // highest round number seen on the wire, even if not yet handled
+  arrivedAt = new WeakMap<Frame, number>(); // performance.now() when each frame arrived
 
   constructor(
     private opts: WorkerOptions,
@@ -54,6 +56,8 @@ export class Connection {
     let chain = Promise.resolve();
     this.ws.onmessage = (ev) => {
       const frame = decode(ev.data as ArrayBuffer);
+      this.arrivedAt.set(frame, performance.now());
+      if (frame.type === MessageType.WORK) this.newestRound = Math.max(this.newestRound, frame.round);
       chain = chain.then(() => this.dispatch(frame)).catch((e) => this.onError({ code: "CLIENT", number: 0, message: String(e) }));
     };
     this.ws.onclose = (ev) => this.onClose(ev.reason || `closed (${ev.code})`);

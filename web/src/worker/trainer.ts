@@ -65,9 +65,14 @@ async function onFrame(f: Frame) {
       break;
     case MessageType.WORK: {
       if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round
+      // A trainer that fell behind skips to the newest round instead of answering late forever,
+      // and the time this frame waited in the queue comes off its work time.
+      if (f.round < conn.newestRound) return;
+      const waited = performance.now() - (conn.arrivedAt.get(f) ?? performance.now());
+      const workMs = Math.max(1, f.aux - waited);
       computer.setParams(params);
-      post({ state: "training", round: f.round, workMs: f.aux });
-      const r = computer.computeFor(f.aux, data);
+      post({ state: "training", round: f.round, workMs: Math.round(workMs) });
+      const r = computer.computeFor(workMs, data);
       conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
         loss: r.lossSum / r.samples });

@@ -13,6 +13,8 @@ const entries = {
   app: "src/app/main.ts",
   trainer: "src/worker/trainer.ts",
   tracker: "src/worker/tracker.ts",
+  check_stock_model: "src/check/stock_model.ts",
+  check_trainer_predict: "src/check/trainer_predict.ts",
   selftest: "src/selftest/main.ts",
   selftest_worker: "src/selftest/worker.ts",
 };

@@ -20,7 +20,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[StaticServer]:
+def static_site() -> Iterator[StaticServer]:
     if not (STATIC_DIR / "selftest_worker.js").exists():
         pytest.fail("mlitb/static is not built: run `cd web && npm install && npm run build`")
     with StaticServer() as s:
@@ -28,7 +28,7 @@ def server() -> Iterator[StaticServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def selftest_browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         yield b
@@ -36,14 +36,14 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def selftest(server: StaticServer, browser: Browser):
+def selftest(static_site: StaticServer, selftest_browser: Browser):
     def run(query: str, timeout_s: float = 120) -> dict:
-        page = browser.new_page()
+        page = selftest_browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:
             page.set_default_timeout(timeout_s * 1000)
-            page.goto(server.url(f"/static/selftest.html?{query}"))
+            page.goto(static_site.url(f"/static/selftest.html?{query}"))
             result = page.evaluate("window.selftest")
         finally:
             page.close()

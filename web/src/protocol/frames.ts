@@ -79,6 +79,7 @@ export interface Welcome {
   name: string;
   param_count: number;
   period_s: number;
+  batch_size: number;
   model_url: string;
   data: {
     train_url: string;

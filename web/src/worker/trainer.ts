@@ -72,7 +72,7 @@ async function onFrame(f: Frame) {
       const workMs = Math.max(1, f.aux - waited);
       computer.setParams(params);
       post({ state: "training", round: f.round, workMs: Math.round(workMs) });
-      const r = computer.computeFor(workMs, data);
+      const r = computer.computeFor(workMs, data, conn.welcome!.batch_size);
       conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
         loss: r.lossSum / r.samples });

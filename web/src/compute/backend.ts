@@ -1,0 +1,151 @@
+// Picks the TF.js backend that trains fastest here (page or Web Worker): webgpu > webgl > wasm > cpu; software GPUs lose to wasm.
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import "@tensorflow/tfjs-backend-webgl";
+import "@tensorflow/tfjs-backend-webgpu";
+import { getThreadsCount, setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import "./kernels";
+
+export interface BackendChoice {
+  name: string; // the active TF.js backend
+  software: boolean; // true when the chosen backend only emulates a device (never chosen over wasm)
+  detail: string; // why: what each candidate reported, in order
+}
+
+export interface BackendOptions {
+  wasmPath?: string; // where the .wasm binaries are served
+  wasmThreads?: number; // 0 = single-threaded build; n > 0 = threaded build with n threads when allowed
+}
+
+export const WASM_PATH = "/static/wasm/";
+export const ORDER = ["webgpu", "webgl", "wasm", "cpu"] as const;
+const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|software|basic render|mesa offscreen/i;
+
+interface Probe { ok: boolean; software: boolean; detail: string }
+
+async function probeWebGPU(): Promise<Probe> {
+  const gpu = (globalThis.navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  if (!gpu) return { ok: false, software: false, detail: "no navigator.gpu" };
+  type Info = { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  const adapter = (await gpu.requestAdapter().catch(() => null)) as
+    | { info?: Info; isFallbackAdapter?: boolean; requestAdapterInfo?: () => Promise<Info> }
+    | null;
+  if (!adapter) return { ok: false, software: false, detail: "no adapter" };
+  const info: Info = adapter.info ?? (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
+  const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");
+  const software = Boolean(adapter.isFallbackAdapter || info.isFallbackAdapter) || SOFTWARE.test(name);
+  return { ok: true, software, detail: `adapter '${name || "unknown"}'${software ? " is a software/fallback adapter" : ""}` };
+}
+
+function probeWebGL(): Probe {
+  let canvas: OffscreenCanvas | HTMLCanvasElement;
+  if (typeof OffscreenCanvas !== "undefined") canvas = new OffscreenCanvas(1, 1);
+  else if (typeof document !== "undefined") canvas = document.createElement("canvas");
+  else return { ok: false, software: false, detail: "no canvas" };
+  const gl = (canvas.getContext("webgl2") ?? canvas.getContext("webgl")) as WebGLRenderingContext | null;
+  if (!gl) return { ok: false, software: false, detail: "no context" };
+  const ext = gl.getExtension("WEBGL_debug_renderer_info");
+  const renderer = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  const vendor = String(gl.getParameter(ext ? ext.UNMASKED_VENDOR_WEBGL : gl.VENDOR));
+  gl.getExtension("WEBGL_lose_context")?.loseContext();
+  const software = SOFTWARE.test(`${vendor} ${renderer}`);
+  return { ok: true, software, detail: `renderer '${renderer}'${software ? " is software (SwiftShader-like)" : ""}` };
+}
+
+// Threads need SharedArrayBuffer (cross-origin isolation) and nested workers. TF.js 4.22 caps XNNPACK's
+// pool at hardwareConcurrency / 2, so below 4 logical cores the threaded build only adds 8 idle workers:
+// by default it is used from 4 cores up (bench/trainer_throughput.py measures either way).
+function wasmThreads(opts: BackendOptions): number {
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+  if (!isolated || typeof SharedArrayBuffer === "undefined") return 0;
+  if (opts.wasmThreads !== undefined) return opts.wasmThreads;
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  return cores >= 4 ? Math.floor(cores / 2) : 0;
+}
+
+function configureWasm(opts: BackendOptions, threads: number): void {
+  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", threads > 0);
+  if (threads > 0) setThreadsCount(threads);
+  try {
+    setWasmPaths(opts.wasmPath ?? WASM_PATH);
+  } catch {
+    // a failed earlier initialisation in this context already fixed the paths
+  }
+}
+
+// A tiny training step with every op the trainer uses: a backend that cannot run it is skipped.
+function smokeTrain(): void {
+  tf.tidy(() => {
+    const w = tf.variable(tf.randomNormal([3, 3, 1, 2]), true, `smoke${Math.random()}`);
+    const d = tf.variable(tf.randomNormal([32, 3]), true, `smoke${Math.random()}`);
+    const x = tf.randomUniform([2, 8, 8, 1]);
+    const { grads } = tf.variableGrads(() => {
+      const h = tf.maxPool(tf.relu(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, "same")), 2, 2, "valid");
+      const p = tf.softmax(tf.matMul(tf.reshape(h, [2, 32]) as tf.Tensor2D, d as tf.Tensor2D));
+      return tf.sum(tf.log(tf.clipByValue(p, 1e-7, 1))) as tf.Scalar;
+    }, [w, d]);
+    Object.values(grads).forEach((g) => g.dataSync());
+    w.dispose();
+    d.dispose();
+  });
+}
+
+async function activate(name: string): Promise<string | null> {
+  try {
+    if (!(await tf.setBackend(name))) return "failed to initialise";
+    await tf.ready();
+    smokeTrain();
+    return null;
+  } catch (e) {
+    return `cannot train: ${(e as Error).message ?? e}`;
+  }
+}
+
+/**
+ * Chooses and activates a backend. `force` names one backend to use (tests, benchmarks); it throws
+ * when that backend cannot train here.
+ */
+export async function chooseBackend(force?: string, opts: BackendOptions = {}): Promise<BackendChoice> {
+  const notes: string[] = [];
+  for (const name of force ? [force] : ORDER) {
+    let software = false;
+    let extra = "";
+    if (name === "webgpu" || name === "webgl") {
+      const p = name === "webgpu" ? await probeWebGPU() : probeWebGL();
+      software = p.software;
+      if (!p.ok || (software && !force)) {
+        notes.push(`${name}: ${p.detail}${p.ok ? ", loses to wasm" : ""}`);
+        continue;
+      }
+      extra = p.detail;
+    }
+    let failure: string | null;
+    if (name === "wasm") {
+      const threads = wasmThreads(opts);
+      configureWasm(opts, threads);
+      failure = await activate(name);
+      if (failure && threads > 0) {
+        notes.push(`wasm threaded build: ${failure}`);
+        configureWasm(opts, 0); // fall back to the single-threaded SIMD build
+        failure = await activate(name);
+      }
+      if (!failure) {
+        const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
+        const threaded = tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT");
+        const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+        extra = `${threaded ? "threaded " : ""}${simd ? "SIMD" : "plain"} build, ${getThreadsCount()} thread(s), `
+          + `${isolated ? "" : "not "}cross-origin isolated`;
+      }
+    } else {
+      failure = await activate(name);
+    }
+    if (failure) {
+      notes.push(`${name}: ${failure}`);
+      if (force) throw new Error(`backend ${name} unusable: ${notes.join("; ")}`);
+      continue;
+    }
+    notes.push(`${name}: chosen${extra ? ` (${extra})` : ""}`);
+    return { name, software, detail: notes.join("; ") };
+  }
+  throw new Error(`no TF.js backend can train here: ${notes.join("; ")}`);
+}

@@ -1,0 +1,236 @@
+// Training core of the trainer worker: clock-bounded summed gradients, evaluation and prediction for a TF.js Layers model.
+import * as tf from "@tensorflow/tfjs-core";
+import * as tfl from "@tensorflow/tfjs-layers";
+import "./kernels";
+
+/** Labelled uint8 images, row-major [count, height, width, channels]; pixels 0..255. */
+export interface LabelledImages {
+  images: Uint8Array;
+  labels: Uint8Array;
+  count: number;
+  shape: [number, number, number];
+}
+
+export interface GradientResult {
+  grad: Float32Array; // sum over samples of the per-sample gradient, flat, in parameter order
+  samples: number;
+  lossSum: number;
+  ms: number;
+}
+
+// Measured on the paper's network (wasm SIMD, Chromium worker, 2 cores; selftest ?check=throughput&batch=...):
+// 32-48 is fastest (16: -10%, 64-128: -15..25%, its activations outgrow the cache), and a small batch
+// overshoots the work time less.
+export const DEFAULT_BATCH_SIZE = 32;
+const EVAL_BATCH_SIZE = 256;
+const EPSILON = 1e-7; // Keras' clip for log(p)
+
+export class GradientComputer {
+  readonly model: tfl.LayersModel;
+  readonly paramCount: number;
+  readonly numClasses: number;
+  batchSize = DEFAULT_BATCH_SIZE;
+  private readonly vars: tf.Variable[];
+  private readonly sizes: number[];
+  private readonly inputShape: number[];
+  // Shuffled visiting order of the current data set, kept across calls so every sample is used once per epoch.
+  private order: Uint32Array = new Uint32Array(0);
+  private cursor = 0;
+  private orderOf: Uint8Array | null = null;
+
+  private constructor(model: tfl.LayersModel) {
+    this.model = model;
+    // Trainable weights come first in model.weights, each layer's kernel then bias: the wire order.
+    this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    this.sizes = this.vars.map((v) => v.size);
+    this.paramCount = this.sizes.reduce((a, b) => a + b, 0);
+    const out = model.outputs[0].shape;
+    this.numClasses = out[out.length - 1] as number;
+    this.inputShape = model.inputs[0].shape.slice(1) as number[];
+  }
+
+  /** Loads TF.js Layers artifacts: a model.json URL (weights next to it), or any TF.js IOHandler. */
+  static async fromArtifacts(modelJsonUrl: string | tf.io.IOHandler): Promise<GradientComputer> {
+    return new GradientComputer(await tfl.loadLayersModel(modelJsonUrl));
+  }
+
+  static fromModel(model: tfl.LayersModel): GradientComputer {
+    return new GradientComputer(model);
+  }
+
+  setParams(flat: Float32Array): void {
+    if (flat.length !== this.paramCount) {
+      throw new Error(`expected ${this.paramCount} parameters, got ${flat.length}`);
+    }
+    let off = 0;
+    for (const v of this.vars) {
+      const t = tf.tensor(flat.subarray(off, off + v.size), v.shape, "float32");
+      v.assign(t);
+      t.dispose();
+      off += v.size;
+    }
+  }
+
+  getParams(): Float32Array {
+    const flat = new Float32Array(this.paramCount);
+    let off = 0;
+    for (const v of this.vars) {
+      flat.set(v.dataSync() as Float32Array, off);
+      off += v.size;
+    }
+    return flat;
+  }
+
+  computeFor(workMs: number, data: LabelledImages, batchSize?: number): GradientResult {
+    this.check(data);
+    const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
+    const start = performance.now();
+    let acc: tf.Tensor[] | null = null;
+    let samples = 0;
+    let lossSum = 0;
+    try {
+      do {
+        const idx = this.nextIndices(data, bs);
+        const prev: tf.Tensor[] | null = acc;
+        const step: { value: tf.Tensor; sums: tf.Tensor[] } = tf.tidy(() => {
+          const { x, y } = this.batch(data, idx);
+          // The loss is the batch SUM, so its gradient is already the per-sample gradient summed.
+          const { value, grads } = tf.variableGrads(() => tf.sum(this.loss(x, y, true)) as tf.Scalar, this.vars);
+          const sums: tf.Tensor[] = this.vars.map((v, i) => (prev ? tf.add(prev[i], grads[v.name]) : grads[v.name]));
+          return { value, sums };
+        });
+        if (prev) prev.forEach((t) => t.dispose());
+        acc = step.sums;
+        // Reading the loss each batch also waits for asynchronous (GPU) backends, so the clock is honest.
+        lossSum += step.value.dataSync()[0];
+        step.value.dispose();
+        samples += idx.length;
+      } while (performance.now() - start < workMs);
+    } catch (e) {
+      (acc as tf.Tensor[] | null)?.forEach((t) => t.dispose()); // no leak when a kernel throws
+      throw e;
+    }
+    const grad = new Float32Array(this.paramCount);
+    let off = 0;
+    (acc as tf.Tensor[]).forEach((t, i) => {
+      grad.set(t.dataSync() as Float32Array, off);
+      off += this.sizes[i];
+      t.dispose();
+    });
+    return { grad, samples, lossSum, ms: performance.now() - start };
+  }
+
+  evaluate(data: LabelledImages): { error: number; loss: number } {
+    this.check(data);
+    let wrong = 0;
+    let lossSum = 0;
+    for (let s = 0; s < data.count; s += EVAL_BATCH_SIZE) {
+      const idx = range(s, Math.min(s + EVAL_BATCH_SIZE, data.count));
+      const [w, l] = tf.tidy(() => {
+        const { x, y } = this.batch(data, idx);
+        const p = this.model.apply(x, { training: false }) as tf.Tensor;
+        const miss = tf.sum(tf.notEqual(tf.argMax(p, -1), tf.argMax(y, -1)));
+        return [miss, tf.sum(crossEntropy(p, y))];
+      });
+      wrong += w.dataSync()[0];
+      lossSum += l.dataSync()[0];
+      w.dispose();
+      l.dispose();
+    }
+    return { error: data.count ? wrong / data.count : 0, loss: data.count ? lossSum / data.count : 0 };
+  }
+
+  predict(images: Uint8Array, count: number, shape: [number, number, number]): Float32Array {
+    this.checkShape(shape, images.length, count);
+    const out = new Float32Array(count * this.numClasses);
+    const per = shape[0] * shape[1] * shape[2];
+    for (let s = 0; s < count; s += EVAL_BATCH_SIZE) {
+      const n = Math.min(EVAL_BATCH_SIZE, count - s);
+      const p = tf.tidy(() => {
+        const x = toInput(images.subarray(s * per, (s + n) * per), [n, ...shape]);
+        return this.model.apply(x, { training: false }) as tf.Tensor;
+      });
+      out.set(p.dataSync() as Float32Array, s * this.numClasses);
+      p.dispose();
+    }
+    return out;
+  }
+
+  private loss(x: tf.Tensor, y: tf.Tensor, training: boolean): tf.Tensor {
+    return crossEntropy(this.model.apply(x, { training }) as tf.Tensor, y);
+  }
+
+  private batch(data: LabelledImages, idx: ArrayLike<number>): { x: tf.Tensor; y: tf.Tensor } {
+    const per = data.shape[0] * data.shape[1] * data.shape[2];
+    const n = idx.length;
+    const pix = new Uint8Array(n * per);
+    const lab = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const j = idx[i];
+      pix.set(data.images.subarray(j * per, (j + 1) * per), i * per);
+      lab[i] = data.labels[j];
+      if (lab[i] >= this.numClasses) throw new Error(`label ${lab[i]} is not below ${this.numClasses} classes`);
+    }
+    const x = toInput(pix, [n, ...data.shape]);
+    const y = tf.oneHot(tf.tensor1d(lab, "int32"), this.numClasses);
+    return { x, y };
+  }
+
+  private nextIndices(data: LabelledImages, n: number): Uint32Array {
+    if (this.orderOf !== data.images || this.order.length !== data.count) {
+      this.order = shuffled(data.count);
+      this.cursor = 0;
+      this.orderOf = data.images;
+    }
+    const idx = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      if (this.cursor === this.order.length) {
+        this.order = shuffled(data.count);
+        this.cursor = 0;
+      }
+      idx[i] = this.order[this.cursor++];
+    }
+    return idx;
+  }
+
+  private check(data: LabelledImages): void {
+    this.checkShape(data.shape, data.images.length, data.count);
+    if (data.labels.length < data.count) throw new Error(`${data.count} samples but ${data.labels.length} labels`);
+    if (data.count < 1) throw new Error("no samples");
+  }
+
+  private checkShape(shape: number[], bytes: number, count: number): void {
+    if (shape.length !== 3 || shape.some((d, i) => d !== this.inputShape[i])) {
+      throw new Error(`image shape [${shape}] does not match the model input [${this.inputShape}]`);
+    }
+    if (bytes < count * shape[0] * shape[1] * shape[2]) throw new Error(`${bytes} bytes are fewer than ${count} images`);
+  }
+}
+
+// uint8 pixels go up as float32 (a native typed-array conversion) and are scaled to [0,1] on the device.
+function toInput(pix: Uint8Array, shape: number[]): tf.Tensor {
+  return tf.div(tf.tensor(pix, shape, "float32"), 255);
+}
+
+// Categorical cross-entropy per sample of probabilities p against one-hot y (as Keras: clip, then -sum y log p).
+function crossEntropy(p: tf.Tensor, y: tf.Tensor): tf.Tensor {
+  return tf.neg(tf.sum(tf.mul(y, tf.log(tf.clipByValue(p, EPSILON, 1 - EPSILON))), -1));
+}
+
+function shuffled(n: number): Uint32Array {
+  const a = new Uint32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+  return a;
+}
+
+function range(a: number, b: number): Uint32Array {
+  const r = new Uint32Array(b - a);
+  for (let i = 0; i < r.length; i++) r[i] = a + i;
+  return r;
+}

@@ -1,0 +1,72 @@
+// Conv2DBackpropFilter for the TF.js wasm backend (stock 4.22 lacks it), built from the wasm Conv2D/Transpose/Slice kernels.
+//
+// dW[fh,fw,ci,co] = sum_{n,oh,ow} x[n, oh*s+fh-pt, ow*s+fw-pl, ci] * dy[n,oh,ow,co]
+// is itself a convolution: treat x's channels as the batch and its batch as channels
+// (xT = x^[3,1,2,0] : [Cin,H,W,N]), use dy as the filter (dyT = dy^[1,2,0,3] : [OH,OW,N,Cout]),
+// dilate that filter by the forward stride, and the output [Cin,FH,FW,Cout]^[1,2,0,3] is dW.
+// All arithmetic runs inside XNNPACK; JS only moves tensor ids around.
+import { backend_util, Conv2DBackpropFilter } from "@tensorflow/tfjs-core";
+import type { Conv2DBackpropFilterAttrs, Conv2DBackpropFilterInputs, KernelConfig } from "@tensorflow/tfjs-core";
+import { addKernel, run, WASM } from "./run";
+import type { KernelBackend, TensorInfo } from "./run";
+
+export function conv2DBackpropFilterWasm(args: {
+  inputs: Conv2DBackpropFilterInputs;
+  backend: KernelBackend;
+  attrs: Conv2DBackpropFilterAttrs;
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const x = inputs.x as TensorInfo;
+  const dy = inputs.dy as TensorInfo;
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs;
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    backend_util.convertConv2DDataFormat(dataFormat),
+  );
+  if (info.dataFormat !== "channelsLast") {
+    throw new Error("wasm Conv2DBackpropFilter supports only NHWC");
+  }
+  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
+  const { outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info;
+  const { top, left } = info.padInfo;
+  // Input rows the dilated dy-filter must see to produce exactly fh output rows; pad the
+  // bottom/right up to that, and crop the output if the forward pass skipped trailing rows.
+  const needH = fh - 1 + (oh - 1) * sh + 1;
+  const needW = fw - 1 + (ow - 1) * sw + 1;
+  const bottom = Math.max(0, needH - top - h);
+  const right = Math.max(0, needW - left - w);
+
+  const temps: TensorInfo[] = [];
+  try {
+    const xT = run("Transpose", backend, { x }, { perm: [3, 1, 2, 0] });
+    temps.push(xT);
+    const dyT = run("Transpose", backend, { x: dy }, { perm: [1, 2, 0, 3] });
+    temps.push(dyT);
+    let conv = run("Conv2D", backend, { x: xT, filter: dyT }, {
+      strides: [1, 1],
+      pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+      dataFormat: "NHWC",
+      dilations: [sh, sw],
+    });
+    temps.push(conv);
+    if (conv.shape[1] !== fh || conv.shape[2] !== fw) {
+      conv = run("Slice", backend, { x: conv }, { begin: [0, 0, 0, 0], size: [-1, fh, fw, -1] });
+      temps.push(conv);
+    }
+    return run("Transpose", backend, { x: conv }, { perm: [1, 2, 0, 3] });
+  } finally {
+    for (const t of temps) backend.disposeData(t.dataId);
+  }
+}
+
+addKernel({
+  kernelName: Conv2DBackpropFilter,
+  backendName: WASM,
+  kernelFunc: conv2DBackpropFilterWasm as unknown as KernelConfig["kernelFunc"],
+});

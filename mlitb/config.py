@@ -18,6 +18,7 @@ class Settings:
     client_queue_frames: int = 32  # frames queued for one slow client before it is dropped
     min_work_ms: int = 50  # ms: the least work time a trainer is given
     seed: int = 0  # default seed of new projects' initial weights
+    checkpoint_every: int = 10  # rounds between checkpoints of a project to SQLite (also on shutdown)
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -30,11 +32,18 @@ def progress_line(m: dict, elapsed: float) -> str:
 
 def run_demo(workers: int = 2, duration_s: float = 300.0, port: int = 8000, host: str = "127.0.0.1",
              metrics_out: str | None = None, period_s: float = 2.0, learning_rate: float = 0.1,
-             backend: str = "auto", out=sys.stdout) -> int:
+             backend: str = "auto", data_dir: str | None = None, out=sys.stdout) -> int:
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    settings = Settings(host=host, port=port)
+    with tempfile.TemporaryDirectory(prefix="mlitb-demo-") as scratch:
+        settings = Settings(host=host, port=port, data_dir=Path(data_dir or scratch))
+        return _demo(settings, workers, duration_s, metrics_out, period_s, learning_rate, backend, out)
+
+
+def _demo(settings: Settings, workers: int, duration_s: float, metrics_out: str | None, period_s: float,
+          learning_rate: float, backend: str, out) -> int:
+    host, port = settings.host, settings.port
     try:
         server = BackgroundServer(settings).start()
     except (RuntimeError, OSError) as exc:

@@ -38,5 +38,9 @@ const wasmDir = join(here, "node_modules", "@tensorflow", "tfjs-backend-wasm", "
 for (const f of readdirSync(wasmDir).filter((f) => f.endsWith(".wasm"))) {
   cpSync(join(wasmDir, f), join(out, "wasm", f));
 }
+// Swagger UI for the server's /docs page, served locally (no CDN on a closed network).
+const swagger = join(here, "node_modules", "swagger-ui-dist");
+mkdirSync(join(out, "swagger"), { recursive: true });
+for (const f of ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"]) cpSync(join(swagger, f), join(out, "swagger", f));
 cpSync(join(here, "public"), out, { recursive: true });
 console.log(`built ${Object.keys(entries).join(", ")} into ${out}`);

@@ -16,6 +16,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 import numpy as np
 
@@ -60,7 +61,8 @@ class RoundStats:
 
 class ProjectRuntime:
     def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
-                 settings: Settings, params: np.ndarray | None = None, clock=time.monotonic):
+                 settings: Settings, params: np.ndarray | None = None, clock=time.monotonic,
+                 on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None):
         self.id = project_id
         self.spec = spec
         self.network = network
@@ -69,6 +71,8 @@ class ProjectRuntime:
         self.clock = clock
         self.params = glorot_init(network, spec.seed) if params is None else params.astype(np.float32)
         self.history = np.zeros_like(self.params)
+        self.on_checkpoint = on_checkpoint  # awaited every `settings.checkpoint_every` rounds
+        self.checkpointed_round = -1  # metrics up to this round are stored
         self.round = 0
         self.open_round: int | None = None
         self.metrics: list[dict] = []
@@ -227,6 +231,18 @@ class ProjectRuntime:
                 await self._wake.wait()
                 continue
             await self.run_round()
+            if self.on_checkpoint and self.round % self.settings.checkpoint_every == 0:
+                await self.on_checkpoint(self)
+
+    def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
+        """Resume from a checkpoint: the next round is `round`."""
+        if params.shape != self.params.shape or history.shape != self.params.shape:
+            raise ValueError(f"checkpoint has {params.size} parameters; the network has {self.params.size}")
+        self.round, self.params, self.history = round, params.astype(np.float32), history.astype(np.float32)
+        self.metrics = [m for m in metrics if m["round"] < round]
+        self.checkpointed_round = round - 1
+        last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
+        self.latest_eval = (last["test_error_round"], last["test_error"]) if last else None
 
     async def run_round(self) -> dict:
         """One synchronised round; returns its metrics record."""

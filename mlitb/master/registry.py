@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from mlitb.config import Settings
@@ -11,16 +12,46 @@ from mlitb.data import BUILTIN_DATASETS, Dataset, load_mnist
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
+from mlitb.store import ProjectStore
 
 log = logging.getLogger("mlitb.master")
 
 
+RESTART_CLOSE = (1012, "server restarting; reconnect later")  # 1012 = service restart
+
+
 class ProjectRegistry:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store: ProjectStore | None = None):
         self.settings = settings
+        self.store = store
         self.projects: dict[int, ProjectRuntime] = {}
         self._tasks: dict[int, asyncio.Task] = {}
         self._next_id = 1
+        if store is not None:
+            self._restore(store)
+
+    def _restore(self, store: ProjectStore) -> None:
+        for saved in store.load_all():
+            try:
+                runtime = self._build(saved.id, saved.spec)
+                if saved.params is not None:
+                    runtime.restore(saved.round, saved.params, saved.history, saved.metrics)
+            except (MlitbError, ValueError) as exc:
+                log.error("project %s could not be restored and is left out: %s", saved.id, exc)
+                continue
+            self.projects[runtime.id] = runtime
+            log.info("restored project %s (%s) at round %s", runtime.id, runtime.spec.name, runtime.round)
+        self._next_id = max([p.id for p in store.load_all()], default=0) + 1
+
+    async def checkpoint(self, runtime: ProjectRuntime) -> None:
+        """Store parameters, optimizer state, round and new metrics, off the event loop."""
+        if self.store is None:
+            return
+        new = [m for m in runtime.metrics if m["round"] > runtime.checkpointed_round]
+        args = (runtime.id, runtime.round, runtime.params.copy(), runtime.history.copy(), new, time.time(),
+                runtime.allocator.owner.copy())
+        await asyncio.to_thread(self.store.save_checkpoint, *args)
+        runtime.checkpointed_round = runtime.round - 1
 
     def load_dataset(self, name: str | None) -> Dataset | None:
         if name is None:
@@ -30,6 +61,16 @@ class ProjectRegistry:
         return load_mnist(self.settings.mnist_dir)
 
     def create(self, body: Any) -> ProjectRuntime:
+        runtime = self._build(self._next_id, body)
+        if self.store is not None:
+            self.store.add_project(runtime.id, runtime.spec.model_dump(), time.time())
+            self.store.save_checkpoint(runtime.id, 0, runtime.params, runtime.history, [], time.time())
+        self.projects[runtime.id] = runtime
+        self._next_id += 1
+        self._start(runtime)
+        return runtime
+
+    def _build(self, project_id: int, body: Any) -> ProjectRuntime:
         spec = parse_project_spec(body)
         network = spec.build_network()
         dataset = self.load_dataset(spec.dataset)
@@ -40,11 +81,7 @@ class ProjectRegistry:
             if network.num_classes != len(dataset.labels):
                 raise MlitbError(ErrorCode.INVALID_NETWORK, f"the network has {network.num_classes} outputs but the "
                                  f"data set has {len(dataset.labels)} classes")
-        runtime = ProjectRuntime(self._next_id, spec, network, dataset, self.settings)
-        self.projects[runtime.id] = runtime
-        self._next_id += 1
-        self._start(runtime)
-        return runtime
+        return ProjectRuntime(project_id, spec, network, dataset, self.settings, on_checkpoint=self.checkpoint)
 
     def _start(self, runtime: ProjectRuntime) -> None:
         try:
@@ -76,8 +113,11 @@ class ProjectRegistry:
         if task:
             task.cancel()
         del self.projects[project_id]
+        if self.store is not None:
+            self.store.delete_project(project_id)
 
     async def shutdown(self) -> None:
+        """Abandon the open rounds, checkpoint every project, and ask clients to come back later."""
         for runtime in self.projects.values():
             runtime.stop()
         tasks = list(self._tasks.values())
@@ -85,3 +125,10 @@ class ProjectRegistry:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        for runtime in self.projects.values():
+            runtime.open_round = None
+            await self.checkpoint(runtime)
+            for client in list(runtime.clients.values()):
+                client.link.close(*RESTART_CLOSE)
+        if self.store is not None:
+            self.store.close()

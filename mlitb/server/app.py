@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -19,6 +20,7 @@ from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
+from mlitb.store import ProjectStore
 from mlitb.model import WEIGHTS_FILE, model_json
 from mlitb.server.ws import serve_client
 
@@ -43,7 +45,7 @@ def summary(rt: ProjectRuntime) -> dict:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = ProjectRegistry(settings)
+    registry = ProjectRegistry(settings, ProjectStore(settings.data_dir / "mlitb.sqlite3"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -51,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await registry.shutdown()
 
-    app = FastAPI(title="MLitB master", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="MLitB master", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Machine learning in the browser: projects, models, metrics, data; workers on /ws.")
     app.state.registry = registry
     app.state.settings = settings
@@ -132,6 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
         await serve_client(ws, registry)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        # Swagger UI from our own static folder: the default page loads it from a CDN
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="MLitB master — API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -74,3 +74,13 @@ def test_exported_model_loads_in_stock_tfjs_and_predicts_the_same_as_the_trainer
     np.testing.assert_allclose(stock.sum(axis=1), 1, atol=1e-4)
     np.testing.assert_allclose(stock, trainer, atol=1e-4)
     assert (stock.argmax(1) == trainer.argmax(1)).all()
+
+
+def test_api_docs_page_renders_offline_from_local_assets(server, chromium):
+    page = chromium.new_page()
+    failed = []
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.goto(f"{server.url}/docs")
+    page.wait_for_selector("text=/api/projects", timeout=20_000)
+    page.close()
+    assert not failed, failed

@@ -18,8 +18,8 @@ PAPER = {"name": "mnist-cnn", "dataset": "mnist", "network": PAPER_NETWORK,
 
 
 @pytest.fixture(scope="module")
-def server():
-    with BackgroundServer(Settings(port=0)) as srv:
+def server(tmp_path_factory):
+    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"))) as srv:
         yield srv
 
 

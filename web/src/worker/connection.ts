@@ -34,24 +34,36 @@ export function wsUrl(server: string): string {
   return u.toString();
 }
 
+// Close codes after which reconnecting is pointless.
+const FINAL_CLOSE_CODES = new Set([1000, 1008, 4404]);
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
 export class Connection {
-  private ws: WebSocket;
+  private ws!: WebSocket;
+  private leaving = false;
+  private attempts = 0;
   welcome?: Welcome;
   newestRound = -1; // highest round number seen on the wire, even if not yet handled
   arrivedAt = new WeakMap<Frame, number>(); // performance.now() when each frame arrived
 
   constructor(
     private opts: WorkerOptions,
-    role: "trainer" | "tracker",
-    backend: string,
+    private role: "trainer" | "tracker",
+    private backend: string,
     private onFrame: (f: Frame) => void | Promise<void>,
     private onError: (e: ServerError) => void,
-    private onClose: (reason: string) => void,
+    private onClose: (reason: string, retryInMs: number | null) => void,
   ) {
-    this.ws = new WebSocket(wsUrl(opts.server));
+    this.connect();
+  }
+
+  private connect(): void {
+    this.ws = new WebSocket(wsUrl(this.opts.server));
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () =>
-      this.ws.send(encode(MessageType.JOIN, { project: opts.project, payload: { role, backend, agent: navigator.userAgent.slice(0, 200) } }));
+      this.ws.send(encode(MessageType.JOIN, { project: this.opts.project,
+        payload: { role: this.role, backend: this.backend, agent: navigator.userAgent.slice(0, 200) } }));
     // frames are handled strictly in order, even when a handler awaits
     let chain = Promise.resolve();
     this.ws.onmessage = (ev) => {
@@ -60,11 +72,22 @@ export class Connection {
       if (frame.type === MessageType.WORK) this.newestRound = Math.max(this.newestRound, frame.round);
       chain = chain.then(() => this.dispatch(frame)).catch((e) => this.onError({ code: "CLIENT", number: 0, message: String(e) }));
     };
-    this.ws.onclose = (ev) => this.onClose(ev.reason || `closed (${ev.code})`);
+    this.ws.onclose = (ev) => {
+      const reason = ev.reason || `closed (${ev.code})`;
+      if (this.leaving || FINAL_CLOSE_CODES.has(ev.code)) return this.onClose(reason, null);
+      // exponential backoff with full jitter, so a restarted master is not stormed
+      const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempts++);
+      this.onClose(reason, delay);
+      setTimeout(() => this.connect(), delay);
+    };
   }
 
   private async dispatch(frame: Frame): Promise<void> {
-    if (frame.type === MessageType.WELCOME) this.welcome = json<Welcome>(frame);
+    if (frame.type === MessageType.WELCOME) {
+      this.welcome = json<Welcome>(frame);
+      this.attempts = 0;
+      this.newestRound = -1;
+    }
     if (frame.type === MessageType.ERROR) return this.onError(json<ServerError>(frame));
     await this.onFrame(frame);
   }
@@ -74,6 +97,7 @@ export class Connection {
   }
 
   close(): void {
+    this.leaving = true;
     this.send(MessageType.LEAVE, {});
     this.ws.close(1000, "left");
   }

@@ -28,14 +28,18 @@ async function start(opts: WorkerOptions) {
   post({ backend: backend.name, backendDetail: backend.detail });
   conn = new Connection(opts, "tracker", backend.name, onFrame,
     (e) => post({ error: `${e.code}: ${e.message}` }),
-    (reason) => post({ state: "closed", error: status.error ?? reason }));
+    (reason, retryInMs) => post(retryInMs == null
+      ? { state: "closed", error: status.error ?? reason }
+      : { state: `reconnecting in ${(retryInMs / 1000).toFixed(1)} s`, error: reason }));
 }
 
 async function prepare() {
   const w = conn.welcome!;
   if (!w.data?.test_url) throw new Error("project has no test set to track");
-  post({ state: "loading", clientId: w.client_id });
-  computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+  post({ state: "loading", clientId: w.client_id, error: undefined });
+  if (!computer || computer.paramCount !== w.param_count)
+    computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+  if (test) return evaluateLatest(); // a reconnect keeps the downloaded test set
   const shape = w.data.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const count = Math.min(MAX_TEST, w.data.test_count);

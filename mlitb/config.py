@@ -19,12 +19,17 @@ class Settings:
     min_work_ms: int = 50  # ms: the least work time a trainer is given
     seed: int = 0  # default seed of new projects' initial weights
     checkpoint_every: int = 10  # rounds between checkpoints of a project to SQLite (also on shutdown)
+    admin_token: str | None = None  # server admin's token (MLITB_ADMIN_TOKEN); may do anything
+    open_creation: bool = True  # anyone may create projects (as in the paper); False = admin only
+    max_connections_per_address: int = 2048  # WebSocket connections from one IP address
+    max_clients_per_project: int = 4096  # workers joined to one project
+    max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, got {self.port}")
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name not in ("port", "seed") and isinstance(v, int) and v <= 0:
+            if f.name not in ("port", "seed") and isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
                 raise ValueError(f"{f.name} must be positive, got {v}")
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -43,6 +43,11 @@ class ErrorCode(enum.Enum):
     NO_DATA = ErrorInfo(2006, 409, "project has no data for this split")
     BAD_RANGE = ErrorInfo(2007, 416, "requested data range is outside the data set or too large")
     DATASET_MISSING = ErrorInfo(2008, 503, "data set files are not installed on this server")
+    AUTH_REQUIRED = ErrorInfo(2009, 401, "this action needs a token")
+    FORBIDDEN = ErrorInfo(2010, 403, "this token does not allow this action")
+    # limits
+    TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
+    RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")
 
     @property
     def number(self) -> int:

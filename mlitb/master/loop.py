@@ -28,7 +28,7 @@ from mlitb.master.project import ProjectSpec
 from mlitb.master.transport import Link
 from mlitb.model import Network, glorot_init
 from mlitb.protocol import Frame, MessageType, encode
-from mlitb.training import GradientAccumulator, adagrad_step
+from mlitb.training import adagrad_step, make_aggregator
 
 log = logging.getLogger("mlitb.master")
 _client_ids = itertools.count(1)
@@ -79,13 +79,15 @@ class ProjectRuntime:
         self.clients: dict[int, Client] = {}
         self.allocator = Allocator(len(dataset.train) if dataset else 0, settings.trainer_capacity)
         self.latest_eval: tuple[int, float] | None = None  # (round evaluated, test error)
-        self._acc = GradientAccumulator(network.param_count)
+        self._acc = make_aggregator(self.spec.hyper, self.param_count)
         self._stats: RoundStats | None = None
         self._all_answered = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopped = False
         self.rejected_total = 0
         self._round_starts: dict[int, float] = {}
+        self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
+        self.invite_hash: str | None = None  # SHA-256 of the invite token of a private project
 
     # ---- limits derived from the model -------------------------------------------------
     @property
@@ -254,7 +256,7 @@ class ProjectRuntime:
         stats = RoundStats(self.round, self.clock())
         self._round_starts[self.round] = stats.started
         self._round_starts.pop(self.round - 8, None)  # late answers older than that are just refused
-        self._stats, self._acc = stats, GradientAccumulator(self.param_count)
+        self._stats, self._acc = stats, make_aggregator(self.spec.hyper, self.param_count)
         self._all_answered.clear()
         self.open_round = self.round
         shared = self.params_frame()

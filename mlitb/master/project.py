@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +22,13 @@ class Hyper(BaseModel):
     l2: float = Field(0.0, ge=0, le=1, description="L2 decay")
     dropout: float = Field(0.5, ge=0, lt=1, description="rate of dropout layers that give none")
     batch_size: int = Field(32, ge=1, le=4096, description="trainer mini-batch; samples per round are clock-bounded")
+    aggregation: Literal["mean", "clipped_mean", "median", "trimmed_mean"] = Field(
+        "mean", description="how a round's gradients are combined: the sample-weighted mean, or a rule robust to "
+                            "hostile clients (norm-clipped mean, coordinate-wise median, coordinate-wise trimmed mean)")
+    clip_norm: float = Field(1.0, gt=0, le=1e6, description="clipped_mean: largest L2 norm of one client's "
+                                                             "per-sample mean gradient")
+    trim_fraction: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: fraction of clients dropped at each "
+                                                                "end, per coordinate")
 
 
 class ProjectSpec(BaseModel):
@@ -33,6 +40,7 @@ class ProjectSpec(BaseModel):
     network: list[dict[str, Any]] = Field(min_length=1, max_length=64)
     hyper: Hyper = Field(default_factory=Hyper)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
+    private: bool = Field(False, description="joining and reading need the invite token returned at creation")
 
     def build_network(self) -> Network:
         layers = copy.deepcopy(self.network)

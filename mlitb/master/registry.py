@@ -12,6 +12,7 @@ from mlitb.data import BUILTIN_DATASETS, Dataset, load_mnist
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
+from mlitb.server.auth import new_token, token_hash
 from mlitb.store import ProjectStore
 
 log = logging.getLogger("mlitb.master")
@@ -36,6 +37,7 @@ class ProjectRegistry:
                 runtime = self._build(saved.id, saved.spec)
                 if saved.params is not None:
                     runtime.restore(saved.round, saved.params, saved.history, saved.metrics)
+                runtime.owner_hash, runtime.invite_hash = saved.owner_hash, saved.invite_hash
             except (MlitbError, ValueError) as exc:
                 log.error("project %s could not be restored and is left out: %s", saved.id, exc)
                 continue
@@ -60,15 +62,22 @@ class ProjectRegistry:
             raise MlitbError(ErrorCode.UNKNOWN_DATASET, f"unknown data set '{name}'; built in: {', '.join(BUILTIN_DATASETS)}")
         return load_mnist(self.settings.mnist_dir)
 
-    def create(self, body: Any) -> ProjectRuntime:
+    def create(self, body: Any) -> tuple[ProjectRuntime, dict[str, str]]:
+        """A new project and its secrets (owner token; invite token if private), shown only now."""
         runtime = self._build(self._next_id, body)
+        secrets = {"owner_token": new_token()}
+        if runtime.spec.private:
+            secrets["invite_token"] = new_token()
+        runtime.owner_hash = token_hash(secrets["owner_token"])
+        runtime.invite_hash = token_hash(secrets["invite_token"]) if runtime.spec.private else None
         if self.store is not None:
-            self.store.add_project(runtime.id, runtime.spec.model_dump(), time.time())
+            self.store.add_project(runtime.id, runtime.spec.model_dump(), time.time(), runtime.owner_hash,
+                                   runtime.invite_hash)
             self.store.save_checkpoint(runtime.id, 0, runtime.params, runtime.history, [], time.time())
         self.projects[runtime.id] = runtime
         self._next_id += 1
         self._start(runtime)
-        return runtime
+        return runtime, secrets
 
     def _build(self, project_id: int, body: Any) -> ProjectRuntime:
         spec = parse_project_spec(body)

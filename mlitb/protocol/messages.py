@@ -16,6 +16,7 @@ class JoinRequest(BaseModel):
     role: Literal["trainer", "tracker"]
     backend: str = Field(default="unknown", max_length=64)
     agent: str = Field(default="", max_length=256)
+    token: str | None = Field(default=None, max_length=128, description="invite (or owner) token of a private project")
 
 
 class DataInfo(BaseModel):

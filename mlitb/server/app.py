@@ -22,7 +22,8 @@ from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
 from mlitb.store import ProjectStore
 from mlitb.model import WEIGHTS_FILE, model_json
-from mlitb.server.ws import serve_client
+from mlitb.server import auth
+from mlitb.server.ws import ConnectionLimits, serve_client
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 ISOLATION_HEADERS = {
@@ -35,7 +36,7 @@ ISOLATION_HEADERS = {
 def summary(rt: ProjectRuntime) -> dict:
     roles = [c.role for c in rt.clients.values()]
     return {
-        "id": rt.id, "name": rt.spec.name, "dataset": rt.spec.dataset, "round": rt.round,
+        "id": rt.id, "name": rt.spec.name, "dataset": rt.spec.dataset, "round": rt.round, "private": rt.spec.private,
         "trainers": roles.count("trainer"), "trackers": roles.count("tracker"),
         "param_count": rt.param_count, "num_classes": rt.network.num_classes,
         "test_error": rt.latest_eval[1] if rt.latest_eval else None,
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="MLitB master", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Machine learning in the browser: projects, models, metrics, data; workers on /ws.")
     app.state.registry = registry
+    limits = ConnectionLimits(settings)
     app.state.settings = settings
 
     @app.middleware("http")
@@ -76,43 +78,70 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         err = MlitbError(code, f"{'.'.join(loc) or 'body'}: {first['msg']}")
         return JSONResponse(err.to_json(), status_code=code.http_status)
 
-    @app.get("/api/projects", summary="List projects")
-    async def list_projects() -> list[dict]:
-        return [summary(rt) for rt in registry.projects.values()]
+    def token_of(request: Request) -> str | None:
+        return auth.bearer(request) or request.query_params.get("token")
 
-    @app.post("/api/projects", status_code=201, summary="Create a project")
-    async def create_project(spec: ProjectSpec) -> dict:
-        return summary(registry.create(spec.model_dump()))
+    def is_owner(rt: ProjectRuntime, token: str | None) -> bool:
+        return auth.is_admin(token, settings.admin_token) or auth.matches(token, rt.owner_hash)
+
+    def readable(project_id: int, request: Request) -> ProjectRuntime:
+        """A public project, or a private one for its owner, the admin or an invitee."""
+        rt = registry.get(project_id)
+        if rt.spec.private:
+            token = token_of(request)
+            auth.require(is_owner(rt, token) or auth.matches(token, rt.invite_hash), token, "read this private project")
+        return rt
+
+    def owned(project_id: int, request: Request, what: str) -> ProjectRuntime:
+        rt = registry.get(project_id)
+        token = token_of(request)
+        auth.require(is_owner(rt, token), token, what)
+        return rt
+
+    @app.get("/api/projects", summary="List projects (private ones only for the admin)")
+    async def list_projects(request: Request) -> list[dict]:
+        admin = auth.is_admin(token_of(request), settings.admin_token)
+        return [summary(rt) for rt in registry.projects.values() if admin or not rt.spec.private]
+
+    @app.post("/api/projects", status_code=201, summary="Create a project; returns its owner token once")
+    async def create_project(spec: ProjectSpec, request: Request) -> dict:
+        if not settings.open_creation:
+            token = token_of(request)
+            auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
+        runtime, secrets = registry.create(spec.model_dump())
+        return {**summary(runtime), **secrets}
 
     @app.get("/api/projects/{project_id}", summary="Get a project")
-    async def get_project(project_id: int) -> dict:
-        return summary(registry.get(project_id))
+    async def get_project(project_id: int, request: Request) -> dict:
+        return summary(readable(project_id, request))
 
-    @app.delete("/api/projects/{project_id}", status_code=204, summary="Delete a project")
-    async def delete_project(project_id: int) -> Response:
+    @app.delete("/api/projects/{project_id}", status_code=204, summary="Delete a project (owner or admin)")
+    async def delete_project(project_id: int, request: Request) -> Response:
+        owned(project_id, request, "delete this project")
         registry.delete(project_id)
         return Response(status_code=204)
 
     @app.get("/api/projects/{project_id}/model/model.json", summary="Current model (TF.js Layers topology)")
-    async def get_model(project_id: int) -> Response:
-        rt = registry.get(project_id)
+    async def get_model(project_id: int, request: Request) -> Response:
+        rt = readable(project_id, request)
         body = json.dumps(model_json(rt.network, rt.spec.name))
         return Response(body, media_type="application/json",
                         headers={"Cache-Control": "no-store", "X-Mlitb-Round": str(rt.round)})
 
     @app.get(f"/api/projects/{{project_id}}/model/{WEIGHTS_FILE}", summary="Current weights (float32, manifest order)")
-    async def get_weights(project_id: int) -> Response:
-        rt = registry.get(project_id)
+    async def get_weights(project_id: int, request: Request) -> Response:
+        rt = readable(project_id, request)  # workers receive these parameters every round anyway
         return Response(rt.params.tobytes(), media_type="application/octet-stream",
                         headers={"Cache-Control": "no-store", "X-Mlitb-Round": str(rt.round)})
 
     @app.get("/api/projects/{project_id}/metrics", summary="Per-round metrics")
-    async def get_metrics(project_id: int, since: int = Query(0, ge=0, description="first round to return")) -> list[dict]:
-        return [m for m in registry.get(project_id).metrics if m["round"] >= since]
+    async def get_metrics(project_id: int, request: Request,
+                          since: int = Query(0, ge=0, description="first round to return")) -> list[dict]:
+        return [m for m in readable(project_id, request).metrics if m["round"] >= since]
 
     @app.get("/api/projects/{project_id}/clients", summary="Connected workers")
-    async def get_clients(project_id: int) -> list[dict]:
-        rt = registry.get(project_id)
+    async def get_clients(project_id: int, request: Request) -> list[dict]:
+        rt = readable(project_id, request)
         return [{"id": c.id, "role": c.role, "backend": c.backend, "latency_ms": round(c.latency_ms, 1),
                  "work_ms": c.work_ms, "allocated": c.alloc_size, "last_samples": c.last_samples}
                 for c in rt.clients.values()]
@@ -121,8 +150,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}},
                               "description": "labels (count bytes) then images (count*H*W*C bytes), uint8"}})
-    async def get_data(project_id: int, split: str, start: int = Query(ge=0), count: int = Query(ge=1)) -> Response:
-        rt = registry.get(project_id)
+    async def get_data(project_id: int, split: str, request: Request, start: int = Query(ge=0),
+                       count: int = Query(ge=1)) -> Response:
+        rt = readable(project_id, request)
         ds = rt.dataset
         part = None if ds is None else {"train": ds.train, "test": ds.test}.get(split)
         if part is None:
@@ -133,7 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
-        await serve_client(ws, registry)
+        await serve_client(ws, registry, limits)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

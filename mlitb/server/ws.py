@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -18,9 +19,48 @@ from mlitb.master.loop import Client, ProjectRuntime
 from mlitb.master.registry import ProjectRegistry
 from mlitb.protocol import HEADER_SIZE, DataInfo, MessageType, Welcome, decode, encode, error_frame, parse_join
 from mlitb.protocol.frames import MAX_JSON_PAYLOAD
+from mlitb.server.auth import matches
 
 log = logging.getLogger("mlitb.ws")
 JOIN_TIMEOUT_S = 15.0
+
+
+class ConnectionLimits:
+    """Open WebSocket connections per client address, shared by every project."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.per_address: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        if self.per_address.get(address, 0) >= self.settings.max_connections_per_address:
+            return False
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        return True
+
+    def release(self, address: str) -> None:
+        left = self.per_address.get(address, 1) - 1
+        if left > 0:
+            self.per_address[address] = left
+        else:
+            self.per_address.pop(address, None)
+
+
+class RateLimit:
+    """Token bucket: `rate` frames per second sustained, bursts of 2 s worth."""
+
+    def __init__(self, rate: float, clock=time.monotonic):
+        self.rate, self.capacity, self.clock = rate, 2 * rate, clock
+        self.tokens, self.stamp = self.capacity, clock()
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class WebSocketLink:
@@ -71,9 +111,19 @@ async def _receive_bytes(ws: WebSocket) -> bytes:
     return msg["bytes"]
 
 
-async def serve_client(ws: WebSocket, registry: ProjectRegistry) -> None:
+async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: ConnectionLimits) -> None:
     await ws.accept()
-    link = WebSocketLink(ws, registry.settings.client_queue_frames)
+    settings = registry.settings
+    link = WebSocketLink(ws, settings.client_queue_frames)
+    address = ws.client.host if ws.client else "?"
+    if not limits.admit(address):
+        err = MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"at most {settings.max_connections_per_address} "
+                         "connections from one address")
+        link.send(error_frame(err))
+        link.close(1008, err.code.name)
+        await link.flushed()
+        return
+    rate = RateLimit(settings.max_frames_per_s)
     runtime = client = None
     try:
         while client is None:  # until a valid JOIN
@@ -83,7 +133,14 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry) -> None:
                 if frame.type != MessageType.JOIN:
                     raise MlitbError(ErrorCode.NOT_JOINED, f"first frame must be JOIN, got {frame.type.name}")
                 join = parse_join(frame.json())
-                runtime = registry.get(frame.project)
+                candidate = registry.get(frame.project)
+                if candidate.spec.private and not (matches(join.token, candidate.invite_hash)
+                                                   or matches(join.token, candidate.owner_hash)):
+                    raise MlitbError(ErrorCode.FORBIDDEN, "this project is private: JOIN needs its invite token")
+                if len(candidate.clients) >= settings.max_clients_per_project:
+                    raise MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"project {candidate.id} already has "
+                                     f"{settings.max_clients_per_project} workers")
+                runtime = candidate
                 client = runtime.add_client(link, join.role, join.backend)
             except MlitbError as err:
                 link.send(error_frame(err, project=0))
@@ -97,6 +154,8 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry) -> None:
         while not link.closed:
             data = await _receive_bytes(ws)
             try:
+                if not rate.allow():
+                    raise MlitbError(ErrorCode.RATE_LIMITED, f"more than {settings.max_frames_per_s:g} frames/s")
                 frame = decode(data, runtime.max_frame_bytes)
                 if frame.type == MessageType.LEAVE:
                     break
@@ -115,6 +174,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry) -> None:
             runtime.remove_client(client.id)
         link.close()
         await link.flushed()
+        limits.release(address)
 
 
 def welcome(runtime: ProjectRuntime, client: Client) -> Welcome:

@@ -19,7 +19,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
   id INTEGER PRIMARY KEY,
   spec TEXT NOT NULL,
-  created REAL NOT NULL
+  created REAL NOT NULL,
+  owner_hash TEXT,
+  invite_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
   project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
@@ -46,6 +48,8 @@ class StoredProject:
     params: np.ndarray | None
     history: np.ndarray | None
     metrics: list[dict]
+    owner_hash: str | None = None
+    invite_hash: str | None = None
 
 
 class ProjectStore:
@@ -63,10 +67,11 @@ class ProjectStore:
         with self._lock:
             self._db.close()
 
-    def add_project(self, project_id: int, spec: dict, created: float) -> None:
+    def add_project(self, project_id: int, spec: dict, created: float, owner_hash: str | None = None,
+                    invite_hash: str | None = None) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO projects (id, spec, created) VALUES (?, ?, ?)",
-                             (project_id, json.dumps(spec), created))
+            self._db.execute("INSERT INTO projects (id, spec, created, owner_hash, invite_hash) VALUES (?, ?, ?, ?, ?)",
+                             (project_id, json.dumps(spec), created, owner_hash, invite_hash))
 
     def delete_project(self, project_id: int) -> None:
         with self._lock:
@@ -94,9 +99,9 @@ class ProjectStore:
 
     def load_all(self) -> list[StoredProject]:
         with self._lock:
-            rows = self._db.execute("SELECT id, spec FROM projects ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT id, spec, owner_hash, invite_hash FROM projects ORDER BY id").fetchall()
             out = []
-            for pid, spec in rows:
+            for pid, spec, owner_hash, invite_hash in rows:
                 ck = self._db.execute("SELECT round, params, history FROM checkpoints WHERE project_id = ?",
                                       (pid,)).fetchone()
                 metrics = [json.loads(r) for (r,) in self._db.execute(
@@ -104,5 +109,5 @@ class ProjectStore:
                 out.append(StoredProject(
                     pid, json.loads(spec), ck[0] if ck else 0,
                     np.frombuffer(ck[1], "<f4").copy() if ck else None,
-                    np.frombuffer(ck[2], "<f4").copy() if ck else None, metrics))
+                    np.frombuffer(ck[2], "<f4").copy() if ck else None, metrics, owner_hash, invite_hash))
             return out

@@ -31,6 +31,7 @@ class BrowserPool:
 
     server_url: str
     backend: str = "auto"
+    token: str | None = None  # invite token of a private project
     pages: list = field(default_factory=list)
 
     def __enter__(self) -> "BrowserPool":
@@ -46,7 +47,8 @@ class BrowserPool:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.errors = errors  # type: ignore[attr-defined]
-        query = urlencode({"project": project, "join": role, "backend": self.backend})
+        query = urlencode({"project": project, "join": role, "backend": self.backend,
+                           **({"token": self.token} if self.token else {})})
         page.goto(f"{self.server_url.rstrip('/')}/?{query}")
         self.pages.append(page)
 

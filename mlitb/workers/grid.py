@@ -11,12 +11,13 @@ from mlitb.workers.browser import BrowserPool, status_line
 
 
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int = 0, backend: str = "auto",
-                     duration_s: float | None = None, out=sys.stdout) -> int:
+                     duration_s: float | None = None, token: str | None = None, out=sys.stdout) -> int:
     if trainers < 0 or trackers < 0 or trainers + trackers == 0:
         print("error: ask for at least one trainer or tracker", file=sys.stderr)
         return 2
     try:
-        r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", timeout=10)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         print(f"error: cannot reach {server}: {exc}", file=sys.stderr)
         return 2
@@ -26,7 +27,7 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
     print(f"joining project {project} ({r.json()['name']}) on {server} with {trainers} trainer(s), "
           f"{trackers} tracker(s)", file=out, flush=True)
     deadline = None if duration_s is None else time.monotonic() + duration_s
-    with BrowserPool(server, backend=backend) as pool:
+    with BrowserPool(server, backend=backend, token=token) as pool:
         for _ in range(trainers):
             pool.open(project, "trainer")
         for _ in range(trackers):

@@ -21,6 +21,15 @@ def test_grid_worker_joins_a_project_and_prints_a_status_line_per_round(server):
     assert any(m["samples"] > 0 for m in httpx.get(f"{server.url}/api/projects/{pid}/metrics").json())
 
 
+def test_a_grid_worker_with_the_invite_token_trains_a_private_project(server):
+    p = httpx.post(f"{server.url}/api/projects", json={"name": "private", "dataset": "mnist", "network": PAPER_NETWORK,
+                                                       "private": True, "hyper": {"period_s": 1}}).json()
+    out = io.StringIO()
+    assert run_grid_workers(server.url, p["id"], trainers=1, duration_s=12, token=p["invite_token"], out=out) == 0
+    metrics = httpx.get(f"{server.url}/api/projects/{p['id']}/metrics", params={"token": p["invite_token"]}).json()
+    assert any(m["samples"] > 0 for m in metrics), out.getvalue()
+
+
 def test_grid_worker_refuses_an_unknown_project(server, capsys):
     assert run_grid_workers(server.url, 9999, trainers=1, duration_s=1) == 2
     assert "no project 9999" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def quadratic(params, ids):
 async def test_projects_resume_from_their_last_checkpoint_after_a_restart(tmp_path):
     settings = Settings(data_dir=tmp_path, checkpoint_every=3)
     reg = ProjectRegistry(settings, ProjectStore(tmp_path / "db"))
-    rt = reg.create({"name": "tiny", "network": TINY_NETWORK, "hyper": {"period_s": 1, "learning_rate": 0.1}})
+    rt, _ = reg.create({"name": "tiny", "network": TINY_NETWORK, "hyper": {"period_s": 1, "learning_rate": 0.1}})
     MemoryTrainer(rt, quadratic)
     while rt.round < 7:
         await asyncio.sleep(0.001)
@@ -36,14 +36,14 @@ async def test_projects_resume_from_their_last_checkpoint_after_a_restart(tmp_pa
     assert [m["round"] for m in restored.metrics] == list(range(checkpointed))
     assert restored.metrics[-1]["samples"] > 0
     # new projects do not reuse the id
-    assert again.create({"name": "next", "network": TINY_NETWORK}).id == rt.id + 1
+    assert again.create({"name": "next", "network": TINY_NETWORK})[0].id == rt.id + 1
     await again.shutdown()
 
 
 async def test_shutdown_checkpoints_every_project_and_closes_clients_for_reconnection(tmp_path):
     settings = Settings(data_dir=tmp_path, checkpoint_every=1000)
     reg = ProjectRegistry(settings, ProjectStore(tmp_path / "db"))
-    rt = reg.create({"name": "tiny", "network": TINY_NETWORK, "hyper": {"period_s": 1, "learning_rate": 0.1}})
+    rt, _ = reg.create({"name": "tiny", "network": TINY_NETWORK, "hyper": {"period_s": 1, "learning_rate": 0.1}})
     trainer = MemoryTrainer(rt, quadratic)
     while rt.round < 4:
         await asyncio.sleep(0.01)

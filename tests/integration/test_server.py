@@ -28,7 +28,11 @@ def project(server):
     r = httpx.post(f"{server.url}/api/projects", json=PAPER)
     assert r.status_code == 201, r.text
     yield r.json()
-    httpx.delete(f"{server.url}/api/projects/{r.json()['id']}")
+    httpx.delete(f"{server.url}/api/projects/{r.json()['id']}", headers=owner(r.json()))
+
+
+def owner(project):
+    return {"Authorization": f"Bearer {project['owner_token']}"}
 
 
 def ws_url(server):
@@ -50,7 +54,7 @@ def test_projects_can_be_created_listed_read_and_deleted(server):
     assert p["param_count"] == 31_786 and p["name"] == "mnist-cnn" and p["round"] == 0
     assert any(x["id"] == p["id"] for x in httpx.get(f"{server.url}/api/projects").json())
     assert httpx.get(f"{server.url}/api/projects/{p['id']}").json()["hyper"]["l2"] == 0.0001
-    assert httpx.delete(f"{server.url}/api/projects/{p['id']}").status_code == 204
+    assert httpx.delete(f"{server.url}/api/projects/{p['id']}", headers=owner(p)).status_code == 204
     r = httpx.get(f"{server.url}/api/projects/{p['id']}")
     assert r.status_code == 404 and r.json()["code"] == "UNKNOWN_PROJECT"
 
@@ -75,7 +79,7 @@ def test_period_at_its_limits_is_accepted(server):
     for period in (1, 30):
         r = httpx.post(f"{server.url}/api/projects", json={**PAPER, "hyper": {"period_s": period}})
         assert r.status_code == 201
-        httpx.delete(f"{server.url}/api/projects/{r.json()['id']}")
+        httpx.delete(f"{server.url}/api/projects/{r.json()['id']}", headers=owner(r.json()))
 
 
 def test_model_json_and_weights_match_the_servers_parameters(server, project):

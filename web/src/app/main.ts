@@ -2,7 +2,7 @@
 // shows each worker's status and the project's recent rounds. Training never runs on this thread.
 // Query parameters (used by `mlitb worker` / `mlitb demo`): ?project=ID&join=trainer,tracker&backend=wasm
 
-import type { WorkerStatus } from "../worker/connection";
+import { authHeaders, type WorkerStatus } from "../worker/connection";
 
 interface ProjectSummary {
   id: number;
@@ -27,6 +27,7 @@ let nextId = 1;
 let selected: number | null = null;
 const params = new URLSearchParams(location.search);
 const forcedBackend = params.get("backend") ?? "auto";
+const projectToken = params.get("token") ?? undefined; // invite link of a private project
 
 // Exposed for headless drivers and tests: a snapshot of every worker in this tab.
 (window as any).mlitb = {
@@ -52,7 +53,7 @@ function startWorker(project: number, role: "trainer" | "tracker"): number {
     entry.status = { ...entry.status, state: "error", error: ev.message };
     renderWorkers();
   };
-  worker.postMessage({ kind: "start", options: { server: location.origin, project, backend: forcedBackend } });
+  worker.postMessage({ kind: "start", options: { server: location.origin, project, backend: forcedBackend, token: projectToken } });
   running.push(entry);
   selected = project;
   renderWorkers();
@@ -89,7 +90,7 @@ async function refreshProjects() {
 }
 
 async function refreshMetrics(project: number) {
-  const res = await fetch(`/api/projects/${project}/metrics`);
+  const res = await fetch(`/api/projects/${project}/metrics`, { headers: authHeaders(projectToken) });
   if (!res.ok) return;
   const rows: any[] = (await res.json()).slice(-12).reverse();
   $("#metrics-title").textContent = `Recent rounds of project #${project}`;

@@ -1,12 +1,17 @@
 // One worker's WebSocket session with the master: JOIN, then typed frames in, binary frames out.
 
+import * as tf from "@tensorflow/tfjs-core";
 import { decode, encode, Frame, json, MessageType, ServerError, Welcome } from "../protocol/frames";
 
 export interface WorkerOptions {
   server: string; // http(s) origin of the master, e.g. location.origin
   project: number;
   backend: string; // "auto" or a forced TF.js backend name
+  token?: string; // invite (or owner) token of a private project
 }
+
+// Headers that carry the project token on HTTP requests, if there is one.
+export const authHeaders = (token?: string): Record<string, string> => (token ? { Authorization: `Bearer ${token}` } : {});
 
 // Status a worker posts to the page after every change; the page shows it and headless
 // drivers (mlitb worker, mlitb demo) read it.
@@ -63,7 +68,8 @@ export class Connection {
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () =>
       this.ws.send(encode(MessageType.JOIN, { project: this.opts.project,
-        payload: { role: this.role, backend: this.backend, agent: navigator.userAgent.slice(0, 200) } }));
+        payload: { role: this.role, backend: this.backend, agent: navigator.userAgent.slice(0, 200),
+          ...(this.opts.token ? { token: this.opts.token } : {}) } }));
     // frames are handled strictly in order, even when a handler awaits
     let chain = Promise.resolve();
     this.ws.onmessage = (ev) => {
@@ -104,8 +110,8 @@ export class Connection {
 }
 
 // Download examples [start, start+count) of a split as {labels, images}; the server caps a request at 10,000.
-export async function fetchRange(url: string, start: number, count: number, pixels: number) {
-  const res = await fetch(`${url}?start=${start}&count=${count}`);
+export async function fetchRange(url: string, start: number, count: number, pixels: number, token?: string) {
+  const res = await fetch(`${url}?start=${start}&count=${count}`, { headers: authHeaders(token) });
   if (!res.ok) throw new Error(`data request failed: ${res.status} ${await res.text()}`);
   const buf = new Uint8Array(await res.arrayBuffer());
   if (buf.byteLength !== count * (1 + pixels)) throw new Error(`data response has ${buf.byteLength} bytes, expected ${count * (1 + pixels)}`);
@@ -123,4 +129,10 @@ export function idRuns(ids: Uint32Array, max = 10000): Array<[number, number]> {
     i = j;
   }
   return runs;
+}
+
+// Where a worker loads the model from: a URL, or an HTTP handler that sends the token.
+export function modelSource(modelUrl: string, token?: string): string | tf.io.IOHandler {
+  const url = new URL(modelUrl, location.origin).toString();
+  return token ? tf.io.http(url, { requestInit: { headers: authHeaders(token) } }) : url;
 }

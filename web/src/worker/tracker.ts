@@ -4,7 +4,7 @@
 import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { floats, Frame, MessageType } from "../protocol/frames";
-import { Connection, fetchRange, WorkerOptions, WorkerStatus } from "./connection";
+import { Connection, fetchRange, modelSource, WorkerOptions, WorkerStatus } from "./connection";
 
 const MAX_TEST = 10000;
 // Evaluating 10,000 images takes a second or more of CPU that trainers on the same machine
@@ -23,7 +23,10 @@ let test: { images: Uint8Array; labels: Uint8Array; count: number; shape: [numbe
 let latest: { round: number; params: Float32Array } | undefined;
 let busy = false;
 
+let options: WorkerOptions;
+
 async function start(opts: WorkerOptions) {
+  options = opts;
   const backend = await chooseBackend(opts.backend === "auto" ? undefined : opts.backend);
   post({ backend: backend.name, backendDetail: backend.detail });
   conn = new Connection(opts, "tracker", backend.name, onFrame,
@@ -38,13 +41,13 @@ async function prepare() {
   if (!w.data?.test_url) throw new Error("project has no test set to track");
   post({ state: "loading", clientId: w.client_id, error: undefined });
   if (!computer || computer.paramCount !== w.param_count)
-    computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+    computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, options.token));
   if (test) return evaluateLatest(); // a reconnect keeps the downloaded test set
   const shape = w.data.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const count = Math.min(MAX_TEST, w.data.test_count);
   post({ state: "downloading", allocated: count });
-  const part = await fetchRange(w.data.test_url, 0, count, pixels);
+  const part = await fetchRange(w.data.test_url, 0, count, pixels, options.token);
   test = { images: part.images, labels: part.labels, count, shape };
   post({ state: "idle", downloaded: count });
   evaluateLatest();

@@ -4,7 +4,7 @@
 import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { floats, Frame, MessageType, uint32s } from "../protocol/frames";
-import { Connection, fetchRange, idRuns, WorkerOptions, WorkerStatus } from "./connection";
+import { Connection, fetchRange, modelSource, idRuns, WorkerOptions, WorkerStatus } from "./connection";
 
 const status: WorkerStatus = { role: "trainer", state: "connecting" };
 const post = (patch: Partial<WorkerStatus>) => {
@@ -18,7 +18,10 @@ let params: Float32Array | undefined;
 let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let allocVersion = 0;
 
+let options: WorkerOptions;
+
 async function start(opts: WorkerOptions) {
+  options = opts;
   const backend = await chooseBackend(opts.backend === "auto" ? undefined : opts.backend);
   post({ backend: backend.name, backendDetail: backend.detail });
   conn = new Connection(opts, "trainer", backend.name, onFrame,
@@ -39,7 +42,7 @@ async function download(ids: Uint32Array) {
   post({ state: "downloading", allocated: ids.length, downloaded: 0 });
   let offset = 0;
   for (const [start, count] of idRuns(ids)) {
-    const part = await fetchRange(info.train_url, start, count, pixels);
+    const part = await fetchRange(info.train_url, start, count, pixels, options.token);
     if (version !== allocVersion) return; // a newer allocation replaced this one
     images.set(part.images, offset * pixels);
     labels.set(part.labels, offset);
@@ -57,7 +60,7 @@ async function onFrame(f: Frame) {
       if (!w.data) throw new Error("project has no training data yet");
       post({ state: "loading", clientId: w.client_id, error: undefined });
       if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
-        computer = await GradientComputer.fromArtifacts(new URL(w.model_url, location.origin).toString());
+        computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, options.token));
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
       break;
     }

@@ -1,0 +1,48 @@
+"""Tokens: owner and invite tokens per project, one admin token per server.
+
+Tokens are 256-bit random strings shown once; only their SHA-256 is stored (a fast hash
+is enough for high-entropy secrets), and every check compares in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from fastapi import Request
+
+from mlitb.errors import ErrorCode, MlitbError
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def matches(token: str | None, stored_hash: str | None) -> bool:
+    if not token or not stored_hash:
+        return False
+    return hmac.compare_digest(token_hash(token), stored_hash)
+
+
+def bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def is_admin(token: str | None, admin_token: str | None) -> bool:
+    return bool(token and admin_token and hmac.compare_digest(token.encode(), admin_token.encode()))
+
+
+def require(allowed: bool, token: str | None, what: str) -> None:
+    """401 without a token, 403 with the wrong one."""
+    if allowed:
+        return
+    if token is None:
+        raise MlitbError(ErrorCode.AUTH_REQUIRED, f"{what} needs a bearer token (Authorization: Bearer ...)")
+    raise MlitbError(ErrorCode.FORBIDDEN, f"this token may not {what}")

@@ -1,0 +1,82 @@
+"""The per-project choice of aggregation rule: `make_aggregator(hyper, size)` for one round.
+
+"mean" is the streaming sample-weighted mean of MLitB (one vector, whatever the number of
+clients). The robust rules (clipped_mean, median, trimmed_mean) need every client's vector
+at once, so their aggregator keeps a copy of each gradient sum of the round (clients x
+parameters float32) and applies the pure rule in `mean()`. Both have the same interface:
+`add(grad_sum, samples, loss_sum)`, `mean()`, `samples`, `loss_sum`, `contributions`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Protocol
+
+import numpy as np
+
+from mlitb.training.aggregate import GradientAccumulator
+from mlitb.training.clipping import clipped_mean
+from mlitb.training.median import coordinate_median
+from mlitb.training.trimmed_mean import trimmed_mean
+
+AGGREGATION_RULES = ("mean", "clipped_mean", "median", "trimmed_mean")
+
+
+class Aggregator(Protocol):
+    samples: int
+    loss_sum: float
+    contributions: int
+
+    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None: ...
+
+    def mean(self) -> np.ndarray: ...
+
+
+class AggregationHyper(Protocol):
+    aggregation: str
+    clip_norm: float
+    trim_fraction: float
+
+
+class RobustAggregator:
+    """Keeps each client's gradient sum and count of one round; `mean()` applies `rule`."""
+
+    def __init__(self, size: int, rule: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        self.size = size
+        self.rule = rule
+        self._sums: list[np.ndarray] = []
+        self._counts: list[int] = []
+        self.samples = 0  # claimed samples, for the round's metrics
+        self.loss_sum = 0.0
+        self.contributions = 0
+
+    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None:
+        g = np.array(grad_sum, dtype=np.float32)  # a copy: the frame's buffer is not ours to keep
+        if g.shape != (self.size,):
+            raise ValueError(f"gradient of shape {g.shape}; expected ({self.size},)")
+        if samples <= 0:
+            raise ValueError("sample count must be positive")
+        self._sums.append(g)
+        self._counts.append(int(samples))
+        self.samples += int(samples)
+        self.loss_sum += loss_sum
+        self.contributions += 1
+
+    def mean(self) -> np.ndarray:
+        if not self._sums:
+            raise ValueError("no samples accumulated")
+        return self.rule(np.stack(self._sums), np.asarray(self._counts))
+
+
+def make_aggregator(hyper: AggregationHyper, size: int) -> Aggregator:
+    """A fresh aggregator for one round of `size` parameters, by `hyper.aggregation`."""
+    rule = hyper.aggregation
+    if rule == "mean":
+        return GradientAccumulator(size)
+    if rule == "clipped_mean":
+        return RobustAggregator(size, partial(clipped_mean, max_norm=hyper.clip_norm))
+    if rule == "median":
+        return RobustAggregator(size, coordinate_median)
+    if rule == "trimmed_mean":
+        return RobustAggregator(size, partial(trimmed_mean, beta=hyper.trim_fraction))
+    raise ValueError(f"unknown aggregation rule {rule!r}; known: {', '.join(AGGREGATION_RULES)}")

@@ -89,6 +89,11 @@ class Allocator:
             if counts[t] < self.capacity:
                 self._give_unallocated(t, 1)
 
+    def unallocated_with_room(self) -> int:
+        """How many ids are unallocated although trainers still have capacity for them."""
+        room = self.capacity * len(self.trainers) - int(np.count_nonzero(self.owner != UNALLOCATED))
+        return min(room, int(np.count_nonzero(self.owner == UNALLOCATED)))
+
     def take_changed(self) -> set[int]:
         changed, self.changed = self.changed, set()
         return changed

@@ -52,6 +52,10 @@ class BrowserPool:
         page.goto(f"{self.server_url.rstrip('/')}/?{query}")
         self.pages.append(page)
 
+    def close_page(self, index: int) -> None:
+        """Close one worker's page, as a volunteer closing the tab would."""
+        self.pages.pop(index).close()
+
     def statuses(self) -> list[dict]:
         out = []
         for page in self.pages:

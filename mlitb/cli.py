@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1", help="address the demo server listens on")
     d.add_argument("--port", type=int, default=8000, help="TCP port of the demo server (0 picks a free one)")
     d.add_argument("--metrics-out", default=None, help="write one JSON object per round to this file")
-    d.add_argument("--period", type=float, default=2.0, help="round duration T in seconds")
-    d.add_argument("--learning-rate", type=float, default=0.1, help="AdaGrad learning rate")
+    d.add_argument("--period", type=float, default=1.0, help="round duration T in seconds")
+    d.add_argument("--learning-rate", type=float, default=0.05, help="AdaGrad learning rate")
     d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend of the trainers")
     d.add_argument("--data-dir", default=None, help="folder for the server's stored state (default: a temporary folder)")

@@ -298,6 +298,8 @@ class ProjectRuntime:
             "test_error_round": self.latest_eval[0] if self.latest_eval else None,
             "late": stats.late,
             "rejected": stats.rejected,
+            # ids no trainer holds although some trainer has room (0 is the steady state)
+            "unallocated": self.allocator.unallocated_with_room(),
         }
         self.metrics.append(record)
         self.round += 1

@@ -1,4 +1,4 @@
-"""`mlitb` command line: serve a master, add headless browser workers, run the MNIST demo."""
+"""`mlitb` command line: serve a master, add headless browser workers, run the MNIST demo, simulate load."""
 
 from __future__ import annotations
 
@@ -36,6 +36,16 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(workers=args.workers, duration_s=args.duration, port=args.port, host=args.host,
                     metrics_out=args.metrics_out, period_s=args.period, learning_rate=args.learning_rate,
                     backend=args.backend, data_dir=args.data_dir)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from mlitb.workers.simulate import run_simulate
+
+    return run_simulate(args.clients, server=args.server, project=args.project, period_s=args.period,
+                        rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
+                        latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
+                        late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
+                        token=args.token or os.environ.get("MLITB_TOKEN"))
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -95,6 +105,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TF.js backend of the trainers")
     d.add_argument("--data-dir", default=None, help="folder for the server's stored state (default: a temporary folder)")
     d.set_defaults(func=_demo)
+
+    m = sub.add_parser("simulate", formatter_class=fmt, help="load-test a server with simulated trainers",
+                       description="Run N simulated trainers that speak the real binary protocol over real WebSockets "
+                                   "(heterogeneous speeds and latencies, real-sized random gradients) against a "
+                                   "server, started here as a separate process unless --server is given; one line "
+                                   "per round: clients, power, latency, server and client CPU, bytes in and out.")
+    m.add_argument("--clients", type=int, default=64, help="number of simulated trainers")
+    m.add_argument("--server", default=None, help="URL of a running server (default: start one here)")
+    m.add_argument("--project", type=int, default=None,
+                   help="project to join on --server (default: create one with the paper's network or --params)")
+    m.add_argument("--period", type=float, default=4.0, help="round duration T in seconds of a created project")
+    m.add_argument("--rounds", type=int, default=10, help="rounds to report, after every client joined and one more")
+    m.add_argument("--params", type=int, default=None,
+                   help="create a dense network of about this many parameters (default: the paper's network, 31,786)")
+    m.add_argument("--speed", type=float, default=2200.0, help="samples/s of the median simulated trainer")
+    m.add_argument("--speed-spread", type=float, default=4.0,
+                   help="fastest/slowest speed ratio, log-uniform around --speed (1 = all equal)")
+    m.add_argument("--latency-ms", default="10..50", help="network round trip A..B ms, uniform per trainer")
+    m.add_argument("--churn", type=float, default=0.0,
+                   help="per trainer and round, the chance of leaving; it rejoins 0.5-1.5 periods later")
+    m.add_argument("--processes", type=int, default=1, help="client processes the trainers are spread over")
+    m.add_argument("--late-policy", default="drop", choices=["drop", "stale_weighted"],
+                   help="late-gradient policy of a created project")
+    m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
+    m.add_argument("--token", default=None, help="invite token of a private --project (default: $MLITB_TOKEN)")
+    m.add_argument("--metrics-out", default=None,
+                   help="write one JSON object per round to this file (default: none is written)")
+    m.set_defaults(func=_simulate)
     return p
 
 

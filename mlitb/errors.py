@@ -45,6 +45,9 @@ class ErrorCode(enum.Enum):
     DATASET_MISSING = ErrorInfo(2008, 503, "data set files are not installed on this server")
     AUTH_REQUIRED = ErrorInfo(2009, 401, "this action needs a token")
     FORBIDDEN = ErrorInfo(2010, 403, "this token does not allow this action")
+    NOT_FOUND = ErrorInfo(2011, 404, "no such path")
+    BAD_REQUEST = ErrorInfo(2012, 400, "request could not be parsed")
+    METHOD_NOT_ALLOWED = ErrorInfo(2013, 405, "method not allowed on this path")
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")
@@ -68,6 +71,13 @@ class MlitbError(Exception):
 
     def to_json(self) -> dict:
         return {"code": self.code.name, "number": self.code.number, "message": self.detail}
+
+
+def first_problem(errors: list[dict]) -> tuple[tuple, str]:
+    """(location, "where: what") of the first problem a pydantic validation error lists."""
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if p != "body")
+    return loc, f"{'.'.join(str(p) for p in loc) or 'body'}: {first['msg']}"
 
 
 def by_number(number: int) -> ErrorCode | None:

@@ -29,7 +29,9 @@ class Allocator:
         return np.flatnonzero(self.owner == trainer).astype(np.uint32)
 
     def counts(self) -> dict[int, int]:
-        return {t: int(np.count_nonzero(self.owner == t)) for t in self.trainers}
+        held = self.owner[self.owner != UNALLOCATED]
+        per = np.bincount(held, minlength=max(self.trainers, default=-1) + 1) if len(held) else None
+        return {t: int(per[t]) if per is not None else 0 for t in self.trainers}
 
     def _target(self) -> int:
         return min(self.capacity, self.size // max(1, len(self.trainers)))
@@ -50,21 +52,26 @@ class Allocator:
         target = self._target()
         got = self._give_unallocated(trainer, target)
         self.changed.add(trainer)
+        need = target - got
         counts = self.counts()
         counts.pop(trainer)
-        # pie-cutter: level the largest shares down, a slice at a time, until the newcomer
-        # holds its target or every share is within one of balanced
-        while got < target and counts:
-            donor = max(counts, key=counts.get)
-            if counts[donor] <= got + 1:
-                break
-            next_largest = max((c for t, c in counts.items() if t != donor), default=0)
-            n = min(target - got, max(1, counts[donor] - max(next_largest, target)))
-            take = self.ids_of(donor)[-n:]
-            self.owner[take] = trainer
-            counts[donor] -= n
-            got += n
-            self.changed.add(donor)
+        if need > 0 and counts:
+            # pie-cutter: lower the largest shares to a common level L (never below the
+            # newcomer's target), so each donor gives only what is above that level
+            donors = sorted(counts, key=lambda t: -counts[t])
+            c = np.array([counts[t] for t in donors])
+            surplus = lambda level: int(np.maximum(c - level, 0).sum())  # noqa: E731
+            lo, hi = target, int(c.max())
+            while lo < hi:  # the highest level whose surplus still covers the need
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if surplus(mid) >= need else (lo, mid - 1)
+            give = np.maximum(c - (lo + 1), 0)
+            extra = min(need, surplus(lo)) - int(give.sum())
+            give[np.flatnonzero(c >= lo + 1)[:extra]] += 1  # the rest: one each, largest first
+            for donor, n in zip(donors, give.tolist()):
+                if n:
+                    self.owner[self.ids_of(donor)[-n:]] = trainer
+                    self.changed.add(donor)
         self.rebalance()
 
     def leave(self, trainer: int) -> None:
@@ -76,18 +83,25 @@ class Allocator:
         self.rebalance()
 
     def rebalance(self) -> None:
-        """Hand unallocated ids to the trainers below target, smallest first."""
+        """Hand unallocated ids to the trainers below target, smallest first, then the ids
+        left over by integer division one each to trainers below capacity."""
         if not self.trainers:
             return
-        target = self._target()
-        counts = self.counts()
-        for t in sorted(self.trainers, key=lambda t: counts[t]):
-            self._give_unallocated(t, target - counts[t])
-        # ids left over by integer division go one each to trainers below capacity
-        counts = self.counts()
-        for t in sorted(self.trainers, key=lambda t: counts[t]):
+        free = np.flatnonzero(self.owner == UNALLOCATED)
+        if not len(free):
+            return
+        target, counts, pos = self._target(), self.counts(), 0
+        for t in sorted(self.trainers, key=counts.get):
+            take = free[pos:pos + max(0, target - counts[t])]
+            if len(take):
+                self.owner[take], pos, counts[t] = t, pos + len(take), counts[t] + len(take)
+                self.changed.add(t)
+        for t in sorted(self.trainers, key=counts.get):
+            if pos >= len(free):
+                break
             if counts[t] < self.capacity:
-                self._give_unallocated(t, 1)
+                self.owner[free[pos]], pos = t, pos + 1
+                self.changed.add(t)
 
     def unallocated_with_room(self) -> int:
         """How many ids are unallocated although trainers still have capacity for them."""

@@ -4,9 +4,13 @@ Each round: (a/b) admit new trainers and allocate data; (e) broadcast the parame
 (one encoded frame shared by every client) and each trainer's work time; collect
 gradient sums until every trainer answered or the deadline passed, adding each into one
 accumulator as it arrives; (c) reduce to the sample-weighted mean and take an AdaGrad
-step with L1/L2; (d) update each trainer's latency estimate for the next work time.
-The loop reaches clients only through `Link`s, so it runs the same over WebSockets and
-in memory.
+step with L1/L2; (d) update each trainer's latency and processing-rate estimates, which
+set its next work time (`work_ms_for`): T minus its round-trip latency, one mini-batch at
+its measured rate (a clock-bounded trainer may finish one batch past its work time) and a
+safety margin, so all results arrive by the deadline. A gradient that arrives after its
+round closed is dropped or, by the project's `late_policy`, added to the open round with
+a staleness weight; either way it is counted as late. The loop reaches clients only
+through `Link`s, so it runs the same over WebSockets and in memory.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from mlitb.training import adagrad_step, make_aggregator
 
 log = logging.getLogger("mlitb.master")
 _client_ids = itertools.count(1)
-LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average
+LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
+RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
+SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
+ROUNDS_REMEMBERED = 8  # a gradient for an older round is refused without being counted as late
 
 
 @dataclass
@@ -43,9 +50,11 @@ class Client:
     link: Link
     admitted: bool = False
     latency_ms: float = 100.0  # round trip estimate (send params -> gradient back, minus compute)
+    rate_sps: float | None = None  # processing rate estimate: samples per second of compute
     work_ms: int = 0
     alloc_size: int = 0
     answered_round: int = -1
+    applied_round: int = -1  # newest round whose gradient was applied (on time or late)
     last_samples: int = 0
 
 
@@ -57,6 +66,7 @@ class RoundStats:
     latencies: list[float] = field(default_factory=list)
     rejected: int = 0
     late: int = 0
+    late_applied: int = 0
 
 
 class ProjectRuntime:
@@ -66,6 +76,7 @@ class ProjectRuntime:
         self.id = project_id
         self.spec = spec
         self.network = network
+        self._param_count: tuple[Network, int] | None = None
         self.dataset = dataset
         self.settings = settings
         self.clock = clock
@@ -85,6 +96,14 @@ class ProjectRuntime:
         self._wake = asyncio.Event()
         self._stopped = False
         self.rejected_total = 0
+        # cumulative counters (Prometheus); the WebSocket endpoint adds the bytes of each message
+        self.samples_total = 0
+        self.late_total = 0
+        self.late_applied_total = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._marks: tuple[float, int, int] | None = None  # (CPU s, bytes in, bytes out) at the last close
+        self._pending: set[int] = set()  # admitted trainers yet to answer the open round
         self._round_starts: dict[int, float] = {}
         self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
         self.invite_hash: str | None = None  # SHA-256 of the invite token of a private project
@@ -92,7 +111,10 @@ class ProjectRuntime:
     # ---- limits derived from the model -------------------------------------------------
     @property
     def param_count(self) -> int:
-        return self.network.param_count
+        cached = self._param_count  # summing the weight shapes costs ~30 us: once per network, not per frame
+        if cached is None or cached[0] is not self.network:
+            cached = self._param_count = (self.network, self.network.param_count)
+        return cached[1]
 
     @property
     def max_frame_bytes(self) -> int:
@@ -119,6 +141,7 @@ class ProjectRuntime:
         if client.role == "trainer" and client.admitted:
             self.allocator.leave(client_id)
             self._send_allocations()
+        self._pending.discard(client_id)
         self._check_all_answered()
 
     def _send_allocations(self) -> None:
@@ -159,36 +182,89 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
         stats = self._stats
         if self.open_round is None or frame.round != self.open_round or stats is None:
-            started = self._round_starts.get(frame.round)
-            if started is not None and stats is not None:
-                # a late answer still tells how slow this client is: its next work time shrinks
-                stats.late += 1
-                self._observe_latency(client, (self.clock() - started) * 1000 - frame.aux)
-            raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
+            self._on_late_gradient(client, frame, stats)
+            return
         if client.answered_round == frame.round:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
+        grad = self._checked_gradient(client, frame)
+        self._acc.add(grad, frame.count, frame.value)
+        client.answered_round = client.applied_round = frame.round
+        client.last_samples = frame.count
+        stats.latencies.append(self._observe(client, frame, stats.started))
+        self._pending.discard(client.id)
+        self._check_all_answered()
+
+    def _checked_gradient(self, client: Client, frame: Frame) -> np.ndarray:
+        """The frame's gradient sum, after the length, sample-count, loss and finiteness checks."""
         if len(frame.payload) != 4 * self.param_count:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(frame.payload)} bytes; expected {4 * self.param_count} "
                              f"({self.param_count} float32)")
-        max_samples = max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
+        max_samples = self._max_samples(client)
         if not 1 <= frame.count <= max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
         grad = frame.floats()
-        if not np.isfinite(grad).all():
+        # One pass that allocates nothing: the sum of squares is finite exactly when every value is finite and
+        # it does not overflow; only otherwise is the element-wise test needed to tell the two apart.
+        if not np.isfinite(np.dot(grad, grad)) and not np.isfinite(grad).all():
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
-        self._acc.add(grad, frame.count, frame.value)
-        client.answered_round = frame.round
-        client.last_samples = frame.count
-        stats.latencies.append(self._observe_latency(client, (self.clock() - stats.started) * 1000 - frame.aux))
-        self._check_all_answered()
+        return grad
+
+    def _max_samples(self, client: Client) -> int:
+        return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
+
+    def _on_late_gradient(self, client: Client, frame: Frame, stats: RoundStats | None) -> None:
+        """A gradient for a closed round is counted as late and still tells how slow its client is (so its next
+        work time shrinks). It is refused with STALE_ROUND unless the project's `late_policy` is
+        "stale_weighted" and a round is open: then it joins that round's reduce with its sample count (and so
+        its share) scaled by `staleness_weight ** rounds_late`."""
+        started = self._round_starts.get(frame.round)
+        if started is None or stats is None or frame.round >= self.round:
+            raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
+        if frame.round <= client.applied_round:
+            raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
+        hyper = self.spec.hyper
+        apply = hyper.late_policy == "stale_weighted" and self.open_round is not None
+        grad = self._checked_gradient(client, frame) if apply else None
+        stats.late += 1
+        self.late_total += 1
+        if 1 <= frame.count <= self._max_samples(client):
+            self._observe(client, frame, started)
+        if grad is None:
+            raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
+        weight = hyper.staleness_weight ** (self.open_round - frame.round)
+        samples = max(1, round(frame.count * weight))
+        scale = samples / frame.count
+        self._acc.add(grad * np.float32(scale), samples, frame.value * scale)
+        client.applied_round = frame.round
+        stats.late_applied += 1
+        self.late_applied_total += 1
+
+    def _observe(self, client: Client, frame: Frame, round_started: float) -> float:
+        """Update the client's processing-rate and latency estimates from one gradient; returns the latency."""
+        if frame.aux > 0:
+            self._observe_rate(client, min(frame.count * 1000.0 / frame.aux, float(self.settings.max_samples_per_s)))
+        return self._observe_latency(client, (self.clock() - round_started) * 1000 - frame.aux)
 
     @staticmethod
     def _observe_latency(client: Client, sample_ms: float) -> float:
+        """The estimate rises at once (a straggler should not be late twice) and falls by a moving average."""
         sample_ms = max(0.0, sample_ms)
-        client.latency_ms = (1 - LATENCY_SMOOTHING) * client.latency_ms + LATENCY_SMOOTHING * sample_ms
+        if sample_ms >= client.latency_ms:
+            client.latency_ms = sample_ms
+        else:
+            client.latency_ms = (1 - LATENCY_SMOOTHING) * client.latency_ms + LATENCY_SMOOTHING * sample_ms
         return sample_ms
+
+    @staticmethod
+    def _observe_rate(client: Client, samples_per_s: float) -> None:
+        """Moving average of the processing rate; a slow-down (a busy tab, a throttled device) replaces it at once."""
+        old = client.rate_sps
+        if old is None or samples_per_s < SLOWDOWN_RATIO * old:
+            client.rate_sps = samples_per_s
+        else:
+            client.rate_sps = (1 - RATE_SMOOTHING) * old + RATE_SMOOTHING * samples_per_s
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -211,15 +287,19 @@ class ProjectRuntime:
             self._stats.rejected += 1
 
     def _check_all_answered(self) -> None:
-        if self.open_round is not None and all(c.answered_round == self.open_round for c in self.trainers()):
+        if self.open_round is not None and not self._pending:
             self._all_answered.set()
 
     # ---- the round loop ------------------------------------------------------------------
     def work_ms_for(self, client: Client) -> int:
-        """Compute time for the next round so the result is back before the deadline."""
+        """Compute time for the next round so the result is back before the deadline: T minus the client's
+        latency, minus one mini-batch at its measured rate (its clock-bounded loop may finish one batch past
+        the work time), minus a margin; within [min_work_ms, T]."""
         period_ms = self.spec.hyper.period_s * 1000
         margin = max(50.0, 0.05 * period_ms)
-        return int(min(period_ms, max(self.settings.min_work_ms, period_ms - client.latency_ms - margin)))
+        batch_ms = 1000.0 * self.spec.hyper.batch_size / client.rate_sps if client.rate_sps else 0.0
+        work = period_ms - client.latency_ms - min(batch_ms, period_ms) - margin
+        return int(min(period_ms, max(self.settings.min_work_ms, work)))
 
     def stop(self) -> None:
         self._stopped = True
@@ -254,11 +334,14 @@ class ProjectRuntime:
                 self.allocator.join(c.id)
         self._send_allocations()
         stats = RoundStats(self.round, self.clock())
+        if self._marks is None:
+            self._marks = (time.process_time(), self.bytes_in, self.bytes_out)
         self._round_starts[self.round] = stats.started
-        self._round_starts.pop(self.round - 8, None)  # late answers older than that are just refused
+        self._round_starts.pop(self.round - ROUNDS_REMEMBERED, None)  # late answers older than that are just refused
         self._stats, self._acc = stats, make_aggregator(self.spec.hyper, self.param_count)
         self._all_answered.clear()
         self.open_round = self.round
+        self._pending = {c.id for c in self.trainers()}
         shared = self.params_frame()
         for c in list(self.clients.values()):
             if c.role == "trainer":
@@ -278,11 +361,23 @@ class ProjectRuntime:
 
     def _close_round(self, stats: RoundStats) -> dict:
         acc, h = self._acc, self.spec.hyper
+        step_skipped = False
         if acc.samples > 0:
-            adagrad_step(self.params, self.history, acc.mean(), learning_rate=h.learning_rate,
+            # the step runs on copies: one whose result is not finite (finite but huge gradients
+            # overflowing float32, say) is skipped and counted, never written into the model
+            params, history = self.params.copy(), self.history.copy()
+            adagrad_step(params, history, acc.mean(), learning_rate=h.learning_rate,
                          epsilon=h.epsilon, l1=h.l1, l2=h.l2)
+            if np.isfinite(params).all() and np.isfinite(history).all():
+                self.params, self.history = params, history
+            else:
+                step_skipped = True
+                log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
         duration = self.clock() - stats.started
         lat = stats.latencies
+        cpu, bytes_in, bytes_out = self._marks or (time.process_time(), self.bytes_in, self.bytes_out)
+        self._marks = (time.process_time(), self.bytes_in, self.bytes_out)
+        self.samples_total += acc.samples
         record = {
             "round": stats.round,
             "time": time.time(),
@@ -293,11 +388,17 @@ class ProjectRuntime:
             "samples_per_s": round(acc.samples / duration, 2) if duration > 0 else 0.0,
             "latency_ms_mean": round(float(np.mean(lat)), 2) if lat else None,
             "latency_ms_max": round(float(np.max(lat)), 2) if lat else None,
+            "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat else None,
             "loss": round(acc.loss_sum / acc.samples, 6) if acc.samples else None,
             "test_error": self.latest_eval[1] if self.latest_eval else None,
             "test_error_round": self.latest_eval[0] if self.latest_eval else None,
             "late": stats.late,
+            "late_applied": stats.late_applied,
             "rejected": stats.rejected,
+            "step_skipped": step_skipped,
+            "cpu_s": round(self._marks[0] - cpu, 4),  # server process CPU time since the previous round closed
+            "bytes_in": self.bytes_in - bytes_in,  # WebSocket message bytes from / to this project's clients
+            "bytes_out": self.bytes_out - bytes_out,
             # ids no trainer holds although some trainer has room (0 is the steady state)
             "unallocated": self.allocator.unallocated_with_room(),
         }

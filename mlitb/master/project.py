@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import ErrorCode, MlitbError, first_problem
 from mlitb.model import Network, parse_network
 
 
@@ -29,6 +29,12 @@ class Hyper(BaseModel):
                                                              "per-sample mean gradient")
     trim_fraction: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: fraction of clients dropped at each "
                                                                 "end, per coordinate")
+    late_policy: Literal["drop", "stale_weighted"] = Field(
+        "drop", description="a gradient that arrives after its round closed: 'drop' refuses it (STALE_ROUND); "
+                            "'stale_weighted' adds it to the open round with its share scaled by staleness_weight "
+                            "per round late. Counted as late either way")
+    staleness_weight: float = Field(0.5, gt=0, le=1, description="stale_weighted: factor on a late gradient's "
+                                                                 "share per round late")
 
 
 class ProjectSpec(BaseModel):
@@ -54,7 +60,5 @@ def parse_project_spec(body: Any) -> ProjectSpec:
     try:
         return ProjectSpec.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        code = ErrorCode.INVALID_HYPER if first["loc"][:1] == ("hyper",) else ErrorCode.INVALID_REQUEST
-        raise MlitbError(code, f"{where}: {first['msg']}") from None
+        loc, message = first_problem(exc.errors())
+        raise MlitbError(ErrorCode.INVALID_HYPER if loc[:1] == ("hyper",) else ErrorCode.INVALID_REQUEST, message) from None

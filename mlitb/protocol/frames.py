@@ -80,6 +80,8 @@ class Frame:
             raise MlitbError(ErrorCode.FRAME_TOO_LARGE, f"JSON payload over {MAX_JSON_PAYLOAD} bytes")
         try:
             obj = json.loads(bytes(self.payload).decode("utf-8"))
+        except RecursionError:
+            raise MlitbError(ErrorCode.FRAME_MALFORMED, "JSON payload is nested too deeply") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MlitbError(ErrorCode.FRAME_MALFORMED, f"payload is not UTF-8 JSON: {exc}") from None
         if not isinstance(obj, dict):

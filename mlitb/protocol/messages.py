@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import ErrorCode, MlitbError, first_problem
 
 
 class JoinRequest(BaseModel):
@@ -45,6 +45,4 @@ def parse_join(body: dict) -> JoinRequest:
     try:
         return JoinRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"JOIN {where}: {first['msg']}") from None
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"JOIN {first_problem(exc.errors())[1]}") from None

@@ -5,6 +5,7 @@ the browser may use wasm threads and SIMD."""
 from __future__ import annotations
 
 import json
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlitb import __version__
 from mlitb.config import Settings
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import ErrorCode, MlitbError, first_problem
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
@@ -33,6 +36,23 @@ ISOLATION_HEADERS = {
 }
 
 
+class ErrorBody(BaseModel):
+    """Every error response: a stable code (docs/errors.md), its number, a readable message."""
+
+    code: str
+    number: int
+    message: str
+
+
+# documented on every route; which ones a route can return is in its description and docs/errors.md
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status, desc in {
+    400: "malformed request", 401: "a token is needed", 403: "the token does not allow this",
+    404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
+    413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
+    429: "a limit was hit", 503: "a data set is not installed"}.items()}
+HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+
+
 def summary(rt: ProjectRuntime) -> dict:
     roles = [c.role for c in rt.clients.values()]
     return {
@@ -42,6 +62,46 @@ def summary(rt: ProjectRuntime) -> dict:
         "test_error": rt.latest_eval[1] if rt.latest_eval else None,
         "hyper": rt.spec.hyper.model_dump(), "network": rt.network.to_spec(), "seed": rt.spec.seed,
     }
+
+
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# (metric, type, help, value of a project): one sample per project, labelled with its id
+PROJECT_METRICS = (
+    ("mlitb_rounds_total", "counter", "rounds closed", lambda rt, m: rt.round),
+    ("mlitb_trainers", "gauge", "trainers in the last round", lambda rt, m: m.get("trainers")),
+    ("mlitb_clients", "gauge", "connected workers (trainers and trackers)", lambda rt, m: len(rt.clients)),
+    ("mlitb_samples_total", "counter", "samples reduced since the server started", lambda rt, m: rt.samples_total),
+    ("mlitb_samples_per_second", "gauge", "power: samples per second in the last round",
+     lambda rt, m: m.get("samples_per_s")),
+    ("mlitb_latency_ms_mean", "gauge", "mean trainer latency in the last round (ms)", lambda rt, m: m.get("latency_ms_mean")),
+    ("mlitb_latency_ms_p95", "gauge", "95th percentile trainer latency in the last round (ms)",
+     lambda rt, m: m.get("latency_ms_p95")),
+    ("mlitb_latency_ms_max", "gauge", "largest trainer latency in the last round (ms)", lambda rt, m: m.get("latency_ms_max")),
+    ("mlitb_loss", "gauge", "mean training loss in the last round", lambda rt, m: m.get("loss")),
+    ("mlitb_test_error", "gauge", "newest test error reported by a tracker",
+     lambda rt, m: rt.latest_eval[1] if rt.latest_eval else None),
+    ("mlitb_late_total", "counter", "gradients that arrived after their round closed", lambda rt, m: rt.late_total),
+    ("mlitb_late_applied_total", "counter", "late gradients applied with a staleness weight",
+     lambda rt, m: rt.late_applied_total),
+    ("mlitb_rejected_total", "counter", "client frames refused by validation", lambda rt, m: rt.rejected_total),
+    ("mlitb_bytes_in_total", "counter", "WebSocket message bytes received from the project's workers",
+     lambda rt, m: rt.bytes_in),
+    ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt, m: rt.bytes_out),
+)
+
+
+def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
+    """Prometheus text exposition (format 0.0.4) of every given project, plus the process CPU time."""
+    lines = ["# HELP process_cpu_seconds_total server process CPU time (user + system) in seconds",
+             "# TYPE process_cpu_seconds_total counter", f"process_cpu_seconds_total {cpu_s:.6f}"]
+    last = {rt.id: rt.metrics[-1] if rt.metrics else {} for rt in runtimes}
+    for name, kind, text, value in PROJECT_METRICS:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for rt in runtimes:
+            v = value(rt, last[rt.id])
+            if v is not None:
+                lines.append(f'{name}{{project="{rt.id}"}} {float(v):.10g}')
+    return "\n".join(lines) + "\n"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await registry.shutdown()
 
     app = FastAPI(title="MLitB master", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  responses=ERROR_RESPONSES,
                   description="Machine learning in the browser: projects, models, metrics, data; workers on /ws.")
     app.state.registry = registry
     limits = ConnectionLimits(settings)
@@ -70,12 +131,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def mlitb_error(_: Request, err: MlitbError):
         return JSONResponse(err.to_json(), status_code=err.code.http_status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        # FastAPI's own errors (unparsable body, unknown path) in the same shape as ours
+        code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+        body = {"code": code.name, "number": code.number, "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"] if p != "body"]
-        code = ErrorCode.INVALID_HYPER if loc[:1] == ["hyper"] else ErrorCode.INVALID_REQUEST
-        err = MlitbError(code, f"{'.'.join(loc) or 'body'}: {first['msg']}")
+        loc, message = first_problem(exc.errors())
+        code = ErrorCode.INVALID_HYPER if loc[:1] == ("hyper",) else ErrorCode.INVALID_REQUEST
+        err = MlitbError(code, message)
         return JSONResponse(err.to_json(), status_code=code.http_status)
 
     def token_of(request: Request) -> str | None:
@@ -128,7 +195,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type="application/json",
                         headers={"Cache-Control": "no-store", "X-Mlitb-Round": str(rt.round)})
 
-    @app.get(f"/api/projects/{{project_id}}/model/{WEIGHTS_FILE}", summary="Current weights (float32, manifest order)")
+    @app.get(f"/api/projects/{{project_id}}/model/{WEIGHTS_FILE}", summary="Current weights (float32, manifest order)",
+             response_class=Response, responses={200: {"content": {"application/octet-stream": {}},
+                                                       "description": "float32 little-endian, manifest order"}})
     async def get_weights(project_id: int, request: Request) -> Response:
         rt = readable(project_id, request)  # workers receive these parameters every round anyway
         return Response(rt.params.tobytes(), media_type="application/octet-stream",
@@ -139,11 +208,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           since: int = Query(0, ge=0, description="first round to return")) -> list[dict]:
         return [m for m in readable(project_id, request).metrics if m["round"] >= since]
 
+    @app.get("/metrics", summary="Prometheus metrics of every public project (private ones for the admin)",
+             response_class=Response, responses={200: {"content": {PROMETHEUS_TYPE: {}}}})
+    async def prometheus(request: Request) -> Response:
+        admin = auth.is_admin(token_of(request), settings.admin_token)
+        runtimes = [rt for rt in registry.projects.values() if admin or not rt.spec.private]
+        return Response(prometheus_text(runtimes, time.process_time()), media_type=PROMETHEUS_TYPE)
+
     @app.get("/api/projects/{project_id}/clients", summary="Connected workers")
     async def get_clients(project_id: int, request: Request) -> list[dict]:
         rt = readable(project_id, request)
         return [{"id": c.id, "role": c.role, "backend": c.backend, "latency_ms": round(c.latency_ms, 1),
-                 "work_ms": c.work_ms, "allocated": c.alloc_size, "last_samples": c.last_samples}
+                 "work_ms": c.work_ms, "allocated": c.alloc_size, "last_samples": c.last_samples,
+                 "samples_per_s": None if c.rate_sps is None else round(c.rate_sps, 1)}
                 for c in rt.clients.values()]
 
     @app.get("/api/projects/{project_id}/data/{split}", summary="Examples [start, start+count) as binary",

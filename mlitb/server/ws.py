@@ -65,13 +65,15 @@ class RateLimit:
 
 class WebSocketLink:
     """Queues frames for one client and writes them from its own task, so a slow client
-    never blocks the round loop; past `max_queue` frames the client is dropped."""
+    never blocks the round loop; past `max_queue` frames the client is dropped. Once the client has
+    joined, `meter` (its project) counts the bytes written in `bytes_out`."""
 
     def __init__(self, ws: WebSocket, max_queue: int):
         self.ws = ws
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.max_queue = max_queue
         self.closed = False
+        self.meter = None
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
     def send(self, frame: bytes) -> bool:
@@ -97,6 +99,8 @@ class WebSocketLink:
         try:
             while (frame := await self.queue.get()) is not None:
                 await self.ws.send_bytes(frame)
+                if self.meter is not None:
+                    self.meter.bytes_out += len(frame)
             await self.ws.close(*self.close_code)
         except Exception:  # the peer went away; the reader notices and cleans up
             self.closed = True
@@ -142,6 +146,8 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
                                      f"{settings.max_clients_per_project} workers")
                 runtime = candidate
                 client = runtime.add_client(link, join.role, join.backend)
+                link.meter = runtime
+                runtime.bytes_in += len(data)
             except MlitbError as err:
                 link.send(error_frame(err, project=0))
                 if err.code.value.close:
@@ -153,6 +159,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
         link.send(encode(MessageType.WELCOME, project=runtime.id, payload=welcome(runtime, client).model_dump()))
         while not link.closed:
             data = await _receive_bytes(ws)
+            runtime.bytes_in += len(data)
             try:
                 if not rate.allow():
                     raise MlitbError(ErrorCode.RATE_LIMITED, f"more than {settings.max_frames_per_s:g} frames/s")

@@ -27,7 +27,8 @@ class GradientAccumulator:
     """Streaming sum of gradient sums and counts; `mean()` gives the weighted average."""
 
     def __init__(self, size: int):
-        self.sum = np.zeros(size, dtype=np.float32)
+        # float64: gradients near the float32 maximum must not overflow the sum to inf
+        self.sum = np.zeros(size, dtype=np.float64)
         self.samples = 0
         self.loss_sum = 0.0
         self.contributions = 0
@@ -41,4 +42,4 @@ class GradientAccumulator:
     def mean(self) -> np.ndarray:
         if self.samples <= 0:
             raise ValueError("no samples accumulated")
-        return self.sum / np.float32(self.samples)
+        return (self.sum / self.samples).astype(np.float32)

@@ -10,7 +10,8 @@ Sample counts: a hostile client may claim a huge count to buy influence. Capping
 weight at the round's median count gives any one client at most the weight of a typical
 client, while honest clients that did less work still weigh less. With equal counts the
 rule is the plain mean of the clipped gradients; one client's update (within the norm)
-comes back unchanged. One hostile client moves the result by at most max_norm * w_i / sum(w).
+comes back unchanged. A hostile client's share of the result has a norm of at most
+max_norm * w_i / sum(w).
 """
 
 from __future__ import annotations

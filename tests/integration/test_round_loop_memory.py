@@ -3,7 +3,6 @@
 import asyncio
 
 import numpy as np
-import pytest
 
 from mlitb.errors import ErrorCode
 from mlitb.master.allocator import UNALLOCATED

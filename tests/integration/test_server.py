@@ -1,7 +1,6 @@
 """The real server: REST routes and real WebSocket clients speaking the binary protocol."""
 
 import asyncio
-import json
 
 import httpx
 import numpy as np

@@ -13,7 +13,7 @@ def subparsers():
     return action.choices
 
 
-@pytest.mark.parametrize("name", ["serve", "worker", "demo"])
+@pytest.mark.parametrize("name", ["serve", "worker", "demo", "simulate"])
 def test_each_subcommand_help_describes_every_option_with_its_default(name):
     sub = subparsers()[name]
     formatter = sub._get_formatter()

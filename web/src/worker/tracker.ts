@@ -1,53 +1,37 @@
 // Tracker Web Worker: receives the parameters every round and measures the classification
 // error on the project's test set whenever it is free, reporting it to the master.
 
-import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { floats, Frame, MessageType } from "../protocol/frames";
-import { Connection, fetchRange, modelSource, WorkerOptions, WorkerStatus } from "./connection";
+import { fetchRange, modelSource, WorkerStatus } from "./connection";
+import { WorkerSession } from "./session";
 
 const MAX_TEST = 10000;
 // Evaluating 10,000 images takes a second or more of CPU that trainers on the same machine
 // would otherwise use, so a tracker evaluates at most this often.
 const MIN_EVAL_INTERVAL_MS = 4000;
 let lastEval = -Infinity;
-const status: WorkerStatus = { role: "tracker", state: "connecting" };
-const post = (patch: Partial<WorkerStatus>) => {
-  Object.assign(status, patch);
-  (self as unknown as Worker).postMessage({ kind: "status", status: { ...status } });
-};
+const session = new WorkerSession("tracker", onFrame);
+const post = (patch: Partial<WorkerStatus>) => session.post(patch);
 
-let conn: Connection;
 let computer: GradientComputer | undefined;
 let test: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let latest: { round: number; params: Float32Array } | undefined;
 let busy = false;
 
-let options: WorkerOptions;
-
-async function start(opts: WorkerOptions) {
-  options = opts;
-  const backend = await chooseBackend(opts.backend === "auto" ? undefined : opts.backend);
-  post({ backend: backend.name, backendDetail: backend.detail });
-  conn = new Connection(opts, "tracker", backend.name, onFrame,
-    (e) => post({ error: `${e.code}: ${e.message}` }),
-    (reason, retryInMs) => post(retryInMs == null
-      ? { state: "closed", error: status.error ?? reason }
-      : { state: `reconnecting in ${(retryInMs / 1000).toFixed(1)} s`, error: reason }));
-}
 
 async function prepare() {
-  const w = conn.welcome!;
+  const w = session.conn.welcome!;
   if (!w.data?.test_url) throw new Error("project has no test set to track");
   post({ state: "loading", clientId: w.client_id, error: undefined });
   if (!computer || computer.paramCount !== w.param_count)
-    computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, options.token));
+    computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
   if (test) return evaluateLatest(); // a reconnect keeps the downloaded test set
   const shape = w.data.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const count = Math.min(MAX_TEST, w.data.test_count);
   post({ state: "downloading", allocated: count });
-  const part = await fetchRange(w.data.test_url, 0, count, pixels, options.token);
+  const part = await fetchRange(w.data.test_url, 0, count, pixels, session.options.token);
   test = { images: part.images, labels: part.labels, count, shape };
   post({ state: "idle", downloaded: count });
   evaluateLatest();
@@ -71,7 +55,7 @@ async function evaluateLatest() {
   computer.setParams(params);
   const r = computer.evaluate(test);
   const ms = performance.now() - t0;
-  conn.send(MessageType.EVAL, { round, count: test.count, aux: ms, value: r.error });
+  session.conn.send(MessageType.EVAL, { round, count: test.count, aux: ms, value: r.error });
   post({ state: "idle", testError: r.error, loss: r.loss, computeMs: Math.round(ms) });
   busy = false;
   setTimeout(evaluateLatest, 0);
@@ -84,8 +68,3 @@ async function onFrame(f: Frame) {
     evaluateLatest();
   }
 }
-
-self.onmessage = (ev: MessageEvent) => {
-  if (ev.data?.kind === "start") start(ev.data.options).catch((e) => post({ state: "error", error: String(e) }));
-  if (ev.data?.kind === "stop") conn?.close();
-};

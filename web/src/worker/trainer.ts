@@ -1,40 +1,24 @@
 // Trainer Web Worker: downloads its allocated examples once, then every round trains for the
 // work time the master gave it and sends back the summed gradient and the sample count.
 
-import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { floats, Frame, MessageType, uint32s } from "../protocol/frames";
-import { Connection, fetchRange, modelSource, idRuns, WorkerOptions, WorkerStatus } from "./connection";
+import { fetchRange, modelSource, idRuns, WorkerStatus } from "./connection";
+import { WorkerSession } from "./session";
 
-const status: WorkerStatus = { role: "trainer", state: "connecting" };
-const post = (patch: Partial<WorkerStatus>) => {
-  Object.assign(status, patch);
-  (self as unknown as Worker).postMessage({ kind: "status", status: { ...status } });
-};
+const session = new WorkerSession("trainer", onFrame);
+const post = (patch: Partial<WorkerStatus>) => session.post(patch);
 
-let conn: Connection;
 let computer: GradientComputer | undefined;
 let params: Float32Array | undefined;
 let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let allocVersion = 0;
 
-let options: WorkerOptions;
-
-async function start(opts: WorkerOptions) {
-  options = opts;
-  const backend = await chooseBackend(opts.backend === "auto" ? undefined : opts.backend);
-  post({ backend: backend.name, backendDetail: backend.detail });
-  conn = new Connection(opts, "trainer", backend.name, onFrame,
-    (e) => post({ error: `${e.code}: ${e.message}` }),
-    (reason, retryInMs) => post(retryInMs == null
-      ? { state: "closed", error: status.error ?? reason }
-      : { state: `reconnecting in ${(retryInMs / 1000).toFixed(1)} s`, error: reason }));
-}
 
 async function download(ids: Uint32Array) {
   const version = ++allocVersion;
   data = undefined; // ids held before belong to other trainers now
-  const info = conn.welcome!.data!;
+  const info = session.conn.welcome!.data!;
   const shape = info.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const images = new Uint8Array(ids.length * pixels);
@@ -42,7 +26,7 @@ async function download(ids: Uint32Array) {
   post({ state: "downloading", allocated: ids.length, downloaded: 0 });
   let offset = 0;
   for (const [start, count] of idRuns(ids)) {
-    const part = await fetchRange(info.train_url, start, count, pixels, options.token);
+    const part = await fetchRange(info.train_url, start, count, pixels, session.options.token);
     if (version !== allocVersion) return; // a newer allocation replaced this one
     images.set(part.images, offset * pixels);
     labels.set(part.labels, offset);
@@ -56,11 +40,11 @@ async function download(ids: Uint32Array) {
 async function onFrame(f: Frame) {
   switch (f.type) {
     case MessageType.WELCOME: {
-      const w = conn.welcome!;
+      const w = session.conn.welcome!;
       if (!w.data) throw new Error("project has no training data yet");
       post({ state: "loading", clientId: w.client_id, error: undefined });
       if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
-        computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, options.token));
+        computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
       break;
     }
@@ -74,21 +58,16 @@ async function onFrame(f: Frame) {
       if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round
       // A trainer that fell behind skips to the newest round instead of answering late forever,
       // and the time this frame waited in the queue comes off its work time.
-      if (f.round < conn.newestRound) return;
-      const waited = performance.now() - (conn.arrivedAt.get(f) ?? performance.now());
+      if (f.round < session.conn.newestRound) return;
+      const waited = performance.now() - (session.conn.arrivedAt.get(f) ?? performance.now());
       const workMs = Math.max(1, f.aux - waited);
       computer.setParams(params);
-      post({ state: "training", round: f.round, workMs: Math.round(workMs) });
-      const r = computer.computeFor(workMs, data, conn.welcome!.batch_size);
-      conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
+      post({ state: "training", round: f.round, workMs: Math.round(workMs), error: undefined });
+      const r = computer.computeFor(workMs, data, session.conn.welcome!.batch_size);
+      session.conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
         loss: r.lossSum / r.samples });
       break;
     }
   }
 }
-
-self.onmessage = (ev: MessageEvent) => {
-  if (ev.data?.kind === "start") start(ev.data.options).catch((e) => post({ state: "error", error: String(e) }));
-  if (ev.data?.kind === "stop") conn?.close();
-};

@@ -1,0 +1,173 @@
+"""Fuzzing the frame decoder and a joined client's frame handling: only MlitbError may come out, and the round loop carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from mlitb.errors import MlitbError
+from mlitb.master.loop import ProjectRuntime
+from mlitb.protocol import HEADER_SIZE, MessageType, decode, encode, parse_join
+from mlitb.protocol.frames import HEADER, MAX_JSON_PAYLOAD
+from mlitb.workers.simulated import MemoryTrainer
+from tests.helpers import make_runtime
+
+U32 = st.integers(0, 2**32 - 1)
+FUZZ = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+NOT_JOINED_ID = 10**9
+
+
+def quadratic(params, ids):
+    """Gradient of 0.5*|w - 1|^2 summed over the allocated samples, for the honest trainer."""
+    n = max(1, len(ids))
+    return (params - 1.0) * n, n, float(0.5 * np.sum((params - 1.0) ** 2) * n)
+
+
+class Harness:
+    """A project with an honest trainer, a trainer and a tracker that fuzzed frames come from, and an open round."""
+
+    def __init__(self, rt: ProjectRuntime):
+        self.rt = rt
+        self.honest = MemoryTrainer(rt, quadratic)
+        self.fuzz_trainer = MemoryTrainer(rt, None)  # never answers on its own: the round stays open
+        self.tracker = MemoryTrainer(rt, None, role="tracker")
+        self.senders = [self.fuzz_trainer.client.id, self.tracker.client.id, NOT_JOINED_ID]
+        self.round_task: asyncio.Task | None = None
+
+    def deliver(self, data: bytes, sender: int) -> str:
+        """What the WebSocket endpoint does with a frame, before and after JOIN; returns the outcome."""
+        try:
+            frame = decode(data, HEADER_SIZE + MAX_JSON_PAYLOAD)  # before JOIN
+            if frame.type == MessageType.JOIN:
+                parse_join(frame.json())
+        except MlitbError:
+            pass
+        try:
+            frame = decode(data, self.rt.max_frame_bytes)  # after JOIN
+            self.rt.on_frame(sender, frame)
+        except MlitbError as err:
+            self.rt.note_rejected()
+            return err.code.name
+        return "accepted"
+
+    async def still_works(self) -> None:
+        """The open round closes, then a normal round closes with the honest trainer's gradient."""
+        await self.round_task
+        record = await self.rt.run_round()
+        assert record["contributions"] >= 1 and record["samples"] >= 1
+        assert np.isfinite(self.rt.params).all()
+        assert self.honest.rounds_answered[-1] == record["round"]
+        for c in (self.honest, self.fuzz_trainer, self.tracker):
+            c.leave()
+        await asyncio.gather(*(c.task for c in (self.honest, self.fuzz_trainer, self.tracker)))
+
+
+async def open_harness() -> Harness:
+    h = Harness(make_runtime(period_s=1))
+    await asyncio.sleep(0)
+    h.round_task = asyncio.create_task(h.rt.run_round())
+    await asyncio.sleep(0.02)  # the round is open; the honest trainer has answered
+    assert h.rt.open_round == 0
+    return h
+
+
+def mostly(usual, other):
+    """`usual` seven times in eight, else `other`."""
+    return st.integers(0, 7).flatmap(lambda k: other if k == 0 else usual)
+
+
+def header(type_, version, flags, project, round_, count, aux, value) -> bytes:
+    return HEADER.pack(type_, version, flags, project, round_, count, aux, value)
+
+
+def structured_frames(rt: ProjectRuntime):
+    """Well-formed headers (mostly) with fields near the meaningful values and payloads of every kind."""
+    P = rt.param_count
+    max_samples = rt.settings.max_samples_per_s * 2
+    types = mostly(st.sampled_from([int(t) for t in MessageType]), st.integers(0, 255))
+    versions = mostly(st.just(1), st.integers(0, 255))
+    flags = mostly(st.just(0), st.integers(0, 2**16 - 1))
+    projects = mostly(st.just(rt.id), U32)
+    rounds = mostly(st.sampled_from([0, 1, 5]), U32)
+    counts = mostly(st.sampled_from([0, 1, 2, P, max_samples, max_samples + 1, 2**32 - 1]), U32)
+    values = st.floats(width=32)  # NaN, infinities, subnormals, the largest finite float32
+    f32 = st.floats(width=32)
+    payloads = st.one_of(
+        st.just(b""),
+        st.binary(max_size=4 * P + 8),
+        st.lists(f32, min_size=P, max_size=P).map(lambda xs: np.array(xs, np.float32).tobytes()),
+        st.sampled_from([P - 1, P + 1, 1]).flatmap(
+            lambda n: st.lists(f32, min_size=n, max_size=n)).map(lambda xs: np.array(xs, np.float32).tobytes()),
+        st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=20),
+                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                     max_leaves=12).map(lambda o: json.dumps(o).encode()),
+        st.fixed_dictionaries({"role": st.sampled_from(["trainer", "tracker", "x", ""])},
+                              optional={"backend": st.text(max_size=80), "agent": st.text(max_size=300)})
+        .map(lambda o: json.dumps(o).encode()),
+    )
+    return st.builds(lambda h, p: h + p, st.builds(header, types, versions, flags, projects, rounds, counts, U32, values),
+                     payloads)
+
+
+async def test_arbitrary_bytes_raise_only_mlitb_errors_and_the_round_loop_carries_on(tally):
+    h = await open_harness()
+    counts = tally("frames fuzzed (arbitrary bytes)")
+
+    @FUZZ
+    @given(data=st.binary(max_size=4 * h.rt.param_count + 64), sender=st.sampled_from(h.senders))
+    @example(data=b"", sender=h.senders[0])
+    @example(data=encode(MessageType.GRADIENT, project=1, round=0, count=1)[:-1], sender=h.senders[0])
+    def fuzz(data, sender):
+        counts[h.deliver(data, sender)] += 1
+
+    fuzz()
+    await h.still_works()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # an accepted float32-max gradient; see the xfail below
+async def test_structurally_valid_frames_with_random_fields_raise_only_mlitb_errors_and_the_round_loop_carries_on(tally):
+    h = await open_harness()
+    counts = tally("frames fuzzed (valid headers)")
+    P = h.rt.param_count
+
+    @FUZZ
+    @given(data=structured_frames(h.rt), sender=st.sampled_from(h.senders))
+    @example(data=encode(MessageType.GRADIENT, project=1, round=0, count=1,
+                         payload=np.full(P, np.finfo(np.float32).max, np.float32)), sender=h.senders[0])
+    @example(data=encode(MessageType.EVAL, project=1, round=0, count=1, value=0.5), sender=h.senders[1])
+    @example(data=encode(MessageType.JOIN, project=1, payload={"role": "trainer"}), sender=h.senders[0])
+    def fuzz(data, sender):
+        counts[h.deliver(data, sender)] += 1
+
+    fuzz()
+    assert counts["accepted"] >= 1  # the fuzzer reached past every check at least once
+    await h.still_works()
+
+
+def test_a_deeply_nested_json_payload_is_a_malformed_frame_not_a_crash():
+    frame = decode(encode(MessageType.JOIN, project=1, payload=b"[" * 5000), HEADER_SIZE + MAX_JSON_PAYLOAD)
+    with pytest.raises(MlitbError):
+        frame.json()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+async def test_two_huge_but_finite_gradients_leave_the_parameters_finite():
+    rt = make_runtime(period_s=1)
+    a, b = MemoryTrainer(rt, None), MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    round_task = asyncio.create_task(rt.run_round())
+    await asyncio.sleep(0.02)
+    huge = np.full(rt.param_count, np.finfo(np.float32).max, np.float32)
+    for t in (a, b):
+        assert t.send(encode(MessageType.GRADIENT, project=1, round=0, count=1, payload=huge)) is None
+    await round_task
+    for t in (a, b):
+        t.leave()
+    assert np.isfinite(rt.params).all() and np.isfinite(rt.history).all()
+    assert rt.metrics[-1]["step_skipped"] is True

@@ -57,6 +57,22 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _data_upload(args: argparse.Namespace) -> int:
+    from mlitb.data.upload import upload_zip
+
+    try:
+        report = upload_zip(Path(args.file), args.server, args.project, args.token or os.environ.get("MLITB_TOKEN"),
+                            args.split)
+    except (RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{report['count']} images in {len(report['labels'])} classes ({', '.join(report['labels'][:10])}"
+          f"{', …' if len(report['labels']) > 10 else ''}); {len(report['skipped_non_images'])} non-image files "
+          f"skipped, {len(report['corrupt_images'])} corrupt images skipped{': ' if report['corrupt_images'] else ''}"
+          f"{', '.join(report['corrupt_images'][:10])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,
@@ -133,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--metrics-out", default=None,
                    help="write one JSON object per round to this file (default: none is written)")
     m.set_defaults(func=_simulate)
+    data = sub.add_parser("data", formatter_class=fmt, help="manage a project's data",
+                          description="Upload image data sets to a project.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    up = data_sub.add_parser("upload", formatter_class=fmt, help="upload a zip of class folders",
+                             description="Upload a zip whose sub-folders are the class labels ([top/]label/image.png, "
+                                         "PNG or JPEG); the server decodes it once at the network's input size.")
+    up.add_argument("file", help="the zip file (required)")
+    up.add_argument("--project", type=int, required=True, help="project id (required)")
+    up.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
+    up.add_argument("--split", default="train", choices=["train", "test"], help="which split the zip holds")
+    up.add_argument("--token", default=None, help="the project's owner token (default: $MLITB_TOKEN)")
+    up.set_defaults(func=_data_upload)
     return p
 
 

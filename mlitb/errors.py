@@ -48,9 +48,22 @@ class ErrorCode(enum.Enum):
     NOT_FOUND = ErrorInfo(2011, 404, "no such path")
     BAD_REQUEST = ErrorInfo(2012, 400, "request could not be parsed")
     METHOD_NOT_ALLOWED = ErrorInfo(2013, 405, "method not allowed on this path")
+    BAD_ARCHIVE = ErrorInfo(2014, 422, "the uploaded archive is unsafe or unreadable")
+    EMPTY_DATASET = ErrorInfo(2015, 422, "the upload holds no usable data set")
+    WRONG_CONTENT_TYPE = ErrorInfo(2016, 415, "wrong content type")
+    UPLOAD_TOO_LARGE = ErrorInfo(2017, 413, "the upload is larger than this server accepts")
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")
+    # research closures (docs/closure.md)
+    CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
+    CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")
+    CLOSURE_MISSING_PART = ErrorInfo(4003, 422, "a part of the closure is missing")
+    CLOSURE_TAMPERED = ErrorInfo(4004, 422, "a part of the closure does not match its hash in the manifest")
+    CLOSURE_TOO_LARGE = ErrorInfo(4005, 413, "the closure exceeds a size limit (entries, bytes or compression ratio)")
+    UNKNOWN_CLOSURE = ErrorInfo(4006, 404, "no stored closure with this id")
+    NOT_REPLAYABLE = ErrorInfo(4007, 409, "the closure holds no deterministic record to replay")
+    DATA_MISMATCH = ErrorInfo(4008, 422, "the data does not match the closure's data manifest")
 
     @property
     def number(self) -> int:

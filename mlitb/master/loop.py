@@ -31,7 +31,7 @@ from mlitb.master.allocator import Allocator
 from mlitb.master.project import ProjectSpec
 from mlitb.master.transport import Link
 from mlitb.model import Network, glorot_init
-from mlitb.protocol import Frame, MessageType, encode
+from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training import adagrad_step, make_aggregator
 
 log = logging.getLogger("mlitb.master")
@@ -106,6 +106,7 @@ class ProjectRuntime:
         self._pending: set[int] = set()  # admitted trainers yet to answer the open round
         self._round_starts: dict[int, float] = {}
         self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
+        self._init_closure_records()
         self.invite_hash: str | None = None  # SHA-256 of the invite token of a private project
 
     # ---- limits derived from the model -------------------------------------------------
@@ -187,6 +188,7 @@ class ProjectRuntime:
         if client.answered_round == frame.round:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
         grad = self._checked_gradient(client, frame)
+        self._record_contribution(client, frame)
         self._acc.add(grad, frame.count, frame.value)
         client.answered_round = client.applied_round = frame.round
         client.last_samples = frame.count
@@ -275,10 +277,35 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.STALE_ROUND, f"evaluation of future round {frame.round}")
         if self.latest_eval is None or frame.round >= self.latest_eval[0]:
             self.latest_eval = (frame.round, float(frame.value))
+            self._record_eval(frame)
         for m in reversed(self.metrics):
             if m["round"] == frame.round:
                 m["test_error_of_round"] = float(frame.value)
                 break
+
+    def welcome(self, client: Client) -> Welcome:
+        """What a worker learns on joining: its id, the model, the period and where the data is."""
+        ds, base = self.dataset, f"/api/projects/{self.id}"
+        data = None if ds is None else DataInfo(
+            train_url=f"{base}/data/train", test_url=f"{base}/data/test" if ds.test else None,
+            shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
+            test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
+        return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
+                       param_count=self.param_count, period_s=self.spec.hyper.period_s,
+                       batch_size=self.spec.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
+
+    def attach_data(self, dataset: Dataset) -> None:
+        """New data for this project (an upload): allocate it afresh in balanced shares and tell
+        every worker where to fetch it (a new WELCOME, then ALLOC for trainers)."""
+        self.dataset = dataset
+        trainers = [c.id for c in self.trainers()]
+        self.allocator = Allocator(len(dataset.train), self.settings.trainer_capacity)
+        for tid in trainers:
+            self.allocator.join(tid)
+        for client in list(self.clients.values()):
+            self._send(client, encode(MessageType.WELCOME, project=self.id,
+                                      payload=self.welcome(client).model_dump()))
+        self._send_allocations()
 
     def note_rejected(self) -> None:
         """Count a frame refused by validation in this round's metrics."""
@@ -323,6 +350,7 @@ class ProjectRuntime:
         self.round, self.params, self.history = round, params.astype(np.float32), history.astype(np.float32)
         self.metrics = [m for m in metrics if m["round"] < round]
         self.checkpointed_round = round - 1
+        self._init_closure_records()
         last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
         self.latest_eval = (last["test_error_round"], last["test_error"]) if last else None
 
@@ -343,11 +371,14 @@ class ProjectRuntime:
         self.open_round = self.round
         self._pending = {c.id for c in self.trainers()}
         shared = self.params_frame()
+        self._params_of_round[self.round] = self.params  # replaced, never changed in place, by each step
+        self._params_of_round.pop(self.round - ROUNDS_REMEMBERED, None)
         for c in list(self.clients.values()):
             if c.role == "trainer":
                 c.work_ms = self.work_ms_for(c)
                 self._send(c, shared)
-                self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms))
+                self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
+                                     payload=self._chosen_ids(c)))
             elif c.role == "tracker":
                 self._send(c, shared)
         stats.trainers = len(self.trainers())
@@ -403,5 +434,47 @@ class ProjectRuntime:
             "unallocated": self.allocator.unallocated_with_room(),
         }
         self.metrics.append(record)
+        self._record_round(stats.round, step_skipped)
         self.round += 1
         return record
+
+    # ---- research closures (docs/closure.md) ------------------------------------------------------
+    def _init_closure_records(self) -> None:
+        """Start of the replayable record: the state the recorded rounds start from."""
+        self.replay_start = (self.round, self.params, self.history)  # arrays are replaced, never changed in place
+        self.replay_rounds: list[dict] = []  # deterministic mode: per closed round, who used which examples
+        self._assigned: dict[int, np.ndarray] = {}  # deterministic mode: client id -> example ids of this round
+        self._contributions: list[dict] = []
+        self._params_of_round: dict[int, np.ndarray] = getattr(self, "_params_of_round", {})
+        self.evaluated: tuple[int, float, int, np.ndarray] | None = None  # (round, error, count, its parameters)
+
+    def _chosen_ids(self, client: Client) -> np.ndarray | bytes:
+        """Deterministic mode: a seeded draw of the trainer's examples for this round (sent in WORK)."""
+        hyper = self.spec.hyper
+        held = self.allocator.ids_of(client.id) if hyper.deterministic else ()
+        if len(held) == 0:
+            return b""
+        rng = np.random.default_rng([self.spec.seed, self.round, client.id])
+        ids = rng.choice(np.asarray(held, dtype=np.uint32), min(hyper.samples_per_round, len(held)), replace=False)
+        self._assigned[client.id] = ids
+        return ids
+
+    def _record_contribution(self, client: Client, frame: Frame) -> None:
+        if not self.spec.hyper.deterministic:
+            return
+        ids = self._assigned.get(client.id)
+        if ids is None or frame.count != len(ids):
+            raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"deterministic round: {frame.count} samples; the master "
+                             f"named {0 if ids is None else len(ids)}")
+        self._contributions.append({"ids": ids.tolist(), "samples": frame.count, "loss_sum": float(frame.value)})
+
+    def _record_round(self, round: int, step_skipped: bool) -> None:
+        if self.spec.hyper.deterministic:
+            self.replay_rounds.append({"round": round, "contributions": self._contributions,
+                                       "step_skipped": step_skipped})
+        self._contributions, self._assigned = [], {}
+
+    def _record_eval(self, frame: Frame) -> None:
+        params = self._params_of_round.get(frame.round)
+        if params is not None:
+            self.evaluated = (frame.round, float(frame.value), int(frame.count), params)

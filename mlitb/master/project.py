@@ -35,6 +35,10 @@ class Hyper(BaseModel):
                             "per round late. Counted as late either way")
     staleness_weight: float = Field(0.5, gt=0, le=1, description="stale_weighted: factor on a late gradient's "
                                                                  "share per round late")
+    deterministic: bool = Field(False, description="replayable rounds (docs/closure.md): the master names each "
+                                                   "trainer's examples every round (a seeded draw of "
+                                                   "samples_per_round from its allocation) and records them")
+    samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
 
 
 class ProjectSpec(BaseModel):

@@ -83,6 +83,9 @@ class ProjectRegistry:
         spec = parse_project_spec(body)
         network = spec.build_network()
         dataset = self.load_dataset(spec.dataset)
+        if dataset is None:  # data uploaded earlier (a restart)
+            from mlitb.data.routes import stored_dataset
+            dataset = stored_dataset(self.settings.data_dir, project_id)
         if dataset is not None:
             if tuple(network.input_shape) != dataset.shape:
                 raise MlitbError(ErrorCode.INVALID_NETWORK, f"input shape {list(network.input_shape)} does not match "

@@ -25,6 +25,7 @@ from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
 from mlitb.store import ProjectStore
 from mlitb.model import WEIGHTS_FILE, model_json
+from mlitb.data import routes as data_routes
 from mlitb.server import auth
 from mlitb.server.ws import ConnectionLimits, serve_client
 
@@ -241,6 +242,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
         await serve_client(ws, registry, limits)
+
+    app.include_router(data_routes.router)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

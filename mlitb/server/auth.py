@@ -46,3 +46,13 @@ def require(allowed: bool, token: str | None, what: str) -> None:
     if token is None:
         raise MlitbError(ErrorCode.AUTH_REQUIRED, f"{what} needs a bearer token (Authorization: Bearer ...)")
     raise MlitbError(ErrorCode.FORBIDDEN, f"this token may not {what}")
+
+
+def token_of(request: Request) -> str | None:
+    """The request's token: `Authorization: Bearer ...`, else a `token` query parameter."""
+    return bearer(request) or request.query_params.get("token")
+
+
+def require_owner(owner_hash: str | None, request: Request, admin_token: str | None, what: str) -> None:
+    token = token_of(request)
+    require(is_admin(token, admin_token) or matches(token, owner_hash), token, what)

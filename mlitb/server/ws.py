@@ -15,9 +15,8 @@ import time
 from fastapi import WebSocket, WebSocketDisconnect
 
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.master.loop import Client, ProjectRuntime
 from mlitb.master.registry import ProjectRegistry
-from mlitb.protocol import HEADER_SIZE, DataInfo, MessageType, Welcome, decode, encode, error_frame, parse_join
+from mlitb.protocol import HEADER_SIZE, MessageType, decode, encode, error_frame, parse_join
 from mlitb.protocol.frames import MAX_JSON_PAYLOAD
 from mlitb.server.auth import matches
 
@@ -156,7 +155,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
             except asyncio.TimeoutError:
                 link.close(1008, "no JOIN in time")
                 return
-        link.send(encode(MessageType.WELCOME, project=runtime.id, payload=welcome(runtime, client).model_dump()))
+        link.send(encode(MessageType.WELCOME, project=runtime.id, payload=runtime.welcome(client).model_dump()))
         while not link.closed:
             data = await _receive_bytes(ws)
             runtime.bytes_in += len(data)
@@ -182,17 +181,3 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
         link.close()
         await link.flushed()
         limits.release(address)
-
-
-def welcome(runtime: ProjectRuntime, client: Client) -> Welcome:
-    ds = runtime.dataset
-    base = f"/api/projects/{runtime.id}"
-    data = None
-    if ds is not None:
-        data = DataInfo(train_url=f"{base}/data/train", test_url=f"{base}/data/test" if ds.test else None,
-                        shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
-                        test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
-    return Welcome(client_id=client.id, role=client.role, project_id=runtime.id, name=runtime.spec.name,
-                   param_count=runtime.param_count, period_s=runtime.spec.hyper.period_s,
-                   batch_size=runtime.spec.hyper.batch_size,
-                   model_url=f"{base}/model/model.json", data=data)

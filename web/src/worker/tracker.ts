@@ -22,11 +22,11 @@ let busy = false;
 
 async function prepare() {
   const w = session.conn.welcome!;
-  if (!w.data?.test_url) throw new Error("project has no test set to track");
+  if (!w.data?.test_url) return post({ state: "waiting for a test set", clientId: w.client_id });
   post({ state: "loading", clientId: w.client_id, error: undefined });
   if (!computer || computer.paramCount !== w.param_count)
     computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
-  if (test) return evaluateLatest(); // a reconnect keeps the downloaded test set
+  if (test && test.count === Math.min(MAX_TEST, w.data.test_count)) return evaluateLatest(); // a reconnect keeps it
   const shape = w.data.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const count = Math.min(MAX_TEST, w.data.test_count);

@@ -13,12 +13,14 @@ let computer: GradientComputer | undefined;
 let params: Float32Array | undefined;
 let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let allocVersion = 0;
+let position = new Map<number, number>(); // example id -> index in `data` (deterministic rounds name ids)
 
 
 async function download(ids: Uint32Array) {
   const version = ++allocVersion;
   data = undefined; // ids held before belong to other trainers now
-  const info = session.conn.welcome!.data!;
+  const info = session.conn.welcome!.data;
+  if (!info) return; // an empty allocation of a project that has no data yet
   const shape = info.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const images = new Uint8Array(ids.length * pixels);
@@ -34,6 +36,7 @@ async function download(ids: Uint32Array) {
     post({ downloaded: offset });
   }
   data = { images, labels, count: ids.length, shape };
+  position = new Map(Array.from(ids, (id, i) => [id, i]));
   post({ state: "idle" });
 }
 
@@ -41,8 +44,7 @@ async function onFrame(f: Frame) {
   switch (f.type) {
     case MessageType.WELCOME: {
       const w = session.conn.welcome!;
-      if (!w.data) throw new Error("project has no training data yet");
-      post({ state: "loading", clientId: w.client_id, error: undefined });
+      post({ state: w.data ? "loading" : "waiting for data", clientId: w.client_id, error: undefined });
       if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
         computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
@@ -63,7 +65,10 @@ async function onFrame(f: Frame) {
       const workMs = Math.max(1, f.aux - waited);
       computer.setParams(params);
       post({ state: "training", round: f.round, workMs: Math.round(workMs), error: undefined });
-      const r = computer.computeFor(workMs, data, session.conn.welcome!.batch_size);
+      // In deterministic mode the WORK frame names the example ids to use this round (see docs/closure.md).
+      const chosen = f.payload.byteLength ? Uint32Array.from(uint32s(f), (id) => position.get(id) ?? data!.count) : null;
+      const r = chosen ? computer.computeOn(data, chosen, session.conn.welcome!.batch_size)
+        : computer.computeFor(workMs, data, session.conn.welcome!.batch_size);
       session.conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
         loss: r.lossSum / r.samples });

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -39,6 +41,16 @@ class Dataset:
     labels: tuple[str, ...]  # class names, index = label
     train: Split
     test: Split | None
+
+    @cached_property
+    def version(self) -> str:
+        """Content hash of every split: clients key their caches by it."""
+        h = hashlib.sha256()
+        for split in (self.train, self.test):
+            if split is not None:
+                h.update(split.labels.tobytes())
+                h.update(split.images.tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ class JoinRequest(BaseModel):
 
 
 class DataInfo(BaseModel):
+    version: str  # content hash: a client may reuse cached examples of the same version
     train_url: str
     test_url: str | None
     shape: list[int]

@@ -28,6 +28,7 @@ from mlitb.model import WEIGHTS_FILE, model_json
 from mlitb.data import routes as data_routes
 from mlitb.server import auth
 from mlitb.server.ws import ConnectionLimits, serve_client
+from mlitb.server.closures import router as closure_router
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 ISOLATION_HEADERS = {
@@ -235,15 +236,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         part = None if ds is None else {"train": ds.train, "test": ds.test}.get(split)
         if part is None:
             raise MlitbError(ErrorCode.NO_DATA, f"project {project_id} has no '{split}' data")
-        return Response(part.encode_range(start, count), media_type="application/octet-stream",
-                        headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                 "X-Mlitb-Shape": ",".join(map(str, ds.shape))})
+        etag = f'"{ds.version}-{split}-{start}-{count}"'
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag,
+                   "X-Mlitb-Shape": ",".join(map(str, ds.shape))}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(part.encode_range(start, count), media_type="application/octet-stream", headers=headers)
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
         await serve_client(ws, registry, limits)
 
     app.include_router(data_routes.router)
+
+    app.include_router(closure_router)  # research closures and the model zoo (docs/closure.md)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

@@ -179,3 +179,13 @@ def test_bad_frames_get_error_frames_and_the_connection_carries_on(server, proje
     asyncio.run(run())
     metrics = httpx.get(f"{server.url}/api/projects/{pid}/metrics").json()
     assert sum(m["rejected"] for m in metrics) >= 3
+
+
+def test_data_ranges_carry_an_etag_and_answer_304_when_unchanged(server, project):
+    url = f"{server.url}/api/projects/{project['id']}/data/train"
+    first = httpx.get(url, params={"start": 0, "count": 5})
+    etag = first.headers["etag"]
+    again = httpx.get(url, params={"start": 0, "count": 5}, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other = httpx.get(url, params={"start": 5, "count": 5}, headers={"If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["etag"] != etag

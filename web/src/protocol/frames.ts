@@ -82,6 +82,7 @@ export interface Welcome {
   batch_size: number;
   model_url: string;
   data: {
+    version: string; // content hash of the data set: cached examples of the same version are reused
     train_url: string;
     test_url: string | null;
     shape: [number, number, number];

@@ -1,6 +1,7 @@
 // One worker's WebSocket session with the master: JOIN, then typed frames in, binary frames out.
 
 import * as tf from "@tensorflow/tfjs-core";
+import { cached } from "./cache";
 import { decode, encode, Frame, json, MessageType, ServerError, Welcome } from "../protocol/frames";
 
 export interface WorkerOptions {
@@ -30,6 +31,7 @@ export interface WorkerStatus {
   testError?: number;
   allocated?: number;
   downloaded?: number;
+  fromCache?: number; // examples of `downloaded` that came from the IndexedDB cache
   error?: string;
 }
 
@@ -109,13 +111,18 @@ export class Connection {
   }
 }
 
-// Download examples [start, start+count) of a split as {labels, images}; the server caps a request at 10,000.
-export async function fetchRange(url: string, start: number, count: number, pixels: number, token?: string) {
-  const res = await fetch(`${url}?start=${start}&count=${count}`, { headers: authHeaders(token) });
-  if (!res.ok) throw new Error(`data request failed: ${res.status} ${await res.text()}`);
-  const buf = new Uint8Array(await res.arrayBuffer());
+// Examples [start, start+count) of a split as {labels, images}, from the IndexedDB cache when
+// this version of the data was downloaded before; the server caps a request at 10,000.
+export async function fetchRange(url: string, start: number, count: number, pixels: number, token?: string,
+                                 version?: string) {
+  const get = async () => {
+    const res = await fetch(`${url}?start=${start}&count=${count}`, { headers: authHeaders(token) });
+    if (!res.ok) throw new Error(`data request failed: ${res.status} ${await res.text()}`);
+    return new Uint8Array(await res.arrayBuffer());
+  };
+  const { bytes: buf, hit } = version ? await cached(`${version}|${url.split("/").pop()}|${start}|${count}`, get) : { bytes: await get(), hit: false };
   if (buf.byteLength !== count * (1 + pixels)) throw new Error(`data response has ${buf.byteLength} bytes, expected ${count * (1 + pixels)}`);
-  return { labels: buf.subarray(0, count), images: buf.subarray(count) };
+  return { labels: buf.subarray(0, count), images: buf.subarray(count), cached: hit };
 }
 
 // Sorted ids -> maximal runs [start, count], each at most `max` long.

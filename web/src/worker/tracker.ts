@@ -31,7 +31,7 @@ async function prepare() {
   const pixels = shape[0] * shape[1] * shape[2];
   const count = Math.min(MAX_TEST, w.data.test_count);
   post({ state: "downloading", allocated: count });
-  const part = await fetchRange(w.data.test_url, 0, count, pixels, session.options.token);
+  const part = await fetchRange(w.data.test_url, 0, count, pixels, session.options.token, w.data.version);
   test = { images: part.images, labels: part.labels, count, shape };
   post({ state: "idle", downloaded: count });
   evaluateLatest();

@@ -13,6 +13,7 @@ let computer: GradientComputer | undefined;
 let params: Float32Array | undefined;
 let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let allocVersion = 0;
+const CHUNK = 2000; // examples per data request
 let position = new Map<number, number>(); // example id -> index in `data` (deterministic rounds name ids)
 
 
@@ -27,13 +28,18 @@ async function download(ids: Uint32Array) {
   const labels = new Uint8Array(ids.length);
   post({ state: "downloading", allocated: ids.length, downloaded: 0 });
   let offset = 0;
-  for (const [start, count] of idRuns(ids)) {
-    const part = await fetchRange(info.train_url, start, count, pixels, session.options.token);
+  let fromCache = 0;
+  position = new Map();
+  // small chunks, and training starts on the examples that have arrived while the rest download
+  for (const [start, count] of idRuns(ids, CHUNK)) {
+    const part = await fetchRange(info.train_url, start, count, pixels, session.options.token, info.version);
     if (version !== allocVersion) return; // a newer allocation replaced this one
     images.set(part.images, offset * pixels);
     labels.set(part.labels, offset);
     offset += count;
-    post({ downloaded: offset });
+    fromCache += part.cached ? count : 0;
+    data = { images: images.subarray(0, offset * pixels), labels: labels.subarray(0, offset), count: offset, shape };
+    post({ downloaded: offset, fromCache });
   }
   data = { images, labels, count: ids.length, shape };
   position = new Map(Array.from(ids, (id, i) => [id, i]));

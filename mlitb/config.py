@@ -19,6 +19,7 @@ class Settings:
     min_work_ms: int = 50  # ms: the least work time a trainer is given
     seed: int = 0  # default seed of new projects' initial weights
     checkpoint_every: int = 10  # rounds between checkpoints of a project to SQLite (also on shutdown)
+    data_url: str | None = None  # base URL of an independent data server; None = this server serves data
     max_upload_bytes: int = 4 * 1024**3  # bytes of one uploaded zip (streamed to disk, never held in memory)
     admin_token: str | None = None  # server admin's token (MLITB_ADMIN_TOKEN); may do anything
     open_creation: bool = True  # anyone may create projects (as in the paper); False = admin only

@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
-from mlitb.data.dataset import Dataset, Split
+from mlitb.data.dataset import Dataset
 from mlitb.data.ingest import IngestLimits, ingest_zip, load_ingested
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
@@ -37,6 +38,19 @@ def stored_dataset(data_dir: Path, project_id: int) -> Dataset | None:
     test_dir = dataset_dir(data_dir, project_id, "test")
     test = load_ingested(test_dir)[0] if (test_dir / "meta.json").is_file() else None
     return Dataset("uploaded", tuple(meta["labels"]), train, test)
+
+
+def range_response(ds: Dataset, split: str, start: int, count: int, request: Request) -> Response:
+    """Examples [start, start+count) as labels then images, with a content-versioned ETag."""
+    part = {"train": ds.train, "test": ds.test}.get(split)
+    if part is None:
+        raise MlitbError(ErrorCode.NO_DATA, f"no '{split}' data")
+    etag = f'"{ds.version}-{split}-{start}-{count}"'
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag,
+               "X-Mlitb-Shape": ",".join(map(str, ds.shape))}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(part.encode_range(start, count), media_type="application/octet-stream", headers=headers)
 
 
 async def _receive_to_file(request: Request, path: Path, cap: int) -> int:

@@ -28,7 +28,7 @@ def upload_zip(path: Path, server: str, project: int, token: str | None, split: 
                 print(f"\ruploading {path.name}: {sent / 1e6:8.1f} / {total / 1e6:.1f} MB ({100 * sent / max(total, 1):5.1f}%, "
                       f"{rate:6.1f} MB/s)", end="", file=out, flush=True)
                 yield block
-        print(f"\nuploaded; the server is decoding the images…", file=out, flush=True)
+        print("\nuploaded; the server is decoding the images…", file=out, flush=True)
 
     headers = {"Content-Type": "application/zip", "Content-Length": str(total)}
     if token:

@@ -286,8 +286,9 @@ class ProjectRuntime:
     def welcome(self, client: Client) -> Welcome:
         """What a worker learns on joining: its id, the model, the period and where the data is."""
         ds, base = self.dataset, f"/api/projects/{self.id}"
+        data_base = f"{(self.settings.data_url or '').rstrip('/')}{base}/data"  # the data server, if one is set
         data = None if ds is None else DataInfo(
-            version=ds.version, train_url=f"{base}/data/train", test_url=f"{base}/data/test" if ds.test else None,
+            version=ds.version, train_url=f"{data_base}/train", test_url=f"{data_base}/test" if ds.test else None,
             shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,

@@ -233,15 +233,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        count: int = Query(ge=1)) -> Response:
         rt = readable(project_id, request)
         ds = rt.dataset
-        part = None if ds is None else {"train": ds.train, "test": ds.test}.get(split)
-        if part is None:
-            raise MlitbError(ErrorCode.NO_DATA, f"project {project_id} has no '{split}' data")
-        etag = f'"{ds.version}-{split}-{start}-{count}"'
-        headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag,
-                   "X-Mlitb-Shape": ",".join(map(str, ds.shape))}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(part.encode_range(start, count), media_type="application/octet-stream", headers=headers)
+        if ds is None:
+            raise MlitbError(ErrorCode.NO_DATA, f"project {project_id} has no data yet")
+        return data_routes.range_response(ds, split, start, count, request)
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):

@@ -16,8 +16,8 @@ from mlitb.master.registry import ProjectRegistry
 from mlitb.server.app import create_app
 
 
-def _config(settings: Settings, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+def _config(settings: Settings, log_level: str, app_factory=create_app) -> uvicorn.Config:
+    return uvicorn.Config(app_factory(settings), host=settings.host, port=settings.port, log_level=log_level,
                           ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
 
 
@@ -62,16 +62,22 @@ def run_server(settings: Settings, log_level: str = "info") -> None:
     GracefulServer(config, config.app.state.registry).run()
 
 
+def run_data_server(settings: Settings, log_level: str = "info") -> None:
+    from mlitb.data.server import create_data_app
+
+    uvicorn.Server(_config(settings, log_level, create_data_app)).run()
+
+
 class BackgroundServer:
     """A uvicorn server on its own thread; `url` is known once `start()` returns."""
 
-    def __init__(self, settings: Settings, log_level: str = "warning"):
+    def __init__(self, settings: Settings, log_level: str = "warning", app_factory=create_app):
         if settings.port == 0:
             with socket.socket() as s:
                 s.bind((settings.host, 0))
                 settings = Settings(**{**settings.__dict__, "port": s.getsockname()[1]})
         self.settings = settings
-        self.server = uvicorn.Server(_config(settings, log_level))
+        self.server = uvicorn.Server(_config(settings, log_level, app_factory))
         self.thread = threading.Thread(target=self._run, name="mlitb-server", daemon=True)
 
     @property

@@ -97,6 +97,13 @@ class ProjectStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def project_meta(self, project_id: int) -> tuple[dict, str | None, str | None] | None:
+        """(spec, owner hash, invite hash) of one project, without its checkpoint."""
+        with self._lock:
+            row = self._db.execute("SELECT spec, owner_hash, invite_hash FROM projects WHERE id = ?",
+                                   (project_id,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1], row[2])
+
     def load_all(self) -> list[StoredProject]:
         with self._lock:
             rows = self._db.execute("SELECT id, spec, owner_hash, invite_hash FROM projects ORDER BY id").fetchall()

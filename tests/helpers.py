@@ -22,3 +22,23 @@ def tiny_dataset(n: int = 30) -> Dataset:
 def make_runtime(period_s: float = 1.0, n: int = 30, **hyper) -> ProjectRuntime:
     spec = ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": period_s, **hyper})
     return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(n), Settings())
+
+
+def digits_zip(per_class: int, classes=range(10), split: str = "train", offset: int = 0) -> bytes:
+    """A zip of real MNIST digits as PNG and JPEG files in class folders (mnist-SPLIT/LABEL/ID.png)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from mlitb.data import load_mnist
+
+    part = getattr(load_mnist(), split)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c in classes:
+            for k, i in enumerate(np.flatnonzero(part.labels == c)[offset:offset + per_class]):
+                out, fmt = io.BytesIO(), ("PNG", "JPEG")[k % 2]
+                Image.fromarray(part.images[i, :, :, 0]).save(out, fmt)
+                zf.writestr(f"mnist-{split}/{c}/{i}.{fmt.lower()}", out.getvalue())
+    return buf.getvalue()

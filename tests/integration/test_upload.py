@@ -1,36 +1,17 @@
 """Uploading a zip of class folders over REST: auth, content type, size cap, allocation."""
 
 import asyncio
-import io
-import zipfile
 
 import httpx
-import numpy as np
 import pytest
 import websockets
-from PIL import Image
 
 from mlitb.config import Settings
-from mlitb.data import load_mnist
 from mlitb.protocol import MessageType, decode, encode
 from mlitb.server.run import BackgroundServer
+from tests.helpers import digits_zip
 
 NET = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "dense", "units": 3, "activation": "softmax"}]
-
-
-def digits_zip(per_class=20, classes=(0, 1, 2), offset=0) -> bytes:
-    """Real MNIST digits as PNG and JPEG files in class folders."""
-    mnist = load_mnist()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for c in classes:
-            idx = np.flatnonzero(mnist.train.labels == c)[offset:offset + per_class]
-            for k, i in enumerate(idx):
-                img, out = Image.fromarray(mnist.train.images[i, :, :, 0]), io.BytesIO()
-                fmt = "PNG" if k % 2 else "JPEG"
-                img.save(out, fmt)
-                zf.writestr(f"digits/{c}/{i}.{fmt.lower()}", out.getvalue())
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +33,14 @@ def put(server, p, body, split="train", ctype="application/zip", token="owner"):
 
 def test_an_uploaded_zip_becomes_the_projects_data_and_is_served_as_binary(server):
     p = create(server)
-    r = put(server, p, digits_zip())
+    r = put(server, p, digits_zip(20, (0, 1, 2)))
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["count"] == 60 and report["labels"] == ["0", "1", "2"] and report["corrupt_images"] == []
     got = httpx.get(f"{server.url}/api/projects/{p['id']}/data/train", params={"start": 0, "count": 60})
     assert got.status_code == 200 and len(got.content) == 60 * (1 + 784)
     assert sorted(set(got.content[:60])) == [0, 1, 2]
-    assert put(server, p, digits_zip(5, offset=100), split="test").json()["count"] == 15
+    assert put(server, p, digits_zip(5, (0, 1, 2), offset=100), split="test").json()["count"] == 15
     assert httpx.get(f"{server.url}/api/projects/{p['id']}/data/test", params={"start": 0, "count": 15}).status_code == 200
 
 
@@ -71,7 +52,7 @@ def test_a_trainer_connected_before_the_upload_gets_its_data_when_it_arrives(ser
             await ws.send(encode(MessageType.JOIN, project=p["id"], payload={"role": "trainer"}))
             first = decode(await ws.recv(), 1 << 24)
             assert first.type == MessageType.WELCOME and first.json()["data"] is None
-            await asyncio.to_thread(put, server, p, digits_zip())
+            await asyncio.to_thread(put, server, p, digits_zip(20, (0, 1, 2)))
             frames = []
             while not any(f.type == MessageType.ALLOC and f.count for f in frames):
                 frames.append(decode(await asyncio.wait_for(ws.recv(), 10), 1 << 24))
@@ -91,7 +72,7 @@ def test_a_trainer_connected_before_the_upload_gets_its_data_when_it_arrives(ser
 ])
 def test_uploads_are_refused_without_the_owner_token_the_zip_type_or_training_data(server, kwargs, status, code):
     p = create(server)
-    r = put(server, p, digits_zip(2), **kwargs)
+    r = put(server, p, digits_zip(2, (0, 1, 2)), **kwargs)
     assert (r.status_code, r.json()["code"]) == (status, code)
 
 
@@ -100,7 +81,7 @@ def test_an_upload_past_the_size_cap_is_refused_and_leaves_nothing(server):
     r = put(server, p, b"\0" * 2_000_001)
     assert (r.status_code, r.json()["code"]) == (413, "UPLOAD_TOO_LARGE")
     assert not (server.settings.data_dir / "datasets" / str(p["id"])).exists()
-    r = put(server, p, digits_zip(2, classes=(0, 1)))  # 2 classes for a 3-output network
+    r = put(server, p, digits_zip(2, (0, 1)))  # 2 classes for a 3-output network
     assert (r.status_code, r.json()["code"]) == (422, "INVALID_NETWORK")
     assert not (server.settings.data_dir / "datasets" / str(p["id"]) / "train").exists()
     assert httpx.get(f"{server.url}/api/projects/{p['id']}/data/train", params={"start": 0, "count": 1}).status_code == 409

@@ -32,6 +32,7 @@ export interface WorkerStatus {
   allocated?: number;
   downloaded?: number;
   fromCache?: number; // examples of `downloaded` that came from the IndexedDB cache
+  kept?: number; // examples kept from the previous allocation (not downloaded again)
   error?: string;
 }
 

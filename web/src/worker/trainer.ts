@@ -13,36 +13,54 @@ let computer: GradientComputer | undefined;
 let params: Float32Array | undefined;
 let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let allocVersion = 0;
+let dataVersion = ""; // content version of the data set `data` came from
 const CHUNK = 2000; // examples per data request
 let position = new Map<number, number>(); // example id -> index in `data` (deterministic rounds name ids)
 
 
+// Makes `data` hold exactly the allocated ids: examples already held are kept (a pie-cut or a
+// refresh moves few ids), the rest are fetched in small chunks (or taken from the IndexedDB
+// cache), and training goes on over what has arrived while the rest download.
 async function download(ids: Uint32Array) {
   const version = ++allocVersion;
-  data = undefined; // ids held before belong to other trainers now
   const info = session.conn.welcome!.data;
+  const old = info && dataVersion === info.version && data ? { data, position } : undefined;
+  data = undefined;
+  position = new Map();
   if (!info) return; // an empty allocation of a project that has no data yet
+  dataVersion = info.version;
   const shape = info.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const images = new Uint8Array(ids.length * pixels);
   const labels = new Uint8Array(ids.length);
-  post({ state: "downloading", allocated: ids.length, downloaded: 0 });
+  const missing: number[] = [];
   let offset = 0;
+  for (const id of ids) {
+    const j = old?.position.get(id);
+    if (j === undefined) {
+      missing.push(id);
+      continue;
+    }
+    images.set(old!.data.images.subarray(j * pixels, (j + 1) * pixels), offset * pixels);
+    labels[offset] = old!.data.labels[j];
+    position.set(id, offset++);
+  }
+  const kept = offset;
+  const publish = () => (data = { images: images.subarray(0, offset * pixels), labels: labels.subarray(0, offset), count: offset, shape });
+  if (offset) publish();
+  post({ state: missing.length ? "downloading" : "idle", allocated: ids.length, downloaded: offset, kept });
   let fromCache = 0;
-  position = new Map();
-  // small chunks, and training starts on the examples that have arrived while the rest download
-  for (const [start, count] of idRuns(ids, CHUNK)) {
+  for (const [start, count] of idRuns(Uint32Array.from(missing), CHUNK)) {
     const part = await fetchRange(info.train_url, start, count, pixels, session.options.token, info.version);
     if (version !== allocVersion) return; // a newer allocation replaced this one
     images.set(part.images, offset * pixels);
     labels.set(part.labels, offset);
+    for (let k = 0; k < count; k++) position.set(start + k, offset + k);
     offset += count;
     fromCache += part.cached ? count : 0;
-    data = { images: images.subarray(0, offset * pixels), labels: labels.subarray(0, offset), count: offset, shape };
+    publish();
     post({ downloaded: offset, fromCache });
   }
-  data = { images, labels, count: ids.length, shape };
-  position = new Map(Array.from(ids, (id, i) => [id, i]));
   post({ state: "idle" });
 }
 
@@ -67,6 +85,7 @@ async function onFrame(f: Frame) {
       // A trainer that fell behind skips to the newest round instead of answering late forever,
       // and the time this frame waited in the queue comes off its work time.
       if (f.round < session.conn.newestRound) return;
+      if (f.payload.byteLength && position.size === 0) return; // deterministic rounds wait for the whole allocation
       const waited = performance.now() - (session.conn.arrivedAt.get(f) ?? performance.now());
       const workMs = Math.max(1, f.aux - waited);
       computer.setParams(params);

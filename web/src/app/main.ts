@@ -3,6 +3,7 @@
 // Query parameters (used by `mlitb worker` / `mlitb demo`): ?project=ID&join=trainer,tracker&backend=wasm
 
 import { authHeaders, type WorkerStatus } from "../worker/connection";
+import "./upload";
 
 interface ProjectSummary {
   id: number;

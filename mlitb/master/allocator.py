@@ -21,10 +21,22 @@ class Allocator:
         self.trainers: list[int] = []
         self.changed: set[int] = set()  # trainers whose allocation changed since last `take_changed`
         self._refresh_cursor = 0  # where the next refreshment starts in the unallocated pool
+        # per trainer, the ids it has held (so has cached), as packed bits: 1 bit per id
+        self._cached: dict[int, np.ndarray] = {}
 
     @property
     def size(self) -> int:
         return len(self.owner)
+
+    def _remember(self, trainer: int, ids: np.ndarray) -> None:
+        bits = np.unpackbits(self._cached.get(trainer, np.zeros((self.size + 7) // 8, np.uint8)), count=self.size)
+        bits[ids] = 1
+        self._cached[trainer] = np.packbits(bits)
+
+    def cached_by(self, trainer: int) -> np.ndarray:
+        """A boolean mask of the ids this trainer has held: it has them cached."""
+        packed = self._cached.get(trainer)
+        return np.zeros(self.size, bool) if packed is None else np.unpackbits(packed, count=self.size).astype(bool)
 
     def ids_of(self, trainer: int) -> np.ndarray:
         return np.flatnonzero(self.owner == trainer).astype(np.uint32)
@@ -44,6 +56,7 @@ class Allocator:
         self.owner[free] = trainer
         if len(free):
             self.changed.add(trainer)
+            self._remember(trainer, free)
         return len(free)
 
     def join(self, trainer: int) -> None:
@@ -71,7 +84,9 @@ class Allocator:
             give[np.flatnonzero(c >= lo + 1)[:extra]] += 1  # the rest: one each, largest first
             for donor, n in zip(donors, give.tolist()):
                 if n:
-                    self.owner[self.ids_of(donor)[-n:]] = trainer
+                    moved = self.ids_of(donor)[-n:]
+                    self.owner[moved] = trainer
+                    self._remember(trainer, moved)
                     self.changed.add(donor)
         self.rebalance()
 
@@ -80,6 +95,7 @@ class Allocator:
             return
         self.trainers.remove(trainer)
         self.changed.discard(trainer)
+        self._cached.pop(trainer, None)
         self.owner[self.owner == trainer] = UNALLOCATED
         self.rebalance()
 
@@ -91,17 +107,29 @@ class Allocator:
         free = np.flatnonzero(self.owner == UNALLOCATED)
         if not len(free):
             return
-        target, counts, pos = self._target(), self.counts(), 0
+        target, counts = self._target(), self.counts()
         for t in sorted(self.trainers, key=counts.get):
-            take = free[pos:pos + max(0, target - counts[t])]
+            want = target - counts[t]
+            if want <= 0:
+                continue
+            # ids this trainer has cached first: it need not download them again
+            free = np.flatnonzero(self.owner == UNALLOCATED)
+            cached = self.cached_by(t)[free]
+            take = np.concatenate([free[cached], free[~cached]])[:want]
             if len(take):
-                self.owner[take], pos, counts[t] = t, pos + len(take), counts[t] + len(take)
+                self.owner[take] = t
+                counts[t] += len(take)
+                self._remember(t, take)
                 self.changed.add(t)
+        free = np.flatnonzero(self.owner == UNALLOCATED)
+        pos = 0
         for t in sorted(self.trainers, key=counts.get):
             if pos >= len(free):
                 break
             if counts[t] < self.capacity:
-                self.owner[free[pos]], pos = t, pos + 1
+                self.owner[free[pos]] = t
+                self._remember(t, free[pos:pos + 1])
+                pos += 1
                 self.changed.add(t)
 
     def refresh(self, fraction: float) -> int:
@@ -120,6 +148,7 @@ class Allocator:
                 continue
             self.owner[mine[:k]] = UNALLOCATED
             self.owner[free[pos:pos + k]] = t
+            self._remember(t, free[pos:pos + k])
             pos += k
             self.changed.add(t)
         if pos:

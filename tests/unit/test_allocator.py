@@ -110,3 +110,15 @@ def test_refreshment_moves_nothing_when_everything_is_allocated():
     a.join(2)
     a.take_changed()
     assert a.refresh(0.5) == 0 and a.take_changed() == set()
+
+
+def test_ids_given_back_go_first_to_a_trainer_that_has_them_cached():
+    a = Allocator(20, capacity=1000)
+    a.trainers = [1, 2]
+    a.owner[0:5], a.owner[5:10] = 1, 2  # ids 10..19 are free
+    a._remember(1, np.arange(15, 20))  # trainer 1 held 15..19 before, trainer 2 held 10..14
+    a._remember(2, np.arange(10, 15))
+    a.rebalance()
+    assert a.ids_of(1).tolist() == [0, 1, 2, 3, 4, 15, 16, 17, 18, 19]
+    assert a.ids_of(2).tolist() == list(range(5, 15))
+    assert a.cached_by(1)[15:20].all() and not a.cached_by(1)[10:15].any()

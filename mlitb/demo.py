@@ -32,12 +32,15 @@ def progress_line(m: dict, elapsed: float) -> str:
 
 def run_demo(workers: int = 2, duration_s: float = 300.0, port: int = 8000, host: str = "127.0.0.1",
              metrics_out: str | None = None, period_s: float = 1.0, learning_rate: float = 0.05,
-             backend: str = "auto", data_dir: str | None = None, out=sys.stdout) -> int:
+             backend: str = "auto", data_dir: str | None = None, trainer_capacity: int = 30_000,
+             out=sys.stdout) -> int:
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="mlitb-demo-") as scratch:
-        settings = Settings(host=host, port=port, data_dir=Path(data_dir or scratch))
+        # the demo lets each of its few trainers hold 30,000 digits (the server's default is the
+        # paper's 3,000, refreshed over time), so 2 trainers see all of MNIST from the start
+        settings = Settings(host=host, port=port, data_dir=Path(data_dir or scratch), trainer_capacity=trainer_capacity)
         return _demo(settings, workers, duration_s, metrics_out, period_s, learning_rate, backend, out)
 
 

@@ -17,6 +17,8 @@ const entries = {
   check_trainer_predict: "src/check/trainer_predict.ts",
   selftest: "src/selftest/main.ts",
   selftest_worker: "src/selftest/worker.ts",
+  closure_check: "src/closure/check.ts",
+  zoo: "src/zoo/main.ts",
 };
 
 rmSync(out, { recursive: true, force: true });

@@ -5,9 +5,10 @@ Each round: (a/b) admit new trainers and allocate data; (e) broadcast the parame
 gradient sums until every trainer answered or the deadline passed, adding each into one
 accumulator as it arrives; (c) reduce to the sample-weighted mean and take an AdaGrad
 step with L1/L2; (d) update each trainer's latency and processing-rate estimates, which
-set its next work time (`work_ms_for`): T minus its round-trip latency, one mini-batch at
-its measured rate (a clock-bounded trainer may finish one batch past its work time) and a
-safety margin, so all results arrive by the deadline. A gradient that arrives after its
+set its next work time (`work_ms_for`): T minus its round-trip latency budget (mean plus
+four mean deviations, as TCP's retransmit timer), one mini-batch at its measured rate (a
+clock-bounded trainer may finish one batch past its work time) and a safety margin, so all
+results arrive by the deadline. A gradient that arrives after its
 round closed is dropped or, by the project's `late_policy`, added to the open round with
 a staleness weight; either way it is counted as late. The loop reaches clients only
 through `Link`s, so it runs the same over WebSockets and in memory.
@@ -36,7 +37,9 @@ from mlitb.training import adagrad_step, make_aggregator
 
 log = logging.getLogger("mlitb.master")
 _client_ids = itertools.count(1)
-LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
+LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average
+LATENCY_VAR_SMOOTHING = 0.25  # weight of the newest deviation in the moving mean deviation (RFC 6298's beta)
+LATENCY_DEVIATIONS = 4  # the latency budget is the mean plus this many mean deviations (as TCP's retransmit timer)
 RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
 SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
 ROUNDS_REMEMBERED = 8  # a gradient for an older round is refused without being counted as late
@@ -50,6 +53,8 @@ class Client:
     link: Link
     admitted: bool = False
     latency_ms: float = 100.0  # round trip estimate (send params -> gradient back, minus compute)
+    latency_var_ms: float = 0.0  # mean deviation of the round trip
+    latency_samples: int = 0
     rate_sps: float | None = None  # processing rate estimate: samples per second of compute
     work_ms: int = 0
     alloc_size: int = 0
@@ -252,12 +257,18 @@ class ProjectRuntime:
 
     @staticmethod
     def _observe_latency(client: Client, sample_ms: float) -> float:
-        """The estimate rises at once (a straggler should not be late twice) and falls by a moving average."""
+        """Moving mean and mean deviation of the latency (RFC 6298). Their budget, mean + 4 deviations, rises by
+        more than any sudden growth at once (by 1.3x the jump), so a trainer that slowed is not late twice, and
+        falls back over a few rounds. Over-estimating costs little: when every trainer has answered the round
+        closes early, so a shorter work time shortens the round rather than idling the others."""
         sample_ms = max(0.0, sample_ms)
-        if sample_ms >= client.latency_ms:
-            client.latency_ms = sample_ms
+        if client.latency_samples == 0:
+            client.latency_ms, client.latency_var_ms = sample_ms, sample_ms / 4
         else:
-            client.latency_ms = (1 - LATENCY_SMOOTHING) * client.latency_ms + LATENCY_SMOOTHING * sample_ms
+            deviation = abs(sample_ms - client.latency_ms)
+            client.latency_var_ms += LATENCY_VAR_SMOOTHING * (deviation - client.latency_var_ms)
+            client.latency_ms += LATENCY_SMOOTHING * (sample_ms - client.latency_ms)
+        client.latency_samples += 1
         return sample_ms
 
     @staticmethod
@@ -329,12 +340,13 @@ class ProjectRuntime:
     # ---- the round loop ------------------------------------------------------------------
     def work_ms_for(self, client: Client) -> int:
         """Compute time for the next round so the result is back before the deadline: T minus the client's
-        latency, minus one mini-batch at its measured rate (its clock-bounded loop may finish one batch past
-        the work time), minus a margin; within [min_work_ms, T]."""
+        latency budget (mean + 4 mean deviations), minus one mini-batch at its measured rate (its clock-bounded
+        loop may finish one batch past the work time), minus a margin; within [min_work_ms, T]."""
         period_ms = self.spec.hyper.period_s * 1000
         margin = max(50.0, 0.05 * period_ms)
+        latency = client.latency_ms + LATENCY_DEVIATIONS * client.latency_var_ms
         batch_ms = 1000.0 * self.spec.hyper.batch_size / client.rate_sps if client.rate_sps else 0.0
-        work = period_ms - client.latency_ms - min(batch_ms, period_ms) - margin
+        work = period_ms - latency - min(batch_ms, period_ms) - margin
         return int(min(period_ms, max(self.settings.min_work_ms, work)))
 
     def stop(self) -> None:
@@ -461,7 +473,7 @@ class ProjectRuntime:
         self.replay_rounds: list[dict] = []  # deterministic mode: per closed round, who used which examples
         self._assigned: dict[int, np.ndarray] = {}  # deterministic mode: client id -> example ids of this round
         self._contributions: list[dict] = []
-        self._params_of_round: dict[int, np.ndarray] = getattr(self, "_params_of_round", {})
+        self._params_of_round: dict[int, np.ndarray] = {}  # round -> the parameters broadcast in it (recent rounds)
         self.evaluated: tuple[int, float, int, np.ndarray] | None = None  # (round, error, count, its parameters)
 
     def _chosen_ids(self, client: Client) -> np.ndarray | bytes:
@@ -482,7 +494,7 @@ class ProjectRuntime:
         if ids is None or frame.count != len(ids):
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"deterministic round: {frame.count} samples; the master "
                              f"named {0 if ids is None else len(ids)}")
-        self._contributions.append({"ids": ids.tolist(), "samples": frame.count, "loss_sum": float(frame.value)})
+        self._contributions.append({"ids": ids, "samples": frame.count, "loss_sum": float(frame.value)})
 
     def _record_round(self, round: int, step_skipped: bool) -> None:
         if self.spec.hyper.deterministic:

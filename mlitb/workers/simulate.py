@@ -648,10 +648,11 @@ def summary_lines(result: SimResult, clients: int) -> list[str]:
 def run_simulate(clients: int, server: str | None = None, project: int | None = None, period_s: float = 4.0,
                  rounds: int = 10, params: int | None = None, speed: float = 2200.0, speed_spread: float = 4.0,
                  latency_ms: str = "10..50", churn: float = 0.0, processes: int = 1, late_policy: str = "drop",
-                 seed: int = 0, metrics_out: str | None = None, token: str | None = None, out=sys.stdout) -> int:
+                 seed: int = 0, metrics_out: str | None = None, token: str | None = None, out=None) -> int:
     """The `mlitb simulate` command; returns its exit status."""
     import httpx
 
+    out = out or sys.stdout
     try:
         lat = parse_range(latency_ms)
     except ValueError as exc:

@@ -26,11 +26,11 @@ def test_a_reloaded_trainer_takes_its_examples_from_the_browser_cache(server):
     with BrowserPool(server.url) as pool:
         pool.open(pid, "trainer")
         first = wait_status(pool, lambda s: s.get("allocated") and s.get("downloaded") == s["allocated"] and s.get("round"))
-        assert first["fromCache"] == 0 and first["allocated"] == 30_000
+        assert first["fromCache"] == 0 and first["allocated"] == 3_000
         pool.close_page(0)
         pool.open(pid, "trainer")  # same browser profile: same IndexedDB
         second = wait_status(pool, lambda s: s.get("allocated") and s.get("downloaded") == s["allocated"])
-    assert second["fromCache"] == second["downloaded"] == 30_000
+    assert second["fromCache"] == second["downloaded"] == 3_000
 
 
 def test_a_trainer_keeps_the_examples_it_still_owns_when_a_newcomer_cuts_the_pie(server, tmp_path):

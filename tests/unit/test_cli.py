@@ -41,3 +41,31 @@ def test_worker_requires_a_project(capsys):
         main(["worker"])
     assert exc.value.code == 2
     assert "--project" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", ["save", "verify", "replay", "load"])
+def test_each_closure_action_help_describes_every_option_with_its_default(action):
+    closure = subparsers()["closure"]
+    sub = next(a for a in closure._actions if a.dest == "closure_command").choices[action]
+    formatter = sub._get_formatter()
+    for a in sub._actions:
+        if a.dest == "help":
+            continue
+        text = formatter._expand_help(a)
+        assert a.help and ("(default:" in text or "(required)" in text), f"closure {action} {a.dest}: {text!r}"
+    assert "(default: None)" not in sub.format_help()
+
+
+def test_closure_save_requires_a_project_and_an_output(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["closure", "save"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--project" in err and "--output" in err
+
+
+def test_closure_verify_of_a_tampered_file_exits_non_zero_naming_the_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    assert main(["closure", "verify", str(bad)]) == 1
+    assert "CLOSURE_INVALID" in capsys.readouterr().err

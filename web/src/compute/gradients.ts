@@ -120,6 +120,35 @@ export class GradientComputer {
     return { grad, samples, lossSum, ms: performance.now() - start };
   }
 
+  /** Deterministic mode: the summed gradient over exactly these examples, in this order, `batchSize` at a time
+   * (the master chose them; a replay recomputes the same sums). Indices are positions in `data`. */
+  computeOn(data: LabelledImages, indices: Uint32Array, batchSize?: number): GradientResult {
+    this.check(data);
+    if (indices.length < 1) throw new Error("no examples to compute on");
+    const bs = Math.max(1, batchSize ?? this.batchSize);
+    const start = performance.now();
+    const grad = new Float32Array(this.paramCount);
+    let lossSum = 0;
+    for (let s = 0; s < indices.length; s += bs) {
+      const idx = indices.subarray(s, Math.min(s + bs, indices.length));
+      for (const j of idx) if (j >= data.count) throw new Error(`example ${j} is not below ${data.count}`);
+      const { value, grads } = tf.tidy(() => {
+        const { x, y } = this.batch(data, idx);
+        return tf.variableGrads(() => tf.sum(this.loss(x, y, true)) as tf.Scalar, this.vars);
+      });
+      lossSum += value.dataSync()[0];
+      value.dispose();
+      let off = 0;
+      this.vars.forEach((v, i) => {
+        const g = grads[v.name].dataSync() as Float32Array;
+        for (let k = 0; k < g.length; k++) grad[off + k] += g[k];
+        off += this.sizes[i];
+      });
+      Object.values(grads).forEach((t) => t.dispose());
+    }
+    return { grad, samples: indices.length, lossSum, ms: performance.now() - start };
+  }
+
   evaluate(data: LabelledImages): { error: number; loss: number } {
     this.check(data);
     let wrong = 0;

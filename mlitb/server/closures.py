@@ -1,0 +1,183 @@
+"""REST routes of research closures (docs/closure.md) and the model zoo page.
+
+Save a running project's closure (owner or admin; the zip is built in a thread, training does not
+pause), list and download stored closures, upload one, and fork one into a new project: continue from
+its weights and optimizer state, or restart from its seed with the same configuration. Stored under
+`settings.data_dir / "closures"`: `<id>.zip` and a `<id>.json` summary for the listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlitb.closure.format import Closure, build_closure, read_closure, snapshot
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.server import auth
+
+router = APIRouter()
+ZOO_PAGE = Path(__file__).resolve().parents[1] / "static" / "zoo.html"
+MAX_UPLOAD_BYTES = 256 << 20  # a closure file sent to POST /api/closures
+_ID = re.compile(r"^[a-z0-9-]{1,64}$")
+
+
+class SaveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field("", max_length=4000, description="free text stored in the closure's manifest")
+
+
+class ForkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["continue", "restart"] = Field(
+        "continue", description="continue: from the closure's weights and optimizer state (its metrics carry on); "
+                                "restart: from its initial seed with the same configuration")
+    name: str | None = Field(None, min_length=1, max_length=100, description="new project's name (default: the closure's)")
+
+
+def _dir(request: Request) -> Path:
+    d = request.app.state.settings.data_dir / "closures"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _token(request: Request) -> str | None:
+    return auth.bearer(request) or request.query_params.get("token")
+
+
+def _summary(cid: str, closure: Closure, size: int, private: bool, owner_hash: str | None) -> dict:
+    m = closure.manifest
+    return {"id": cid, "name": m.get("name", closure.spec.name), "description": m.get("description", ""),
+            "created": m.get("created"), "rounds": m.get("round", 0), "loss": m.get("loss"),
+            "test_error": (m.get("reported") or {}).get("test_error"), "dataset": closure.spec.dataset,
+            "param_count": closure.network.param_count, "replayable": bool(m.get("replay")), "size": size,
+            "format_version": m.get("format_version"), "private": private, "owner_hash": owner_hash}
+
+
+def _public(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "owner_hash"}
+
+
+def _store(request: Request, raw: bytes, closure: Closure, private: bool, owner_hash: str | None, prefix: str) -> dict:
+    cid = f"{prefix}-{secrets.token_hex(4)}"
+    d = _dir(request)
+    (d / f"{cid}.zip").write_bytes(raw)
+    summary = _summary(cid, closure, len(raw), private, owner_hash)
+    (d / f"{cid}.json").write_text(json.dumps(summary))
+    return summary
+
+
+def _stored(request: Request, cid: str) -> tuple[Path, dict]:
+    """A stored closure's file and summary, if this request may read it (private ones: its owner or the admin)."""
+    d = _dir(request)
+    if not _ID.match(cid) or not (d / f"{cid}.json").is_file() or not (d / f"{cid}.zip").is_file():
+        raise MlitbError(ErrorCode.UNKNOWN_CLOSURE, f"no stored closure with id {cid!r}")
+    summary = json.loads((d / f"{cid}.json").read_text())
+    if summary.get("private"):
+        token = _token(request)
+        admin = auth.is_admin(token, request.app.state.settings.admin_token)
+        auth.require(admin or auth.matches(token, summary.get("owner_hash")), token, "read this private closure")
+    return d / f"{cid}.zip", summary
+
+
+def _may_create(request: Request) -> None:
+    settings = request.app.state.settings
+    if not settings.open_creation:
+        token = _token(request)
+        auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
+
+
+@router.post("/api/projects/{project_id}/closures", status_code=201,
+             summary="Save the project's research closure now (owner or admin); training does not pause")
+async def save_closure(project_id: int, request: Request, body: SaveBody | None = None) -> dict:
+    registry = request.app.state.registry
+    rt = registry.get(project_id)
+    token = _token(request)
+    auth.require(auth.is_admin(token, request.app.state.settings.admin_token) or auth.matches(token, rt.owner_hash),
+                 token, "save this project's closure")
+    snap = snapshot(rt, body.description if body else "")  # copies, in the event loop: no pause, no torn state
+    raw = await asyncio.to_thread(build_closure, snap)
+    closure = await asyncio.to_thread(read_closure, raw)  # what is stored is what a reader accepts
+    summary = await asyncio.to_thread(_store, request, raw, closure, rt.spec.private, rt.owner_hash,
+                                      f"p{project_id}-r{snap.round}")
+    return _public(summary)
+
+
+@router.get("/api/closures", summary="Stored research closures (private ones only for the admin)")
+async def list_closures(request: Request) -> list[dict]:
+    admin = auth.is_admin(_token(request), request.app.state.settings.admin_token)
+    out = []
+    for path in sorted(_dir(request).glob("*.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if admin or not summary.get("private"):
+            out.append(_public(summary))
+    return sorted(out, key=lambda s: s.get("created") or 0, reverse=True)
+
+
+@router.get("/api/closures/{closure_id}", summary="One stored closure's summary")
+async def get_closure(closure_id: str, request: Request) -> dict:
+    return _public(_stored(request, closure_id)[1])
+
+
+@router.get("/api/closures/{closure_id}/download", summary="Download a stored closure (zip)",
+            response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}})
+async def download_closure(closure_id: str, request: Request) -> FileResponse:
+    path, _ = _stored(request, closure_id)
+    return FileResponse(path, media_type="application/zip", filename=f"{closure_id}.closure.zip")
+
+
+@router.post("/api/closures", status_code=201, summary="Upload a closure file (application/zip body) to the zoo")
+async def upload_closure(request: Request) -> dict:
+    _may_create(request)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise MlitbError(ErrorCode.CLOSURE_TOO_LARGE, f"{declared} bytes; at most {MAX_UPLOAD_BYTES}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_UPLOAD_BYTES:
+            raise MlitbError(ErrorCode.CLOSURE_TOO_LARGE, f"more than {MAX_UPLOAD_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    closure = await asyncio.to_thread(read_closure, raw)  # every check passes before anything is stored
+    return _public(await asyncio.to_thread(_store, request, raw, closure, False, None, "upload"))
+
+
+@router.post("/api/closures/{closure_id}/fork", status_code=201,
+             summary="Start a new project from a stored closure; returns its owner token once")
+async def fork_closure(closure_id: str, request: Request, body: ForkBody | None = None) -> dict:
+    from mlitb.server.app import summary as project_summary
+
+    _may_create(request)
+    body = body or ForkBody()
+    path, _ = _stored(request, closure_id)
+    closure = await asyncio.to_thread(read_closure, path)
+    registry = request.app.state.registry
+    spec = closure.spec.model_dump()
+    if body.name:
+        spec["name"] = body.name
+    runtime, secrets_ = registry.create(spec)  # checks the data set and network again; starts at the seed
+    if body.mode == "continue":
+        # before the new loop first runs (no await since create): it starts from the closure's state
+        rnd = int(closure.manifest.get("round", 0))
+        runtime.restore(rnd, closure.params, closure.history, closure.metrics)
+        if registry.store is not None:
+            registry.store.save_checkpoint(runtime.id, rnd, runtime.params, runtime.history, runtime.metrics,
+                                           time.time())
+    return {**project_summary(runtime), **secrets_, "forked_from": closure_id, "mode": body.mode}
+
+
+@router.get("/zoo", include_in_schema=False)
+async def zoo_page() -> FileResponse:
+    return FileResponse(ZOO_PAGE)

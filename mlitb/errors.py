@@ -52,6 +52,7 @@ class ErrorCode(enum.Enum):
     EMPTY_DATASET = ErrorInfo(2015, 422, "the upload holds no usable data set")
     WRONG_CONTENT_TYPE = ErrorInfo(2016, 415, "wrong content type")
     UPLOAD_TOO_LARGE = ErrorInfo(2017, 413, "the upload is larger than this server accepts")
+    TRAINING_RUNNING = ErrorInfo(2018, 409, "the project has trainers: stop them before replacing its weights")
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")

@@ -11,6 +11,7 @@ const out = join(here, "..", "mlitb", "static");
 // in-browser check pages used by tests and benchmarks.
 const entries = {
   app: "src/app/main.ts",
+  predictor: "src/worker/predictor.ts",
   trainer: "src/worker/trainer.ts",
   tracker: "src/worker/tracker.ts",
   check_stock_model: "src/check/stock_model.ts",
@@ -44,5 +45,6 @@ for (const f of readdirSync(wasmDir).filter((f) => f.endsWith(".wasm"))) {
 const swagger = join(here, "node_modules", "swagger-ui-dist");
 mkdirSync(join(out, "swagger"), { recursive: true });
 for (const f of ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"]) cpSync(join(swagger, f), join(out, "swagger", f));
+cpSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), join(out, "uPlot.min.css")); // the charts' styles
 cpSync(join(here, "public"), out, { recursive: true });
 console.log(`built ${Object.keys(entries).join(", ")} into ${out}`);

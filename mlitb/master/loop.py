@@ -5,10 +5,12 @@ Each round: (a/b) admit new trainers and allocate data; (e) broadcast the parame
 gradient sums until every trainer answered or the deadline passed, adding each into one
 accumulator as it arrives; (c) reduce to the sample-weighted mean and take an AdaGrad
 step with L1/L2; (d) update each trainer's latency and processing-rate estimates, which
-set its next work time (`work_ms_for`): T minus its round-trip latency budget (mean plus
-four mean deviations, as TCP's retransmit timer), one mini-batch at its measured rate (a
-clock-bounded trainer may finish one batch past its work time) and a safety margin, so all
-results arrive by the deadline. A gradient that arrives after its
+set its next work time (`work_ms_for`): T minus its round-trip latency, one mini-batch at
+its measured rate (a clock-bounded trainer may finish one batch past its work time), a
+safety margin and its place in the ingest queue, so all results arrive by the deadline:
+the server takes each gradient in turn (measured: its CPU time per gradient), so the
+trainers' arrivals are staggered one ingest time apart, in the order the parameters went
+out, instead of all landing at once at the deadline. A gradient that arrives after its
 round closed is dropped or, by the project's `late_policy`, added to the open round with
 a staleness weight; either way it is counted as late. The loop reaches clients only
 through `Link`s, so it runs the same over WebSockets and in memory.
@@ -37,9 +39,9 @@ from mlitb.training import adagrad_step, make_aggregator
 
 log = logging.getLogger("mlitb.master")
 _client_ids = itertools.count(1)
-LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average
-LATENCY_VAR_SMOOTHING = 0.25  # weight of the newest deviation in the moving mean deviation (RFC 6298's beta)
-LATENCY_DEVIATIONS = 4  # the latency budget is the mean plus this many mean deviations (as TCP's retransmit timer)
+LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
+INGEST_SMOOTHING = 0.3  # weight of the newest per-gradient ingest time in the moving average (when it falls)
+MAX_INGEST_SHARE = 0.5  # the staggered arrivals span at most this share of the period
 RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
 SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
 ROUNDS_REMEMBERED = 8  # a gradient for an older round is refused without being counted as late
@@ -53,8 +55,6 @@ class Client:
     link: Link
     admitted: bool = False
     latency_ms: float = 100.0  # round trip estimate (send params -> gradient back, minus compute)
-    latency_var_ms: float = 0.0  # mean deviation of the round trip
-    latency_samples: int = 0
     rate_sps: float | None = None  # processing rate estimate: samples per second of compute
     work_ms: int = 0
     alloc_size: int = 0
@@ -73,6 +73,7 @@ class RoundStats:
     late: int = 0
     refreshed: int = 0
     late_applied: int = 0
+    ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive gradients
 
 
 class ProjectRuntime:
@@ -110,6 +111,8 @@ class ProjectRuntime:
         self.bytes_out = 0
         self._marks: tuple[float, int, int] | None = None  # (CPU s, bytes in, bytes out) at the last close
         self._pending: set[int] = set()  # admitted trainers yet to answer the open round
+        self.ingest_s = 0.0  # estimated server CPU time to take in one gradient (the loop's thread)
+        self._ingest_mark: float | None = None
         self._round_starts: dict[int, float] = {}
         self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
         self._init_closure_records()
@@ -199,6 +202,10 @@ class ProjectRuntime:
         client.answered_round = client.applied_round = frame.round
         client.last_samples = frame.count
         stats.latencies.append(self._observe(client, frame, stats.started))
+        cpu = time.thread_time()  # includes receiving and decoding this frame, which ran since the last one
+        if self._ingest_mark is not None:
+            stats.ingest.append(cpu - self._ingest_mark)
+        self._ingest_mark = cpu
         self._pending.discard(client.id)
         self._check_all_answered()
 
@@ -257,18 +264,13 @@ class ProjectRuntime:
 
     @staticmethod
     def _observe_latency(client: Client, sample_ms: float) -> float:
-        """Moving mean and mean deviation of the latency (RFC 6298). Their budget, mean + 4 deviations, rises by
-        more than any sudden growth at once (by 1.3x the jump), so a trainer that slowed is not late twice, and
-        falls back over a few rounds. Over-estimating costs little: when every trainer has answered the round
-        closes early, so a shorter work time shortens the round rather than idling the others."""
+        """The estimate rises at once (a trainer that slowed should not be late twice) and falls by a moving
+        average."""
         sample_ms = max(0.0, sample_ms)
-        if client.latency_samples == 0:
-            client.latency_ms, client.latency_var_ms = sample_ms, sample_ms / 4
+        if sample_ms >= client.latency_ms:
+            client.latency_ms = sample_ms
         else:
-            deviation = abs(sample_ms - client.latency_ms)
-            client.latency_var_ms += LATENCY_VAR_SMOOTHING * (deviation - client.latency_var_ms)
             client.latency_ms += LATENCY_SMOOTHING * (sample_ms - client.latency_ms)
-        client.latency_samples += 1
         return sample_ms
 
     @staticmethod
@@ -338,15 +340,15 @@ class ProjectRuntime:
             self._all_answered.set()
 
     # ---- the round loop ------------------------------------------------------------------
-    def work_ms_for(self, client: Client) -> int:
+    def work_ms_for(self, client: Client, queue_ms: float = 0.0) -> int:
         """Compute time for the next round so the result is back before the deadline: T minus the client's
-        latency budget (mean + 4 mean deviations), minus one mini-batch at its measured rate (its clock-bounded
-        loop may finish one batch past the work time), minus a margin; within [min_work_ms, T]."""
+        latency, minus one mini-batch at its measured rate (its clock-bounded loop may finish one batch past
+        the work time), minus a margin, minus `queue_ms` (the ingest time of the gradients due after its
+        own); within [min_work_ms, T]."""
         period_ms = self.spec.hyper.period_s * 1000
         margin = max(50.0, 0.05 * period_ms)
-        latency = client.latency_ms + LATENCY_DEVIATIONS * client.latency_var_ms
         batch_ms = 1000.0 * self.spec.hyper.batch_size / client.rate_sps if client.rate_sps else 0.0
-        work = period_ms - latency - min(batch_ms, period_ms) - margin
+        work = period_ms - client.latency_ms - min(batch_ms, period_ms) - margin - queue_ms
         return int(min(period_ms, max(self.settings.min_work_ms, work)))
 
     def stop(self) -> None:
@@ -397,12 +399,19 @@ class ProjectRuntime:
         self._all_answered.clear()
         self.open_round = self.round
         self._pending = {c.id for c in self.trainers()}
+        self._ingest_mark = None
         shared = self.params_frame()
         self._params_of_round[self.round] = self.params  # replaced, never changed in place, by each step
         self._params_of_round.pop(self.round - ROUNDS_REMEMBERED, None)
+        # the k-th of n trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before the
+        # last, so the server takes the gradients in turn rather than all at the deadline
+        n = len(self._pending)
+        ingest_ms = 1000 * min(self.ingest_s, MAX_INGEST_SHARE * self.spec.hyper.period_s / max(n, 1))
+        k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
-                c.work_ms = self.work_ms_for(c)
+                c.work_ms = self.work_ms_for(c, (n - 1 - k) * ingest_ms if c.id in self._pending else 0.0)
+                k += c.id in self._pending
                 self._send(c, shared)
                 self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
                                      payload=self._chosen_ids(c)))
@@ -433,6 +442,10 @@ class ProjectRuntime:
                 log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
         duration = self.clock() - stats.started
         lat = stats.latencies
+        if len(stats.ingest) >= 2:  # the median leaves out the gaps that held other work (a broadcast, a request)
+            sample = float(np.median(stats.ingest))
+            rising = sample > self.ingest_s
+            self.ingest_s = sample if rising else self.ingest_s + INGEST_SMOOTHING * (sample - self.ingest_s)
         cpu, bytes_in, bytes_out = self._marks or (time.process_time(), self.bytes_in, self.bytes_out)
         self._marks = (time.process_time(), self.bytes_in, self.bytes_out)
         self.samples_total += acc.samples
@@ -448,6 +461,8 @@ class ProjectRuntime:
             "latency_ms_max": round(float(np.max(lat)), 2) if lat else None,
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat else None,
             "loss": round(acc.loss_sum / acc.samples, 6) if acc.samples else None,
+            "learning_rate": h.learning_rate,  # live hyper-parameters (PATCH .../hyper) in force this round
+            "period_s": h.period_s,
             "test_error": self.latest_eval[1] if self.latest_eval else None,
             "test_error_round": self.latest_eval[0] if self.latest_eval else None,
             "late": stats.late,
@@ -455,6 +470,7 @@ class ProjectRuntime:
             "rejected": stats.rejected,
             "step_skipped": step_skipped,
             "cpu_s": round(self._marks[0] - cpu, 4),  # server process CPU time since the previous round closed
+            "ingest_ms": round(self.ingest_s * 1000, 4),  # estimated server CPU time per gradient
             "bytes_in": self.bytes_in - bytes_in,  # WebSocket message bytes from / to this project's clients
             "bytes_out": self.bytes_out - bytes_out,
             # ids no trainer holds although some trainer has room (0 is the steady state)

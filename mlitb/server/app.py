@@ -29,6 +29,8 @@ from mlitb.data import routes as data_routes
 from mlitb.server import auth
 from mlitb.server.ws import ConnectionLimits, serve_client
 from mlitb.server.closures import router as closure_router
+from mlitb.server.hyper import router as hyper_router
+from mlitb.server.model_upload import router as model_upload_router
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 ISOLATION_HEADERS = {
@@ -244,6 +246,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(data_routes.router)
 
     app.include_router(closure_router)  # research closures and the model zoo (docs/closure.md)
+    app.include_router(hyper_router)  # live learning rate and period T (PATCH /api/projects/{id}/hyper)
+    app.include_router(model_upload_router)  # load saved weights (PUT /api/projects/{id}/model/weights.bin)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

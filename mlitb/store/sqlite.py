@@ -73,6 +73,11 @@ class ProjectStore:
             self._db.execute("INSERT INTO projects (id, spec, created, owner_hash, invite_hash) VALUES (?, ?, ?, ?, ?)",
                              (project_id, json.dumps(spec), created, owner_hash, invite_hash))
 
+    def update_spec(self, project_id: int, spec: dict) -> None:
+        """Replace a project's stored spec (live hyper-parameter changes)."""
+        with self._lock:
+            self._db.execute("UPDATE projects SET spec = ? WHERE id = ?", (json.dumps(spec), project_id))
+
     def delete_project(self, project_id: int) -> None:
         with self._lock:
             self._db.execute("DELETE FROM projects WHERE id = ?", (project_id,))

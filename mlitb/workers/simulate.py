@@ -48,7 +48,7 @@ from mlitb.model import PAPER_NETWORK
 from mlitb.protocol.frames import HEADER, VERSION, MessageType
 
 METRIC_KEYS = ("round", "trainers", "samples", "samples_per_s", "latency_ms_mean", "latency_ms_max", "loss", "test_error")
-EXTRA_KEYS = ("clients", "contributions", "duration_s", "latency_ms_p95", "cpu_s", "server_cpu_s", "client_cpu_s",
+EXTRA_KEYS = ("clients", "contributions", "duration_s", "latency_ms_p95", "cpu_s", "ingest_ms", "server_cpu_s", "client_cpu_s",
               "bytes_in", "bytes_out", "late", "late_applied", "rejected")
 KEEP_WHOLE = 8192  # payloads up to this size are kept (JSON); longer ones (PARAMS) only their 24-byte header
 RANDOM_GUESS_LOSS = math.log(10)  # the loss the simulated trainers report per sample

@@ -1,9 +1,14 @@
-// The page: lists the master's projects, starts trainer/tracker Web Workers in this tab, and
-// shows each worker's status and the project's recent rounds. Training never runs on this thread.
+// The page (thin entry): lists the master's projects, starts trainer/tracker Web Workers in this tab and
+// shows their status; the editor, charts, project panel and prediction live in their own modules.
+// Training and prediction never run on this thread.
 // Query parameters (used by `mlitb worker` / `mlitb demo`): ?project=ID&join=trainer,tracker&backend=wasm
 
-import { authHeaders, type WorkerStatus } from "../worker/connection";
+import { type WorkerStatus } from "../worker/connection";
 import "./upload";
+import * as charts from "./charts";
+import { initEditor, setOnCreated } from "./editor";
+import { initPredict } from "./predict";
+import * as panel from "./project";
 
 interface ProjectSummary {
   id: number;
@@ -14,6 +19,7 @@ interface ProjectSummary {
   trackers: number;
   param_count: number;
   test_error: number | null;
+  hyper: { learning_rate: number; period_s: number };
 }
 
 interface RunningWorker {
@@ -26,6 +32,7 @@ interface RunningWorker {
 const running: RunningWorker[] = [];
 let nextId = 1;
 let selected: number | null = null;
+let listed: ProjectSummary[] = [];
 const params = new URLSearchParams(location.search);
 const forcedBackend = params.get("backend") ?? "auto";
 const projectToken = params.get("token") ?? undefined; // invite link of a private project
@@ -56,7 +63,7 @@ function startWorker(project: number, role: "trainer" | "tracker"): number {
   };
   worker.postMessage({ kind: "start", options: { server: location.origin, project, backend: forcedBackend, token: projectToken } });
   running.push(entry);
-  selected = project;
+  showProject(project);
   renderWorkers();
   return entry.id;
 }
@@ -74,9 +81,10 @@ async function refreshProjects() {
   try {
     const res = await fetch("/api/projects");
     const projects: ProjectSummary[] = await res.json();
+    listed = projects;
     $("#projects").innerHTML = projects.length
       ? projects.map((p) => `
-        <tr>
+        <tr data-project-row="${p.id}"${p.id === selected ? ' class="selected"' : ""}>
           <td><button class="link" data-select="${p.id}">${esc(p.name)}</button><div class="muted">#${p.id} · ${esc(p.dataset ?? "no data")} · ${p.param_count.toLocaleString()} params</div></td>
           <td>${p.round}</td><td>${p.trainers}</td><td>${p.trackers}</td><td>${pct(p.test_error)}</td>
           <td class="actions"><button data-join="trainer" data-project="${p.id}">Join as trainer</button>
@@ -87,17 +95,15 @@ async function refreshProjects() {
   } catch (e) {
     $("#server-state").textContent = `server unreachable: ${e}`;
   }
-  if (selected != null) refreshMetrics(selected);
+  if (selected != null) showProject(selected);
 }
 
-async function refreshMetrics(project: number) {
-  const res = await fetch(`/api/projects/${project}/metrics`, { headers: authHeaders(projectToken) });
-  if (!res.ok) return;
-  const rows: any[] = (await res.json()).slice(-12).reverse();
-  $("#metrics-title").textContent = `Recent rounds of project #${project}`;
-  $("#metrics").innerHTML = rows.map((m) => `
-    <tr><td>${m.round}</td><td>${m.trainers}</td><td>${m.samples}</td><td>${Math.round(m.samples_per_s)}</td>
-    <td>${m.latency_ms_mean ?? "–"}</td><td>${m.loss?.toFixed(4) ?? "–"}</td><td>${pct(m.test_error)}</td></tr>`).join("");
+function showProject(id: number) {
+  selected = id;
+  const p = listed.find((q) => q.id === id);
+  if (p) panel.select(p, projectToken);
+  else if (panel.selectedId() !== id) panel.select({ id, name: "" }, projectToken); // a private project via its invite link
+  charts.refresh();
 }
 
 function renderWorkers() {
@@ -119,10 +125,7 @@ document.addEventListener("click", (ev) => {
   const t = ev.target as HTMLElement;
   if (t.dataset.join) startWorker(Number(t.dataset.project), t.dataset.join as "trainer" | "tracker");
   if (t.dataset.stop) stopWorker(Number(t.dataset.stop));
-  if (t.dataset.select) {
-    selected = Number(t.dataset.select);
-    refreshMetrics(selected);
-  }
+  if (t.dataset.select) showProject(Number(t.dataset.select));
 });
 
 $("#isolation").textContent = crossOriginIsolated ? "cross-origin isolated (wasm threads available)" : "not cross-origin isolated";
@@ -130,6 +133,10 @@ const autoProject = Number(params.get("project"));
 for (const role of (params.get("join") ?? "").split(",").filter(Boolean)) {
   if (autoProject && (role === "trainer" || role === "tracker")) startWorker(autoProject, role);
 }
+initEditor();
+setOnCreated((p) => { selected = p.id; refreshProjects(); });
+panel.initProjectPanel(() => { selected = null; refreshProjects(); });
+initPredict(() => ({ id: panel.selectedId(), token: projectToken }));
 renderWorkers();
 refreshProjects();
 setInterval(refreshProjects, 2000);

@@ -1,0 +1,44 @@
+"""Loading a saved model: PUT /api/projects/{id}/model/weights.bin replaces a project's parameters
+with a TF.js weights file of the same network (float32, manifest order; the owner's, before training)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.model import WEIGHTS_FILE
+from mlitb.server import auth
+
+router = APIRouter()
+
+
+@router.put(f"/api/projects/{{project_id}}/model/{WEIGHTS_FILE}",
+            summary="Load saved weights (float32, manifest order) into a project with no trainers (owner)",
+            openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}})
+async def put_weights(project_id: int, request: Request) -> dict:
+    registry, settings = request.app.state.registry, request.app.state.settings
+    rt = registry.get(project_id)
+    token = auth.bearer(request) or request.query_params.get("token")
+    auth.require(auth.is_admin(token, settings.admin_token) or auth.matches(token, rt.owner_hash), token,
+                 "replace this project's weights")
+    expected = rt.param_count * 4
+    length = int(request.headers.get("content-length") or 0)
+    if length > expected:
+        raise MlitbError(ErrorCode.WRONG_LENGTH, f"expected {expected} bytes ({rt.param_count} float32), got {length}")
+    body = await request.body()
+    if len(body) != expected:
+        raise MlitbError(ErrorCode.WRONG_LENGTH, f"expected {expected} bytes ({rt.param_count} float32), got {len(body)}")
+    params = np.frombuffer(body, dtype="<f4").astype(np.float32)
+    if not np.isfinite(params).all():
+        raise MlitbError(ErrorCode.NON_FINITE, "the weights hold NaN or infinite values")
+    # a round's step replaces the parameters when it closes: only swap them while no round can run
+    if rt.open_round is not None or any(c.role == "trainer" for c in rt.clients.values()):
+        raise MlitbError(ErrorCode.TRAINING_RUNNING, "the project has trainers: stop them before replacing its weights")
+    rt.params = params
+    rt.history = np.zeros_like(params)  # a fresh AdaGrad state for the loaded model
+    if registry.store is not None:
+        registry.store.save_checkpoint(rt.id, rt.round, rt.params, rt.history, [], time.time())
+    return {"param_count": rt.param_count, "round": rt.round}

@@ -1,0 +1,83 @@
+// Live charts of the selected project (uPlot): training loss, test error, power (samples/s), latency and
+// trainers over rounds, fed incrementally from GET /api/projects/{id}/metrics?since=N; plus its clients table.
+
+import uPlot from "uplot";
+import { authHeaders } from "../worker/connection";
+
+const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+interface ChartDef { id: string; title: string; key: (m: any) => number | null; color: string }
+const DEFS: ChartDef[] = [
+  { id: "loss", title: "Training loss", key: (m) => m.loss, color: "#3559e0" },
+  { id: "test_error", title: "Test error", key: (m) => m.test_error, color: "#b42318" },
+  { id: "power", title: "Power (samples/s)", key: (m) => m.samples_per_s, color: "#087443" },
+  { id: "latency", title: "Latency (ms, mean)", key: (m) => m.latency_ms_mean, color: "#b54708" },
+  { id: "trainers", title: "Trainers", key: (m) => m.trainers, color: "#6941c6" },
+];
+
+let project: number | null = null;
+let token: string | undefined;
+let since = 0;
+let rounds: number[] = [];
+let series: (number | null)[][] = DEFS.map(() => []);
+const plots: uPlot[] = [];
+
+function width(): number {
+  return Math.max(200, Math.min(($("#charts").clientWidth || 360) - 8, 520));
+}
+
+function build() {
+  const box = $("#charts");
+  box.innerHTML = "";
+  plots.splice(0).forEach((p) => p.destroy());
+  for (const d of DEFS) {
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.dataset.chart = d.id;
+    box.appendChild(el);
+    plots.push(new uPlot({
+      title: d.title, width: width(), height: 160,
+      scales: { x: { time: false } },
+      axes: [{ label: "round" }, {}],
+      series: [{ label: "round" }, { label: d.title, stroke: d.color, width: 2, spanGaps: true }],
+    }, [[], []], el));
+  }
+}
+
+/** Shows the charts and clients of a project (with its invite/owner token if private). */
+export function selectProject(id: number, readToken?: string) {
+  if (project === id) return;
+  project = id;
+  token = readToken;
+  since = 0;
+  rounds = [];
+  series = DEFS.map(() => []);
+  build();
+  refresh();
+}
+
+export async function refresh() {
+  if (project == null) return;
+  const id = project;
+  const res = await fetch(`/api/projects/${id}/metrics?since=${since}`, { headers: authHeaders(token) });
+  if (res.ok && id === project) {
+    const rows: any[] = await res.json();
+    for (const m of rows) {
+      rounds.push(m.round);
+      DEFS.forEach((d, k) => series[k].push(d.key(m) ?? null));
+      since = m.round + 1;
+    }
+    if (rows.length) plots.forEach((p, k) => p.setData([rounds, series[k]] as uPlot.AlignedData));
+    $("#charts-state").textContent = rounds.length ? `${rounds.length} rounds, newest ${rounds[rounds.length - 1]}` : "no rounds yet";
+  }
+  const cres = await fetch(`/api/projects/${id}/clients`, { headers: authHeaders(token) });
+  if (!cres.ok || id !== project) return;
+  const clients: any[] = await cres.json();
+  $("#clients").innerHTML = clients.length
+    ? clients.map((c) => `<tr><td>#${c.id}</td><td>${esc(c.role)}</td><td>${esc(c.backend ?? "–")}</td><td>${c.latency_ms ?? "–"}</td>
+        <td>${c.work_ms ?? "–"}</td><td>${c.allocated ?? "–"}</td><td>${c.last_samples ?? "–"}</td></tr>`).join("")
+    : `<tr><td colspan="7" class="muted">No workers connected.</td></tr>`;
+}
+
+window.addEventListener("resize", () => plots.forEach((p) => p.setSize({ width: width(), height: 160 })));

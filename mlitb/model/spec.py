@@ -135,9 +135,9 @@ def parse_network(spec: Any) -> Network:
         if kind == "conv2d":
             if len(cur) != 3:
                 raise _fail(i, raw, f"needs a [h, w, c] input, got {list(cur)}")
-            f = _int(i, p, "filters", 1, MAX_DIM)
-            k = _int(i, p, "kernel", 1, 64)
-            s = _int(i, p, "stride", 1, 64)
+            f = _int(i, {**p, "type": kind}, "filters", 1, MAX_DIM)
+            k = _int(i, {**p, "type": kind}, "kernel", 1, 64)
+            s = _int(i, {**p, "type": kind}, "stride", 1, 64)
             if p["padding"] not in ("same", "valid"):
                 raise _fail(i, raw, f"'padding' must be 'same' or 'valid', got {p['padding']!r}")
             h, w, c = cur
@@ -153,9 +153,9 @@ def parse_network(spec: Any) -> Network:
         elif kind == "maxpool2d":
             if len(cur) != 3:
                 raise _fail(i, raw, f"needs a [h, w, c] input, got {list(cur)}")
-            size = _int(i, p, "size", 1, 64)
+            size = _int(i, {**p, "type": kind}, "size", 1, 64)
             p["stride"] = size if p["stride"] is None else p["stride"]
-            s = _int(i, p, "stride", 1, 64)
+            s = _int(i, {**p, "type": kind}, "stride", 1, 64)
             h, w, c = cur
             oh, ow = (h - size) // s + 1, (w - size) // s + 1
             if oh < 1 or ow < 1:
@@ -164,7 +164,7 @@ def parse_network(spec: Any) -> Network:
         elif kind == "dense":
             if len(cur) != 1:
                 raise _fail(i, raw, f"needs a flat input (add a 'flatten' layer), got {list(cur)}")
-            units = _int(i, p, "units", 1, 1_000_000)
+            units = _int(i, {**p, "type": kind}, "units", 1, 1_000_000)
             lw = [Weight(f"{name}/kernel", (cur[0], units), cur[0], units, False),
                   Weight(f"{name}/bias", (units,), cur[0], units, True)]
             cur = (units,)

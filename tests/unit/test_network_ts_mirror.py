@@ -60,7 +60,7 @@ def test_typescript_rules_match_the_server(ts_check, index):
     except MlitbError as err:
         assert ts["error"] is not None, f"the page accepts what the server refuses: {err.detail}"
         if err.detail.startswith("layer "):
-            assert ts["error"].split(" (")[0] == err.detail.split(" (")[0]  # the same layer index
+            assert ts["error"].split(":")[0] == err.detail.split(":")[0]  # the same layer, named alike
         return
     assert ts["error"] is None, ts["error"]
     assert ts["paramCount"] == net.param_count

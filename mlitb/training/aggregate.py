@@ -27,8 +27,9 @@ class GradientAccumulator:
     """Streaming sum of gradient sums and counts; `mean()` gives the weighted average."""
 
     def __init__(self, size: int):
-        # float64: gradients near the float32 maximum must not overflow the sum to inf
-        self.sum = np.zeros(size, dtype=np.float64)
+        # float32, at memory speed: a sum that overflows (absurd gradients) makes the step
+        # non-finite, and the round loop skips such a step rather than apply it
+        self.sum = np.zeros(size, dtype=np.float32)
         self.samples = 0
         self.loss_sum = 0.0
         self.contributions = 0
@@ -42,4 +43,4 @@ class GradientAccumulator:
     def mean(self) -> np.ndarray:
         if self.samples <= 0:
             raise ValueError("no samples accumulated")
-        return (self.sum / self.samples).astype(np.float32)
+        return self.sum / np.float32(self.samples)

@@ -442,8 +442,8 @@ class ProjectRuntime:
                 log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
         duration = self.clock() - stats.started
         lat = stats.latencies
-        if len(stats.ingest) >= 2:  # the median leaves out the gaps that held other work (a broadcast, a request)
-            sample = float(np.median(stats.ingest))
+        if len(stats.ingest) >= 2:  # CPU between the first and the last gradient, per gradient
+            sample = float(np.mean(stats.ingest))
             rising = sample > self.ingest_s
             self.ingest_s = sample if rising else self.ingest_s + INGEST_SMOOTHING * (sample - self.ingest_s)
         cpu, bytes_in, bytes_out = self._marks or (time.process_time(), self.bytes_in, self.bytes_out)

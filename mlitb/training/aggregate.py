@@ -23,6 +23,18 @@ def weighted_average(grad_sums: list[np.ndarray], counts: list[int]) -> np.ndarr
     return (acc / total).astype(np.float32)
 
 
+def client_arrays(grad_sums, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Checked (clients, parameters) float32 gradient sums and float64 sample counts, the
+    common input of the robust rules."""
+    sums = np.asarray(grad_sums, dtype=np.float32)
+    n = np.asarray(counts, dtype=np.float64)
+    if sums.ndim != 2 or len(sums) == 0 or n.shape != (len(sums),):
+        raise ValueError("need a (clients, parameters) array of gradient sums and one count per client")
+    if not (n > 0).all():
+        raise ValueError("every sample count must be positive")
+    return sums, n
+
+
 class GradientAccumulator:
     """Streaming sum of gradient sums and counts; `mean()` gives the weighted average."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from mlitb.training.aggregate import client_arrays
 
 
 def clip_to_norm(vector: np.ndarray, max_norm: float) -> np.ndarray:
@@ -36,12 +37,7 @@ def clipped_mean(grad_sums: Sequence[np.ndarray] | np.ndarray, counts: Sequence[
                  max_norm: float) -> np.ndarray:
     """Clip each client's per-sample mean gradient to `max_norm`, then average them with
     weights min(count, median count)."""
-    sums = np.asarray(grad_sums, dtype=np.float32)
-    n = np.asarray(counts, dtype=np.float64)
-    if sums.ndim != 2 or len(sums) == 0 or n.shape != (len(sums),):
-        raise ValueError("need a (clients, parameters) array of gradient sums and one count per client")
-    if not (n > 0).all():
-        raise ValueError("every sample count must be positive")
+    sums, n = client_arrays(grad_sums, counts)
     weights = np.minimum(n, np.median(n))
     acc = np.zeros(sums.shape[1], dtype=np.float64)
     for g, count, w in zip(sums, n, weights):

@@ -17,14 +17,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from mlitb.training.aggregate import client_arrays
 
 
 def coordinate_median(grad_sums: Sequence[np.ndarray] | np.ndarray, counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """Per-coordinate median over clients of grad_sum_i / count_i (float32)."""
-    sums = np.asarray(grad_sums, dtype=np.float32)
-    n = np.asarray(counts, dtype=np.float32)
-    if sums.ndim != 2 or len(sums) == 0 or n.shape != (len(sums),):
-        raise ValueError("need a (clients, parameters) array of gradient sums and one count per client")
-    if not (n > 0).all():
-        raise ValueError("every sample count must be positive")
+    sums, n = client_arrays(grad_sums, counts)
     return np.median(sums / n[:, None], axis=0).astype(np.float32)

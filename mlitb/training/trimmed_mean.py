@@ -16,6 +16,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from mlitb.training.aggregate import client_arrays
 
 
 def trimmed_count(clients: int, beta: float) -> int:
@@ -29,12 +30,7 @@ def trimmed_mean(grad_sums: Sequence[np.ndarray] | np.ndarray, counts: Sequence[
                  beta: float) -> np.ndarray:
     """Per-coordinate mean over clients of grad_sum_i / count_i after dropping the
     floor(beta * k) largest and smallest values (float32)."""
-    sums = np.asarray(grad_sums, dtype=np.float32)
-    n = np.asarray(counts, dtype=np.float32)
-    if sums.ndim != 2 or len(sums) == 0 or n.shape != (len(sums),):
-        raise ValueError("need a (clients, parameters) array of gradient sums and one count per client")
-    if not (n > 0).all():
-        raise ValueError("every sample count must be positive")
+    sums, n = client_arrays(grad_sums, counts)
     k = len(sums)
     m = trimmed_count(k, beta)
     ordered = np.sort(sums / n[:, None], axis=0)

@@ -8,9 +8,6 @@ memory as gradients from the network do, not from cache) are reduced in three wa
                decoding, every check of a client frame (length, sample count, finiteness),
                latency and rate bookkeeping, and the add: all the server does per gradient
                after the WebSocket layer;
-  f32 add      np.add of each view into a float32 sum, and the server path with such a sum
-               (what-if rows: the accumulator sums in float64, and a float32 + float64 add
-               goes through NumPy's buffered casting loop);
   memcpy       np.copyto of a buffer of the same total size (the machine's copy bandwidth).
 
 Throughput is gradient bytes consumed per second (GB/s); the target is server path >= 50 % of
@@ -53,16 +50,8 @@ def frames_for(param_count: int, total_bytes: int) -> list[bytes]:
             for i in range(n)]
 
 
-class Float32Accumulator(GradientAccumulator):
-    """What-if: the same accumulator summing in float32."""
-
-    def __init__(self, size: int):
-        super().__init__(size)
-        self.sum = np.zeros(size, dtype=np.float32)
-
-
-def time_accumulator(frames: list[bytes], param_count: int, kind=GradientAccumulator) -> float:
-    acc = kind(param_count)
+def time_accumulator(frames: list[bytes], param_count: int) -> float:
+    acc = GradientAccumulator(param_count)
     views = [np.frombuffer(f, "<f4", offset=24) for f in frames]
     t = time.perf_counter()
     for v in views:
@@ -85,17 +74,8 @@ async def _server_path(spec: ProjectSpec, frames: list[bytes]) -> float:
     return elapsed
 
 
-def time_server_path(spec: ProjectSpec, frames: list[bytes], float32: bool = False) -> float:
-    if not float32:
-        return asyncio.run(_server_path(spec, frames))
-    import mlitb.master.loop as loop
-
-    real = loop.make_aggregator
-    loop.make_aggregator = lambda hyper, size: Float32Accumulator(size)
-    try:
-        return asyncio.run(_server_path(spec, frames))
-    finally:
-        loop.make_aggregator = real
+def time_server_path(spec: ProjectSpec, frames: list[bytes]) -> float:
+    return asyncio.run(_server_path(spec, frames))
 
 
 def time_memcpy(nbytes: int) -> float:
@@ -114,8 +94,8 @@ def main() -> int:
     args = p.parse_args()
     print(f"reduce throughput: {args.total_mb} MB of distinct gradients per pass, best of {args.repeat}; "
           f"{os.cpu_count()} CPU cores (shared with whatever else runs)")
-    head = (f"{'network':<14} {'params':>9} {'grads':>5} {'accumulator':>11} {'server path':>11} {'f32 add':>9} "
-            f"{'srv+f32 add':>11} {'memcpy':>9} {'acc/cpy':>7} {'server/cpy':>10} {'srv+f32/cpy':>11} {'us/grad':>7}")
+    head = (f"{'network':<14} {'params':>9} {'grads':>5} {'accumulator':>11} {'server path':>11} {'memcpy':>9} "
+            f"{'acc/memcpy':>10} {'server/memcpy':>13} {'us/grad':>7}")
     print(head)
     print("-" * len(head))
     worst = 1.0
@@ -124,18 +104,15 @@ def main() -> int:
         P = spec.build_network().param_count
         frames = frames_for(P, args.total_mb << 20)
         nbytes = len(frames) * 4 * P
-        best = {k: float("inf") for k in ("acc", "srv", "f32", "srv32", "cpy")}
+        best = {k: float("inf") for k in ("acc", "srv", "cpy")}
         for _ in range(args.repeat):
             best["cpy"] = min(best["cpy"], time_memcpy(nbytes))
             best["acc"] = min(best["acc"], time_accumulator(frames, P))
             best["srv"] = min(best["srv"], time_server_path(spec, frames))
-            best["f32"] = min(best["f32"], time_accumulator(frames, P, Float32Accumulator))
-            best["srv32"] = min(best["srv32"], time_server_path(spec, frames, float32=True))
         gbs = {k: nbytes / v / 1e9 for k, v in best.items()}
         worst = min(worst, gbs["srv"] / gbs["cpy"])
-        print(f"{name:<14} {P:9d} {len(frames):5d} {gbs['acc']:6.2f} GB/s {gbs['srv']:6.2f} GB/s {gbs['f32']:4.1f} GB/s "
-              f"{gbs['srv32']:6.2f} GB/s {gbs['cpy']:4.1f} GB/s {gbs['acc'] / gbs['cpy']:7.2f} {gbs['srv'] / gbs['cpy']:10.2f} "
-              f"{gbs['srv32'] / gbs['cpy']:11.2f} {best['srv'] / len(frames) * 1e6:7.1f}")
+        print(f"{name:<14} {P:9d} {len(frames):5d} {gbs['acc']:6.2f} GB/s {gbs['srv']:6.2f} GB/s {gbs['cpy']:4.1f} GB/s "
+              f"{gbs['acc'] / gbs['cpy']:10.2f} {gbs['srv'] / gbs['cpy']:13.2f} {best['srv'] / len(frames) * 1e6:7.1f}")
     print(f"\nserver path / memcpy, worst network: {worst:.2f} (target >= 0.50); GB/s = gradient bytes reduced per "
           "second, memcpy = bytes copied per second")
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -222,7 +223,7 @@ class ProjectRuntime:
         grad = frame.floats()
         # One pass that allocates nothing: the sum of squares is finite exactly when every value is finite and
         # it does not overflow; only otherwise is the element-wise test needed to tell the two apart.
-        if not np.isfinite(np.dot(grad, grad)) and not np.isfinite(grad).all():
+        if not math.isfinite(np.dot(grad, grad)) and not np.isfinite(grad).all():
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
         return grad
 

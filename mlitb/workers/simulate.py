@@ -142,7 +142,6 @@ class SimClient(asyncio.Protocol):
             self.fleet.joined -= 1
         if not self.welcomed.done():
             self.welcomed.set_exception(ConnectionError("connection lost before WELCOME"))
-        self.fleet.on_lost(self)
 
     def data_received(self, data: bytes) -> None:
         if not self._upgraded:
@@ -350,9 +349,6 @@ class Fleet:
     async def start(self) -> None:
         self._gate = asyncio.Semaphore(self.CONNECTS_AT_ONCE)
         await asyncio.gather(*(self.connect(i) for i in range(self.spec.clients)))
-
-    def on_lost(self, client: SimClient) -> None:
-        pass
 
     def rejoin_later(self, slot: int) -> None:
         if self.stopping:

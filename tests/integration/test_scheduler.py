@@ -142,7 +142,7 @@ async def test_a_trainer_that_never_answers_leaves_the_others_a_round_of_exactly
 
 async def test_by_default_a_late_gradient_is_dropped_and_counted():
     rt = make_runtime(period_s=1)
-    on_time = ScriptedTrainer(rt, samples=10, compute_ms=10)
+    ScriptedTrainer(rt, samples=10, compute_ms=10)  # answers on time
     late = ScriptedTrainer(rt, samples=8, compute_ms=10, answer=False)
     await rounds(rt, 1)  # `late` misses round 0
     task = asyncio.create_task(rt.run_round())
@@ -158,7 +158,7 @@ async def test_by_default_a_late_gradient_is_dropped_and_counted():
 
 async def test_with_stale_weighting_a_late_gradient_joins_the_open_round_with_its_share_scaled():
     rt = make_runtime(period_s=1, late_policy="stale_weighted", staleness_weight=0.5, learning_rate=0.5)
-    on_time = ScriptedTrainer(rt, samples=10, compute_ms=10)
+    ScriptedTrainer(rt, samples=10, compute_ms=10)  # answers on time
     late = ScriptedTrainer(rt, samples=8, compute_ms=10, answer=False)
     await rounds(rt, 1)
     task = asyncio.create_task(rt.run_round())

@@ -149,9 +149,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         err = MlitbError(code, message)
         return JSONResponse(err.to_json(), status_code=code.http_status)
 
-    def token_of(request: Request) -> str | None:
-        return auth.bearer(request) or request.query_params.get("token")
-
     def is_owner(rt: ProjectRuntime, token: str | None) -> bool:
         return auth.is_admin(token, settings.admin_token) or auth.matches(token, rt.owner_hash)
 
@@ -159,25 +156,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A public project, or a private one for its owner, the admin or an invitee."""
         rt = registry.get(project_id)
         if rt.spec.private:
-            token = token_of(request)
+            token = auth.token_of(request)
             auth.require(is_owner(rt, token) or auth.matches(token, rt.invite_hash), token, "read this private project")
         return rt
 
     def owned(project_id: int, request: Request, what: str) -> ProjectRuntime:
         rt = registry.get(project_id)
-        token = token_of(request)
+        token = auth.token_of(request)
         auth.require(is_owner(rt, token), token, what)
         return rt
 
     @app.get("/api/projects", summary="List projects (private ones only for the admin)")
     async def list_projects(request: Request) -> list[dict]:
-        admin = auth.is_admin(token_of(request), settings.admin_token)
+        admin = auth.is_admin(auth.token_of(request), settings.admin_token)
         return [summary(rt) for rt in registry.projects.values() if admin or not rt.spec.private]
 
     @app.post("/api/projects", status_code=201, summary="Create a project; returns its owner token once")
     async def create_project(spec: ProjectSpec, request: Request) -> dict:
         if not settings.open_creation:
-            token = token_of(request)
+            token = auth.token_of(request)
             auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
         runtime, secrets = registry.create(spec.model_dump())
         return {**summary(runtime), **secrets}
@@ -215,7 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics of every public project (private ones for the admin)",
              response_class=Response, responses={200: {"content": {PROMETHEUS_TYPE: {}}}})
     async def prometheus(request: Request) -> Response:
-        admin = auth.is_admin(token_of(request), settings.admin_token)
+        admin = auth.is_admin(auth.token_of(request), settings.admin_token)
         runtimes = [rt for rt in registry.projects.values() if admin or not rt.spec.private]
         return Response(prometheus_text(runtimes, time.process_time()), media_type=PROMETHEUS_TYPE)
 

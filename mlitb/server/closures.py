@@ -49,10 +49,6 @@ def _dir(request: Request) -> Path:
     return d
 
 
-def _token(request: Request) -> str | None:
-    return auth.bearer(request) or request.query_params.get("token")
-
-
 def _summary(cid: str, closure: Closure, size: int, private: bool, owner_hash: str | None) -> dict:
     m = closure.manifest
     return {"id": cid, "name": m.get("name", closure.spec.name), "description": m.get("description", ""),
@@ -82,7 +78,7 @@ def _stored(request: Request, cid: str) -> tuple[Path, dict]:
         raise MlitbError(ErrorCode.UNKNOWN_CLOSURE, f"no stored closure with id {cid!r}")
     summary = json.loads((d / f"{cid}.json").read_text())
     if summary.get("private"):
-        token = _token(request)
+        token = auth.token_of(request)
         admin = auth.is_admin(token, request.app.state.settings.admin_token)
         auth.require(admin or auth.matches(token, summary.get("owner_hash")), token, "read this private closure")
     return d / f"{cid}.zip", summary
@@ -91,7 +87,7 @@ def _stored(request: Request, cid: str) -> tuple[Path, dict]:
 def _may_create(request: Request) -> None:
     settings = request.app.state.settings
     if not settings.open_creation:
-        token = _token(request)
+        token = auth.token_of(request)
         auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
 
 
@@ -100,7 +96,7 @@ def _may_create(request: Request) -> None:
 async def save_closure(project_id: int, request: Request, body: SaveBody | None = None) -> dict:
     registry = request.app.state.registry
     rt = registry.get(project_id)
-    token = _token(request)
+    token = auth.token_of(request)
     auth.require(auth.is_admin(token, request.app.state.settings.admin_token) or auth.matches(token, rt.owner_hash),
                  token, "save this project's closure")
     snap = snapshot(rt, body.description if body else "")  # copies, in the event loop: no pause, no torn state
@@ -113,7 +109,7 @@ async def save_closure(project_id: int, request: Request, body: SaveBody | None 
 
 @router.get("/api/closures", summary="Stored research closures (private ones only for the admin)")
 async def list_closures(request: Request) -> list[dict]:
-    admin = auth.is_admin(_token(request), request.app.state.settings.admin_token)
+    admin = auth.is_admin(auth.token_of(request), request.app.state.settings.admin_token)
     out = []
     for path in sorted(_dir(request).glob("*.json")):
         try:

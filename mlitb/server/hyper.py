@@ -29,9 +29,7 @@ class HyperPatch(BaseModel):
 async def patch_hyper(project_id: int, request: Request) -> dict:
     registry, settings = request.app.state.registry, request.app.state.settings
     rt = registry.get(project_id)
-    token = auth.bearer(request) or request.query_params.get("token")
-    auth.require(auth.is_admin(token, settings.admin_token) or auth.matches(token, rt.owner_hash), token,
-                 "change this project's hyper-parameters")
+    auth.require_owner(rt.owner_hash, request, settings.admin_token, "change this project's hyper-parameters")
     try:
         body = await request.json()
     except ValueError:

@@ -21,9 +21,7 @@ router = APIRouter()
 async def put_weights(project_id: int, request: Request) -> dict:
     registry, settings = request.app.state.registry, request.app.state.settings
     rt = registry.get(project_id)
-    token = auth.bearer(request) or request.query_params.get("token")
-    auth.require(auth.is_admin(token, settings.admin_token) or auth.matches(token, rt.owner_hash), token,
-                 "replace this project's weights")
+    auth.require_owner(rt.owner_hash, request, settings.admin_token, "replace this project's weights")
     expected = rt.param_count * 4
     length = int(request.headers.get("content-length") or 0)
     if length > expected:

@@ -53,6 +53,8 @@ class ErrorCode(enum.Enum):
     WRONG_CONTENT_TYPE = ErrorInfo(2016, 415, "wrong content type")
     UPLOAD_TOO_LARGE = ErrorInfo(2017, 413, "the upload is larger than this server accepts")
     TRAINING_RUNNING = ErrorInfo(2018, 409, "the project has trainers: stop them before replacing its weights")
+    BAD_IMAGE = ErrorInfo(2019, 422, "the image could not be decoded as PNG or JPEG")
+    CANNOT_ADD_CLASS = ErrorInfo(2020, 409, "this project's network or data cannot take another class")
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")

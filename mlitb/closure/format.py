@@ -34,6 +34,7 @@ MAX_RATIO = 100  # uncompressed/compressed size of one entry larger than RATIO_F
 RATIO_FLOOR_BYTES = 1 << 20  # smaller entries may compress as well as they like
 
 # parts every closure has; the others (evaluated weights, replay record, extra code) are optional
+APPENDED_PART = "data/appended.bin"  # examples labelled on the fly (data.json "appended")
 REQUIRED_PARTS = ("model/model.json", "model/weights.bin", "optimizer/history.bin", "config.json", "data.json",
                   "metrics.json", "code/closure_check.js", "code/closure.html")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +117,19 @@ def data_manifest(dataset, owner: np.ndarray | None) -> dict | None:
     splits = {"train": split_manifest(dataset.train)}
     if dataset.test is not None:
         splits["test"] = split_manifest(dataset.test)
-    return {"dataset": dataset.name, "labels": list(dataset.labels), "shape": list(dataset.shape),
-            "preprocessing": PREPROCESSING, "splits": splits, "shards": shards}
+    out = {"dataset": dataset.name, "labels": list(dataset.labels), "shape": list(dataset.shape),
+           "preprocessing": PREPROCESSING, "splits": splits, "shards": shards}
+    if dataset.appended:  # examples labelled on the fly: stored in the closure, they are in no package
+        classes = dataset.appended_classes
+        out["appended"] = {"count": dataset.appended, "part": APPENDED_PART,
+                           "new_labels": list(dataset.labels[len(dataset.labels) - classes:]) if classes else []}
+    return out
+
+
+def appended_bytes(dataset) -> bytes:
+    """The examples appended to the training split: their labels (one byte each), then their images."""
+    n = dataset.appended
+    return dataset.train.labels[-n:].tobytes() + dataset.train.images[-n:].tobytes()
 
 
 @dataclass
@@ -164,6 +176,7 @@ def build_closure(snap: Snapshot) -> bytes:
         "config.json": json.dumps({"project": snap.spec, "optimizer": "adagrad",
                                    "aggregation": spec.hyper.aggregation, "rounds": snap.round}, indent=1).encode(),
         "data.json": json.dumps(data_manifest(snap.dataset, snap.owner), indent=1).encode(),
+        **({APPENDED_PART: appended_bytes(snap.dataset)} if getattr(snap.dataset, "appended", 0) else {}),
         "metrics.json": json.dumps(snap.metrics).encode(),
         **training_code(),
     }

@@ -9,8 +9,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mlitb.closure.browser import ClosurePage, closure_files
-from mlitb.closure.format import Closure, read_closure, split_manifest
+from mlitb.closure.format import APPENDED_PART, Closure, read_closure, split_manifest
 from mlitb.data import Split, load_mnist
 from mlitb.data.ingest import ingest_zip, load_ingested
 from mlitb.data.mnist import FILES
@@ -60,6 +62,18 @@ def _split_from(data: Path, split: str, shape: tuple[int, int, int]) -> Split:
         return load_ingested(Path(tmp) / "split")[0]
 
 
+def _with_appended(closure: Closure, part: Split, count: int) -> Split:
+    """The training split with the examples labelled on the fly, which the closure stores (data/appended.bin)."""
+    raw = closure.parts.get(APPENDED_PART)
+    pixels = int(np.prod(part.images.shape[1:]))
+    if raw is None or count < 1 or len(raw) != count * (1 + pixels):
+        raise MlitbError(ErrorCode.DATA_MISMATCH, f"the closure lists {count} appended examples but "
+                         f"{APPENDED_PART} does not hold them")
+    labels = np.frombuffer(raw[:count], np.uint8)
+    images = np.frombuffer(raw[count:], np.uint8).reshape(count, *part.images.shape[1:])
+    return Split(np.concatenate([part.images, images]), np.concatenate([part.labels, labels]))
+
+
 def load_split(closure: Closure, data: str | Path | None, split: str) -> Split:
     """The closure's `split` ("train" or "test"): from `data` or the installed built-in data set; its count and
     content hashes (and, for a built-in set, the label map) must match the closure's data manifest."""
@@ -69,12 +83,14 @@ def load_split(closure: Closure, data: str | Path | None, split: str) -> Split:
     want = manifest.get("splits", {}).get(split)
     if want is None:
         raise MlitbError(ErrorCode.DATA_MISMATCH, f"the data manifest lists no {split} split")
+    added = manifest.get("appended") or {}
     if data is None:
         if manifest.get("dataset") != "mnist":
             raise MlitbError(ErrorCode.DATA_MISMATCH, f"data set {manifest.get('dataset')!r} is not built in: give "
                              f"--data (the {split} zip as uploaded)")
         dataset = load_mnist()
-        if list(dataset.labels) != manifest.get("labels"):
+        base_labels = manifest.get("labels", [])[:len(manifest.get("labels", [])) - len(added.get("new_labels", []))]
+        if list(dataset.labels) != base_labels:
             raise MlitbError(ErrorCode.DATA_MISMATCH, f"label map {list(dataset.labels)} differs from the manifest's")
         part = getattr(dataset, split)
     else:
@@ -83,6 +99,8 @@ def load_split(closure: Closure, data: str | Path | None, split: str) -> Split:
         part = _split_from(Path(data), split, tuple(manifest["shape"]))
     if part is None:
         raise MlitbError(ErrorCode.DATA_MISMATCH, f"the data has no {split} split")
+    if split == "train" and added:
+        part = _with_appended(closure, part, int(added.get("count", 0)))
     got = split_manifest(part)
     for key in ("count", "images_sha256", "labels_sha256"):
         if got[key] != want.get(key):

@@ -41,6 +41,16 @@ class Dataset:
     labels: tuple[str, ...]  # class names, index = label
     train: Split
     test: Split | None
+    # set when examples were appended to `train` (labelled on the fly): the version of the data they
+    # were appended to. Appending keeps every example id's content, so a client holding examples of
+    # the same base version keeps them and downloads only what is new.
+    base_version: str | None = None
+    appended: int = 0  # examples appended to `train` since the base version
+    appended_classes: int = 0  # labels (the last ones) that only those examples introduced
+
+    @property
+    def stable_version(self) -> str:
+        return self.base_version or self.version
 
     @cached_property
     def version(self) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from mlitb.data.dataset import Split
+from mlitb.data.images import UndecodableImage, decode_image, describe_preprocessing
 from mlitb.errors import ErrorCode, MlitbError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -84,8 +85,6 @@ def _label_of(path: PurePosixPath, top: str | None) -> str | None:
 def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits: IngestLimits = IngestLimits(),
                progress=None) -> IngestReport:
     """Decode `archive` into `out_dir` (images.npy, labels.npy, meta.json); atomic."""
-    from PIL import Image, UnidentifiedImageError
-
     h, w, c = shape
     if c not in (1, 3):
         raise _fail(f"image input must have 1 or 3 channels, the network has {c}")
@@ -99,7 +98,7 @@ def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits
         pics = [p for _, p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
         tops = {p.parts[0] for p in pics}
         top = tops.pop() if len(tops) == 1 and pics and all(len(p.parts) == 3 for p in pics) else None
-        report = IngestReport(0, [], {}, [h, w, c], f"resize to {h}x{w} bilinear, {'grey (L)' if c == 1 else 'RGB'}")
+        report = IngestReport(0, [], {}, [h, w, c], describe_preprocessing(shape))
         images: list[tuple[str, PurePosixPath, zipfile.ZipInfo]] = []
         for info, path in entries:
             label = _label_of(path, top)
@@ -119,16 +118,13 @@ def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits
         pixels = np.empty((len(images), h, w, c), dtype=np.uint8)
         targets = np.empty(len(images), dtype=np.uint8)
         n = 0
-        Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
         for k, (label, path, info) in enumerate(sorted(images, key=lambda e: str(e[1]))):
             try:
-                with zf.open(info) as fh, Image.open(fh) as img:
-                    img.load()
-                    arr = np.asarray(img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR))
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+                with zf.open(info) as fh:
+                    pixels[n] = decode_image(fh, shape, limits.max_image_pixels)
+            except UndecodableImage:
                 report.corrupt_images.append(info.filename)
                 continue
-            pixels[n] = arr.reshape(h, w, c)
             targets[n] = index[label]
             n += 1
             if progress and k % 1000 == 0:

@@ -112,6 +112,7 @@ async def upload_data(project_id: int, split: str, request: Request) -> dict:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ZIP_TYPES:
         raise MlitbError(ErrorCode.WRONG_CONTENT_TYPE, f"send the zip as application/zip, not '{ctype or 'nothing'}'")
+    await runtime.settled()  # examples labelled on the fly may be growing the network until this round ends
     shape = tuple(runtime.network.input_shape)
     if len(shape) != 3:
         raise MlitbError(ErrorCode.INVALID_NETWORK, "image uploads need a network whose input is [h, w, c]")
@@ -140,6 +141,8 @@ async def upload_data(project_id: int, split: str, request: Request) -> dict:
     staging.rename(final)
     part = load_ingested(final)[0]
     if split == "train":
+        if registry.store is not None:  # examples labelled on the fly belonged to the replaced data
+            registry.store.clear_examples(project_id)
         runtime.attach_data(Dataset("uploaded", labels, part, None))
     else:
         runtime.attach_data(Dataset(runtime.dataset.name, labels, runtime.dataset.train, part))

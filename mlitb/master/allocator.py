@@ -155,6 +155,29 @@ class Allocator:
             self._refresh_cursor = int(free[pos - 1]) + 1
         return pos
 
+    def extend(self, count: int) -> np.ndarray:
+        """`count` new ids at the end (examples appended to the data). Each goes to a trainer at once,
+        the least loaded first; one at capacity gives back one of its old ids for it, so a new example
+        is trained on from the next round even when the data exceeds what the trainers hold."""
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        new = np.arange(self.size, self.size + count)
+        self.owner = np.concatenate([self.owner, np.full(count, UNALLOCATED, dtype=np.int64)])
+        if not self.trainers:
+            return new
+        counts, given = self.counts(), dict.fromkeys(self.trainers, 0)
+        for i in new.tolist():
+            t = min(self.trainers, key=lambda t: (counts[t], given[t]))
+            given[t] += 1
+            if counts[t] >= self.capacity:
+                self.owner[self.ids_of(t)[0]] = UNALLOCATED
+            else:
+                counts[t] += 1
+            self.owner[i] = t
+            self._remember(t, np.array([i]))
+            self.changed.add(t)
+        return new
+
     def unallocated_with_room(self) -> int:
         """How many ids are unallocated although trainers still have capacity for them."""
         room = self.capacity * len(self.trainers) - int(np.count_nonzero(self.owner != UNALLOCATED))

@@ -35,6 +35,7 @@ from mlitb.master.allocator import Allocator
 from mlitb.master.project import ProjectSpec
 from mlitb.master.transport import Link
 from mlitb.model import Network, glorot_init
+from mlitb.model.grow import grow_arrays
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training import adagrad_step, make_aggregator
 
@@ -118,6 +119,9 @@ class ProjectRuntime:
         self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
         self._init_closure_records()
         self.invite_hash: str | None = None  # SHA-256 of the invite token of a private project
+        # examples labelled on the fly (mlitb/server/examples.py): the network layers and data they make,
+        # applied between rounds (never mid-round: every gradient of a round has the same size)
+        self._pending_change: tuple[list[dict], Dataset] | None = None
 
     # ---- limits derived from the model -------------------------------------------------
     @property
@@ -310,7 +314,8 @@ class ProjectRuntime:
         ds, base = self.dataset, f"/api/projects/{self.id}"
         data_base = f"{(self.settings.data_url or '').rstrip('/')}{base}/data"  # the data server, if one is set
         data = None if ds is None else DataInfo(
-            version=ds.version, train_url=f"{data_base}/train", test_url=f"{data_base}/test" if ds.test else None,
+            version=ds.version, base_version=ds.stable_version, train_url=f"{data_base}/train",
+            test_url=f"{data_base}/test" if ds.test else None,
             shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
@@ -325,6 +330,53 @@ class ProjectRuntime:
         self.allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
         for tid in trainers:
             self.allocator.join(tid)
+        self._welcome_again()
+
+    # ---- examples labelled on the fly (MLitB §3.6) ------------------------------------------
+    def latest_model_and_data(self) -> tuple[list[dict], Dataset | None]:
+        """The network layers and data the project will have from the next round (a pending change
+        included): what the next added example builds on, and what is stored."""
+        if self._pending_change is not None:
+            return self._pending_change
+        return self.spec.network, self.dataset
+
+    def stored_spec(self) -> ProjectSpec:
+        """The spec to persist: the current one with the pending network, if any."""
+        return self.spec.model_copy(update={"network": self.latest_model_and_data()[0]})
+
+    def change_model_and_data(self, layers: list[dict], dataset: Dataset) -> int:
+        """Take `dataset` (the current data with examples appended) and `layers` (the network, with more
+        output units for new classes) from the next round; at once if no round is open. Returns that round."""
+        self._pending_change = (layers, dataset)
+        if self.open_round is None:
+            self._apply_change()
+            return self.round
+        return self.round + 1
+
+    async def settled(self) -> None:
+        """Returns once no change is pending (at the latest when the open round closes)."""
+        while self._pending_change is not None and not self._stopped:
+            await asyncio.sleep(0.05)
+
+    def _apply_change(self) -> None:
+        """Between rounds: grow the output layer (kernel columns, biases and AdaGrad history, zero-filled),
+        append the new examples to the allocation, and WELCOME every worker again (a new parameter count
+        makes it reload the model; the data's base version lets it keep the examples it holds)."""
+        layers, dataset = self._pending_change
+        self._pending_change = None
+        spec = self.spec.model_copy(update={"network": layers})
+        network = spec.build_network()
+        if network.param_count != self.param_count:
+            self.params, self.history = grow_arrays(self.network, network, self.params, self.history)
+            self.network = network
+            self._init_closure_records()  # a replay starts from the grown model
+        self.spec = spec
+        added = len(dataset.train) - len(self.dataset.train)
+        self.dataset = dataset
+        self.allocator.extend(added)
+        self._welcome_again()
+
+    def _welcome_again(self) -> None:
         for client in list(self.clients.values()):
             self._send(client, encode(MessageType.WELCOME, project=self.id,
                                       payload=self.welcome(client).model_dump()))
@@ -380,6 +432,8 @@ class ProjectRuntime:
 
     async def run_round(self) -> dict:
         """One synchronised round; returns its metrics record."""
+        if self._pending_change is not None:
+            self._apply_change()
         for c in self.clients.values():
             if c.role == "trainer" and not c.admitted:
                 c.admitted = True
@@ -477,6 +531,7 @@ class ProjectRuntime:
             # ids no trainer holds although some trainer has room (0 is the steady state)
             "unallocated": self.allocator.unallocated_with_room(),
             "refreshed": stats.refreshed,
+            "classes": self.network.num_classes,
         }
         self.metrics.append(record)
         self._record_round(stats.round, step_skipped)

@@ -9,9 +9,11 @@ from typing import Any
 
 from mlitb.config import Settings
 from mlitb.data import BUILTIN_DATASETS, Dataset, load_mnist
+from mlitb.data.examples import LabelledExample, with_examples
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
+from mlitb.model.grow import fit_checkpoint
 from mlitb.server.auth import new_token, token_hash
 from mlitb.store import ProjectStore
 
@@ -36,7 +38,11 @@ class ProjectRegistry:
             try:
                 runtime = self._build(saved.id, saved.spec)
                 if saved.params is not None:
-                    runtime.restore(saved.round, saved.params, saved.history, saved.metrics)
+                    # examples that added classes are stored with the grown spec at once, the parameters at
+                    # the next checkpoint: a checkpoint from before is grown to fit
+                    params, history = fit_checkpoint(runtime.spec.network, runtime.network, saved.params,
+                                                     saved.history)
+                    runtime.restore(saved.round, params, history, saved.metrics)
                 runtime.owner_hash, runtime.invite_hash = saved.owner_hash, saved.invite_hash
             except (MlitbError, ValueError) as exc:
                 log.error("project %s could not be restored and is left out: %s", saved.id, exc)
@@ -86,6 +92,9 @@ class ProjectRegistry:
         if dataset is None:  # data uploaded earlier (a restart)
             from mlitb.data.routes import stored_dataset
             dataset = stored_dataset(self.settings.data_dir, project_id)
+        if dataset is not None and self.store is not None:  # examples labelled on the fly (a restart)
+            added = [LabelledExample(label, image) for label, image in self.store.load_examples(project_id)]
+            dataset = with_examples(dataset, [ex for ex in added if ex.image.shape == dataset.shape])
         if dataset is not None:
             if tuple(network.input_shape) != dataset.shape:
                 raise MlitbError(ErrorCode.INVALID_NETWORK, f"input shape {list(network.input_shape)} does not match "

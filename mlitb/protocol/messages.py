@@ -21,6 +21,9 @@ class JoinRequest(BaseModel):
 
 class DataInfo(BaseModel):
     version: str  # content hash: a client may reuse cached examples of the same version
+    # examples are only ever appended while this stays the same: a client keeps the examples it
+    # holds (ids keep their content) and fetches only new ids
+    base_version: str
     train_url: str
     test_url: str | None
     shape: list[int]

@@ -29,6 +29,7 @@ from mlitb.data import routes as data_routes
 from mlitb.server import auth
 from mlitb.server.ws import ConnectionLimits, serve_client
 from mlitb.server.closures import router as closure_router
+from mlitb.server.examples import router as examples_router
 from mlitb.server.hyper import router as hyper_router
 from mlitb.server.model_upload import router as model_upload_router
 
@@ -63,6 +64,7 @@ def summary(rt: ProjectRuntime) -> dict:
         "id": rt.id, "name": rt.spec.name, "dataset": rt.spec.dataset, "round": rt.round, "private": rt.spec.private,
         "trainers": roles.count("trainer"), "trackers": roles.count("tracker"),
         "param_count": rt.param_count, "num_classes": rt.network.num_classes,
+        "labels": list(rt.dataset.labels) if rt.dataset else None,
         "test_error": rt.latest_eval[1] if rt.latest_eval else None,
         "hyper": rt.spec.hyper.model_dump(), "network": rt.network.to_spec(), "seed": rt.spec.seed,
     }
@@ -245,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(closure_router)  # research closures and the model zoo (docs/closure.md)
     app.include_router(hyper_router)  # live learning rate and period T (PATCH /api/projects/{id}/hyper)
     app.include_router(model_upload_router)  # load saved weights (PUT /api/projects/{id}/model/weights.bin)
+    app.include_router(examples_router)  # learn a new class on the fly (POST /api/projects/{id}/examples)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

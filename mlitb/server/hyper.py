@@ -45,5 +45,5 @@ async def patch_hyper(project_id: int, request: Request) -> dict:
     # new learning rate; its period was already running, so a new T times the rounds after it
     rt.spec = rt.spec.model_copy(update={"hyper": hyper})
     if registry.store is not None:
-        registry.store.update_spec(project_id, rt.spec.model_dump())
+        registry.store.update_spec(project_id, rt.stored_spec().model_dump())
     return {"hyper": hyper.model_dump(), "from_round": rt.round}

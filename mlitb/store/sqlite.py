@@ -37,6 +37,15 @@ CREATE TABLE IF NOT EXISTS metrics (
   record TEXT NOT NULL,
   PRIMARY KEY (project_id, round)
 );
+CREATE TABLE IF NOT EXISTS examples (
+  project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  label TEXT NOT NULL,
+  shape TEXT NOT NULL,
+  image BLOB NOT NULL,
+  added REAL NOT NULL,
+  PRIMARY KEY (project_id, seq)
+);
 """
 
 
@@ -77,6 +86,36 @@ class ProjectStore:
         """Replace a project's stored spec (live hyper-parameter changes)."""
         with self._lock:
             self._db.execute("UPDATE projects SET spec = ? WHERE id = ?", (json.dumps(spec), project_id))
+
+    def add_example(self, project_id: int, label: str, image: np.ndarray, spec: dict, added: float) -> int:
+        """Store one labelled example (uint8 H x W x C) and the project's spec in one transaction (a new
+        class grows the network: the two must never disagree). Returns the example's sequence number."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = self._db.execute("SELECT COALESCE(MAX(seq), -1) FROM examples WHERE project_id = ?",
+                                           (project_id,)).fetchone()
+                self._db.execute("INSERT INTO examples (project_id, seq, label, shape, image, added) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (project_id, last + 1, label, json.dumps(list(image.shape)),
+                                  np.ascontiguousarray(image, dtype=np.uint8).tobytes(), added))
+                self._db.execute("UPDATE projects SET spec = ? WHERE id = ?", (json.dumps(spec), project_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return last + 1
+
+    def load_examples(self, project_id: int) -> list[tuple[str, np.ndarray]]:
+        """(label, uint8 image) of every example added to a project, in the order they were added."""
+        with self._lock:
+            rows = self._db.execute("SELECT label, shape, image FROM examples WHERE project_id = ? ORDER BY seq",
+                                    (project_id,)).fetchall()
+        return [(label, np.frombuffer(image, np.uint8).reshape(json.loads(shape)).copy()) for label, shape, image in rows]
+
+    def clear_examples(self, project_id: int) -> None:
+        """Forget a project's added examples (its training data was replaced by an upload)."""
+        with self._lock:
+            self._db.execute("DELETE FROM examples WHERE project_id = ?", (project_id,))
 
     def delete_project(self, project_id: int) -> None:
         with self._lock:

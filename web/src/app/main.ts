@@ -19,6 +19,7 @@ interface ProjectSummary {
   trackers: number;
   param_count: number;
   test_error: number | null;
+  labels: string[] | null;
   hyper: { learning_rate: number; period_s: number };
 }
 
@@ -85,7 +86,7 @@ async function refreshProjects() {
     $("#projects").innerHTML = projects.length
       ? projects.map((p) => `
         <tr data-project-row="${p.id}"${p.id === selected ? ' class="selected"' : ""}>
-          <td><button class="link" data-select="${p.id}">${esc(p.name)}</button><div class="muted">#${p.id} · ${esc(p.dataset ?? "no data")} · ${p.param_count.toLocaleString()} params</div></td>
+          <td><button class="link" data-select="${p.id}">${esc(p.name)}</button><div class="muted">#${p.id} · ${esc(p.dataset ?? (p.labels ? `uploaded, ${p.labels.length} classes` : "no data"))} · ${p.param_count.toLocaleString()} params</div></td>
           <td>${p.round}</td><td>${p.trainers}</td><td>${p.trackers}</td><td>${pct(p.test_error)}</td>
           <td class="actions"><button data-join="trainer" data-project="${p.id}">Join as trainer</button>
               <button data-join="tracker" data-project="${p.id}">Join as tracker</button></td>
@@ -136,7 +137,7 @@ for (const role of (params.get("join") ?? "").split(",").filter(Boolean)) {
 initEditor();
 setOnCreated((p) => { selected = p.id; refreshProjects(); });
 panel.initProjectPanel(() => { selected = null; refreshProjects(); });
-initPredict(() => ({ id: panel.selectedId(), token: projectToken }));
+initPredict(() => ({ id: panel.selectedId(), token: projectToken }), panel.ownerToken);
 renderWorkers();
 refreshProjects();
 setInterval(refreshProjects, 2000);

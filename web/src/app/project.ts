@@ -8,7 +8,7 @@ const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
 let selected: { id: number; name: string } | null = null;
 let afterDelete: () => void = () => {};
-const ownerToken = () => $<HTMLInputElement>("#owner-token").value.trim();
+export const ownerToken = () => $<HTMLInputElement>("#owner-token").value.trim();
 const bearer = (): Record<string, string> => (ownerToken() ? { Authorization: `Bearer ${ownerToken()}` } : {});
 
 export const selectedId = () => selected?.id ?? null;
@@ -25,7 +25,8 @@ async function failure(res: Response): Promise<string> {
 }
 
 /** Shows one project (summary from GET /api/projects) in the panel. */
-export function select(p: { id: number; name: string; hyper?: { learning_rate: number; period_s: number } }, readToken?: string) {
+export function select(p: { id: number; name: string; hyper?: { learning_rate: number; period_s: number }; labels?: string[] | null },
+                       readToken?: string) {
   const changed = selected?.id !== p.id;
   selected = { id: p.id, name: p.name };
   $("#project-panel").hidden = false;
@@ -38,6 +39,7 @@ export function select(p: { id: number; name: string; hyper?: { learning_rate: n
     $<HTMLInputElement>("#hyper-period").value = String(p.hyper.period_s);
     say("");
   }
+  if (p.labels) $("#teach-labels").textContent = `classes: ${p.labels.join(", ")}`;
   charts.selectProject(p.id, readToken);
 }
 

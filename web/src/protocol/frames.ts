@@ -83,6 +83,7 @@ export interface Welcome {
   model_url: string;
   data: {
     version: string; // content hash of the data set: cached examples of the same version are reused
+    base_version: string; // examples are only appended while this stays: held examples stay valid
     train_url: string;
     test_url: string | null;
     shape: [number, number, number];

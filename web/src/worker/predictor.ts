@@ -4,12 +4,18 @@
 
 import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
-import { modelSource } from "./connection";
+import { authHeaders, modelSource } from "./connection";
 
 export interface PredictRequest { kind: "predict"; project: number; token?: string; image: ImageBitmap; invert: boolean; backend?: string }
-export interface PredictReply { kind: "prediction"; top: { label: number; p: number }[]; ms: number }
+export interface PredictReply { kind: "prediction"; top: { label: number; name: string; p: number }[]; ms: number }
 
 let ready: Promise<unknown> | null = null;
+
+// The project's class names (index -> label), which grow when a class is learnt on the fly.
+async function labelNames(project: number, token?: string): Promise<string[] | null> {
+  const res = await fetch(`/api/projects/${project}`, { headers: authHeaders(token) });
+  return res.ok ? ((await res.json()).labels ?? null) : null;
+}
 
 function pixels(image: ImageBitmap, [h, w, c]: number[], invert: boolean): Uint8Array {
   const canvas = new OffscreenCanvas(w, h);
@@ -38,7 +44,9 @@ self.onmessage = async (ev: MessageEvent<PredictRequest>) => {
     if (shape.length !== 3) throw new Error(`prediction needs an image input, the model takes [${shape}]`);
     const probs = computer.predict(pixels(req.image, shape, req.invert), 1, shape as [number, number, number]);
     computer.model.dispose();
-    const top = Array.from(probs, (p, label) => ({ label, p })).sort((a, b) => b.p - a.p).slice(0, 5);
+    const names = await labelNames(req.project, req.token);
+    const top = Array.from(probs, (p, label) => ({ label, name: names?.[label] ?? `class ${label}`, p }))
+      .sort((a, b) => b.p - a.p).slice(0, 5);
     (self as unknown as Worker).postMessage({ kind: "prediction", top, ms: Math.round(performance.now() - t0) } satisfies PredictReply);
   } catch (e) {
     (self as unknown as Worker).postMessage({ kind: "error", message: (e as Error).message ?? String(e) });

@@ -40,6 +40,8 @@ async function prepare() {
 // Evaluates the newest parameters; rounds that arrive meanwhile are skipped, not queued.
 async function evaluateLatest() {
   if (busy || !latest || !computer || !test) return;
+  // parameters of a grown network (a class was added) wait until the WELCOME's model has loaded
+  if (latest.params.length !== computer.paramCount) return;
   const wait = lastEval + MIN_EVAL_INTERVAL_MS - performance.now();
   if (wait > 0) {
     busy = true;

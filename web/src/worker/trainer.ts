@@ -13,7 +13,7 @@ let computer: GradientComputer | undefined;
 let params: Float32Array | undefined;
 let data: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let allocVersion = 0;
-let dataVersion = ""; // content version of the data set `data` came from
+let dataBase = ""; // base version of the data set `data` came from (examples are only appended within one)
 const CHUNK = 2000; // examples per data request
 let position = new Map<number, number>(); // example id -> index in `data` (deterministic rounds name ids)
 
@@ -24,11 +24,12 @@ let position = new Map<number, number>(); // example id -> index in `data` (dete
 async function download(ids: Uint32Array) {
   const version = ++allocVersion;
   const info = session.conn.welcome!.data;
-  const old = info && dataVersion === info.version && data ? { data, position } : undefined;
+  // examples labelled on the fly are appended: within one base version every held id keeps its content
+  const old = info && dataBase === info.base_version && data ? { data, position } : undefined;
   data = undefined;
   position = new Map();
   if (!info) return; // an empty allocation of a project that has no data yet
-  dataVersion = info.version;
+  dataBase = info.base_version;
   const shape = info.shape;
   const pixels = shape[0] * shape[1] * shape[2];
   const images = new Uint8Array(ids.length * pixels);

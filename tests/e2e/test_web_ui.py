@@ -210,6 +210,13 @@ def test_prediction_from_the_fake_camera(server, chromium):
         page.click("#camera-snap")
         page.wait_for_selector("#predict-result .top-classes li", timeout=30_000)
         assert page.locator("#predict-result .prob").count() == 5
+        # the camera frame can be taught to the project as a new class
+        page.fill("#teach-label", "camera")
+        page.fill("#owner-token", state["owner"])
+        page.click("#teach-add")
+        page.wait_for_function("document.querySelector('#teach-result').textContent.includes('New class')")
+        info = httpx.get(f"{server.url}/api/projects/{state['id']}").json()
+        assert info["labels"][-1] == "camera" and info["num_classes"] == 11
     finally:
         browser.close()
 
@@ -241,7 +248,8 @@ def test_the_page_fits_a_phone_sized_screen(server, chromium):
     page.wait_for_selector("#charts .chart canvas")
     width = page.evaluate("Math.max(document.body.scrollWidth, document.documentElement.scrollWidth)")
     assert width <= 390, width
-    for sel in ("#create-submit", "#add-layer", "#upload-form button[type=submit]", "#hyper-form button", "#delete-project"):
+    for sel in ("#create-submit", "#add-layer", "#upload-form button[type=submit]", "#hyper-form button", "#delete-project",
+                "#teach-add"):
         box = page.locator(sel).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (sel, box)
     shot(page, "phone")

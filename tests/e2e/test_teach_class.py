@@ -78,6 +78,8 @@ def test_a_labelled_picture_adds_a_class_that_the_tabs_workers_train_and_track(s
         trainer = next(w for w in workers if w["role"] == "trainer")
         assert not any(w.get("error") for w in workers), workers
         assert trainer["allocated"] == 201 and trainer["kept"] == 200  # only the new picture was downloaded
+        # the tab's workers table shows the master's latency estimate of its trainer
+        page.wait_for_function("/^\\d+$/.test(document.querySelector('#workers td.latency').textContent)")
         # predictions name the classes, the new one included
         page.evaluate("document.querySelector('#predict-result').textContent = ''")
         page.set_input_files("#predict-file", str(digit_png(tmp_path)))

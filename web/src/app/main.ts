@@ -34,6 +34,7 @@ const running: RunningWorker[] = [];
 let nextId = 1;
 let selected: number | null = null;
 let listed: ProjectSummary[] = [];
+const latencyMs = new Map<number, number>(); // client id -> the master's round-trip estimate for it
 const params = new URLSearchParams(location.search);
 const forcedBackend = params.get("backend") ?? "auto";
 const projectToken = params.get("token") ?? undefined; // invite link of a private project
@@ -93,10 +94,21 @@ async function refreshProjects() {
         </tr>`).join("")
       : `<tr><td colspan="6" class="muted">No projects yet. Create one with <code>POST /api/projects</code> or run <code>mlitb demo</code>.</td></tr>`;
     $("#server-state").textContent = `connected · ${projects.length} project(s)`;
+    await refreshLatencies();
   } catch (e) {
     $("#server-state").textContent = `server unreachable: ${e}`;
   }
   if (selected != null) showProject(selected);
+}
+
+// The master's latency estimate of each worker in this tab (it sets the worker's work time from it).
+async function refreshLatencies() {
+  for (const pid of new Set(running.map((w) => w.project))) {
+    const res = await fetch(`/api/projects/${pid}/clients`, { headers: projectToken ? { Authorization: `Bearer ${projectToken}` } : {} });
+    if (!res.ok) continue;
+    for (const c of await res.json()) if (c.latency_ms != null) latencyMs.set(c.id, Math.round(c.latency_ms));
+  }
+  renderWorkers();
 }
 
 function showProject(id: number) {
@@ -116,10 +128,11 @@ function renderWorkers() {
           <td>${esc(s.state)}${s.error ? `<div class="error">${esc(s.error)}</div>` : ""}</td>
           <td title="${esc(s.backendDetail ?? "")}">${esc(s.backend ?? "…")}</td>
           <td>${s.round ?? "–"}</td><td>${s.samplesPerS ?? "–"}</td><td>${s.workMs ?? "–"}</td>
+          <td class="latency">${s.role === "trainer" && s.clientId != null && latencyMs.has(s.clientId) ? latencyMs.get(s.clientId) : "–"}</td>
           <td>${s.role === "tracker" ? pct(s.testError) : s.loss?.toFixed(4) ?? "–"}</td>
           <td><button data-stop="${w.id}">Stop</button></td></tr>`;
       }).join("")
-    : `<tr><td colspan="8" class="muted">No workers in this tab. Pick a project and join.</td></tr>`;
+    : `<tr><td colspan="9" class="muted">No workers in this tab. Pick a project and join.</td></tr>`;
 }
 
 document.addEventListener("click", (ev) => {

@@ -126,6 +126,23 @@ def data_manifest(dataset, owner: np.ndarray | None) -> dict | None:
     return out
 
 
+def appended_examples(closure: "Closure") -> list:
+    """The examples labelled on the fly that a closure carries (data/appended.bin), as LabelledExamples."""
+    from mlitb.data.examples import LabelledExample
+
+    data = closure.data or {}
+    count = int((data.get("appended") or {}).get("count", 0))
+    raw, labels, shape = closure.parts.get(APPENDED_PART), data.get("labels", []), data.get("shape", [])
+    if not count:
+        return []
+    pixels = int(np.prod(shape)) if shape else 0
+    if raw is None or not pixels or len(raw) != count * (1 + pixels) or max(raw[:count]) >= len(labels):
+        raise _error(ErrorCode.CLOSURE_INVALID, f"data.json lists {count} appended examples that {APPENDED_PART} "
+                     "does not hold")
+    images = np.frombuffer(raw[count:], np.uint8).reshape(count, *shape)
+    return [LabelledExample(labels[raw[k]], images[k].copy()) for k in range(count)]
+
+
 def appended_bytes(dataset) -> bytes:
     """The examples appended to the training split: their labels (one byte each), then their images."""
     n = dataset.appended

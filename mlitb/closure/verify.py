@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mlitb.closure.browser import ClosurePage, closure_files
-from mlitb.closure.format import APPENDED_PART, Closure, read_closure, split_manifest
+from mlitb.closure.format import Closure, appended_examples, read_closure, split_manifest
 from mlitb.data import Split, load_mnist
 from mlitb.data.ingest import ingest_zip, load_ingested
 from mlitb.data.mnist import FILES
@@ -62,15 +62,12 @@ def _split_from(data: Path, split: str, shape: tuple[int, int, int]) -> Split:
         return load_ingested(Path(tmp) / "split")[0]
 
 
-def _with_appended(closure: Closure, part: Split, count: int) -> Split:
+def _with_appended(closure: Closure, part: Split) -> Split:
     """The training split with the examples labelled on the fly, which the closure stores (data/appended.bin)."""
-    raw = closure.parts.get(APPENDED_PART)
-    pixels = int(np.prod(part.images.shape[1:]))
-    if raw is None or count < 1 or len(raw) != count * (1 + pixels):
-        raise MlitbError(ErrorCode.DATA_MISMATCH, f"the closure lists {count} appended examples but "
-                         f"{APPENDED_PART} does not hold them")
-    labels = np.frombuffer(raw[:count], np.uint8)
-    images = np.frombuffer(raw[count:], np.uint8).reshape(count, *part.images.shape[1:])
+    examples = appended_examples(closure)
+    index = {label: i for i, label in enumerate(closure.data["labels"])}
+    labels = np.array([index[ex.label] for ex in examples], np.uint8)
+    images = np.stack([ex.image for ex in examples])
     return Split(np.concatenate([part.images, images]), np.concatenate([part.labels, labels]))
 
 
@@ -100,7 +97,7 @@ def load_split(closure: Closure, data: str | Path | None, split: str) -> Split:
     if part is None:
         raise MlitbError(ErrorCode.DATA_MISMATCH, f"the data has no {split} split")
     if split == "train" and added:
-        part = _with_appended(closure, part, int(added.get("count", 0)))
+        part = _with_appended(closure, part)
     got = split_manifest(part)
     for key in ("count", "images_sha256", "labels_sha256"):
         if got[key] != want.get(key):

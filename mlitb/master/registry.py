@@ -68,9 +68,10 @@ class ProjectRegistry:
             raise MlitbError(ErrorCode.UNKNOWN_DATASET, f"unknown data set '{name}'; built in: {', '.join(BUILTIN_DATASETS)}")
         return load_mnist(self.settings.mnist_dir)
 
-    def create(self, body: Any) -> tuple[ProjectRuntime, dict[str, str]]:
-        """A new project and its secrets (owner token; invite token if private), shown only now."""
-        runtime = self._build(self._next_id, body)
+    def create(self, body: Any, examples: list[LabelledExample] = ()) -> tuple[ProjectRuntime, dict[str, str]]:
+        """A new project and its secrets (owner token; invite token if private), shown only now. `examples`:
+        pictures labelled on the fly in the project it is forked from (its network has their classes)."""
+        runtime = self._build(self._next_id, body, list(examples))
         secrets = {"owner_token": new_token()}
         if runtime.spec.private:
             secrets["invite_token"] = new_token()
@@ -80,21 +81,25 @@ class ProjectRegistry:
             self.store.add_project(runtime.id, runtime.spec.model_dump(), time.time(), runtime.owner_hash,
                                    runtime.invite_hash)
             self.store.save_checkpoint(runtime.id, 0, runtime.params, runtime.history, [], time.time())
+            if runtime.dataset is not None:
+                for ex in examples:
+                    self.store.add_example(runtime.id, ex.label, ex.image, runtime.spec.model_dump(), time.time())
         self.projects[runtime.id] = runtime
         self._next_id += 1
         self._start(runtime)
         return runtime, secrets
 
-    def _build(self, project_id: int, body: Any) -> ProjectRuntime:
+    def _build(self, project_id: int, body: Any, examples: list[LabelledExample] | None = None) -> ProjectRuntime:
         spec = parse_project_spec(body)
         network = spec.build_network()
         dataset = self.load_dataset(spec.dataset)
         if dataset is None:  # data uploaded earlier (a restart)
             from mlitb.data.routes import stored_dataset
             dataset = stored_dataset(self.settings.data_dir, project_id)
-        if dataset is not None and self.store is not None:  # examples labelled on the fly (a restart)
-            added = [LabelledExample(label, image) for label, image in self.store.load_examples(project_id)]
-            dataset = with_examples(dataset, [ex for ex in added if ex.image.shape == dataset.shape])
+        if examples is None and self.store is not None:  # examples labelled on the fly (a restart)
+            examples = [LabelledExample(label, image) for label, image in self.store.load_examples(project_id)]
+        if dataset is not None and examples:
+            dataset = with_examples(dataset, [ex for ex in examples if ex.image.shape == dataset.shape])
         if dataset is not None:
             if tuple(network.input_shape) != dataset.shape:
                 raise MlitbError(ErrorCode.INVALID_NETWORK, f"input shape {list(network.input_shape)} does not match "

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlitb.closure.format import Closure, build_closure, read_closure, snapshot
+from mlitb.closure.format import Closure, appended_examples, build_closure, read_closure, snapshot
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
 
@@ -163,7 +163,9 @@ async def fork_closure(closure_id: str, request: Request, body: ForkBody | None 
     spec = closure.spec.model_dump()
     if body.name:
         spec["name"] = body.name
-    runtime, secrets_ = registry.create(spec)  # checks the data set and network again; starts at the seed
+    # checks the data set and network again; starts at the seed. Pictures labelled on the fly come along: the
+    # network has their classes
+    runtime, secrets_ = registry.create(spec, appended_examples(closure))
     if body.mode == "continue":
         # before the new loop first runs (no await since create): it starts from the closure's state
         rnd = int(closure.manifest.get("round", 0))

@@ -168,3 +168,19 @@ async def test_a_change_requested_mid_round_is_applied_when_the_next_round_start
     assert rt.params.size == rt.history.size == 20 and record["classes"] == 4 and record["contributions"] == 1
     assert rt.network.num_classes == 4 and len(rt.dataset.train) == 31 and rt.allocator.owner[30] == trainer.client.id
     assert trainer.params.size == 20 and not trainer.errors
+
+
+def test_a_fork_of_a_closure_keeps_the_learnt_class_and_its_pictures(server):
+    dense = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "dense", "units": 10,
+                                                                              "activation": "softmax"}]
+    p = httpx.post(f"{server.url}/api/projects", json={"name": "mnist", "dataset": "mnist", "network": dense}).json()
+    assert add(server.url, p, "star", png(255)).status_code == 200
+    owner = {"Authorization": f"Bearer {p['owner_token']}"}
+    saved = httpx.post(f"{server.url}/api/projects/{p['id']}/closures", json={}, headers=owner, timeout=60)
+    assert saved.status_code == 201, saved.text
+    fork = httpx.post(f"{server.url}/api/closures/{saved.json()['id']}/fork", json={"mode": "continue"}, timeout=60)
+    assert fork.status_code == 201, fork.text
+    info = fork.json()
+    assert info["num_classes"] == 11 and info["labels"][-1] == "star"
+    got = httpx.get(f"{server.url}/api/projects/{info['id']}/data/train", params={"start": 60_000, "count": 1}).content
+    assert got[0] == 10 and set(got[1:]) == {255}

@@ -43,4 +43,4 @@ def test_the_training_split_is_rebuilt_from_the_built_in_data_and_the_closure(gr
     closure.parts[APPENDED_PART] = closure.parts[APPENDED_PART][:-1]
     with pytest.raises(MlitbError) as exc:
         load_split(closure, None, "train")
-    assert exc.value.code is ErrorCode.DATA_MISMATCH
+    assert exc.value.code is ErrorCode.CLOSURE_INVALID

@@ -1,7 +1,10 @@
 """Reduce throughput of the server beside NumPy's memory-copy bandwidth, measured in the same run.
 
 For each network size, N distinct GRADIENT frames (about 128 MB together, so they come from
-memory as gradients from the network do, not from cache) are reduced in three ways:
+memory as gradients from the network do, not from cache), cycled to at least --min-grads
+gradients (one round of that many trainers: the large accumulator keeps gradients by
+reference to redo its sum exactly after a refusal, and takes a snapshot every few of them,
+which a round of only 7 would not show), are reduced in three ways:
 
   accumulator  GradientAccumulator.add of each frame's float32 view (the reduce itself);
   server path  ProjectRuntime.on_frame(decode(frame)) for N joined trainers in an open round:
@@ -14,7 +17,7 @@ Throughput is gradient bytes consumed per second (GB/s); the target is server pa
 memcpy. Each figure is the best of several interleaved repetitions (other work may share the
 cores).
 
-    .venv/bin/python bench/reduce.py [--total-mb 128] [--repeat 7]
+    .venv/bin/python bench/reduce.py [--total-mb 128] [--repeat 7] [--min-grads 64]
 """
 
 from __future__ import annotations
@@ -42,12 +45,14 @@ from mlitb.workers.simulate import dense_network  # noqa: E402
 NETWORKS = (("paper network", PAPER_NETWORK), ("dense 455k", dense_network(455_000)), ("dense 4.5M", dense_network(4_500_000)))
 
 
-def frames_for(param_count: int, total_bytes: int) -> list[bytes]:
+def frames_for(param_count: int, total_bytes: int, min_grads: int = 0) -> list[bytes]:
+    """Distinct frames of about `total_bytes` together, repeated in turn to at least `min_grads`."""
     n = max(4, total_bytes // (4 * param_count))
     rng = np.random.default_rng(0)
     grad = (rng.standard_normal(param_count) * 0.01).astype(np.float32)
-    return [encode(MessageType.GRADIENT, project=1, round=0, count=64, aux=1000, value=64.0, payload=grad + np.float32(i))
-            for i in range(n)]
+    distinct = [encode(MessageType.GRADIENT, project=1, round=0, count=64, aux=1000, value=64.0,
+                       payload=grad + np.float32(i)) for i in range(n)]
+    return [distinct[i % n] for i in range(max(n, min_grads))]
 
 
 def time_accumulator(frames: list[bytes], param_count: int) -> float:
@@ -91,6 +96,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--total-mb", type=int, default=128, help="megabytes of distinct gradients per measurement")
     p.add_argument("--repeat", type=int, default=7, help="interleaved repetitions; the best of each is reported")
+    p.add_argument("--min-grads", type=int, default=64, help="gradients per round at least (the distinct ones in turn)")
     args = p.parse_args()
     print(f"reduce throughput: {args.total_mb} MB of distinct gradients per pass, best of {args.repeat}; "
           f"{os.cpu_count()} CPU cores (shared with whatever else runs)")
@@ -102,11 +108,12 @@ def main() -> int:
     for name, network in NETWORKS:
         spec = ProjectSpec(name=name, network=network, hyper={"period_s": 30})
         P = spec.build_network().param_count
-        frames = frames_for(P, args.total_mb << 20)
+        frames = frames_for(P, args.total_mb << 20, args.min_grads)
         nbytes = len(frames) * 4 * P
+        copy_bytes = len(set(map(id, frames))) * 4 * P  # memcpy of the distinct frames' size, scaled to nbytes
         best = {k: float("inf") for k in ("acc", "srv", "cpy")}
         for _ in range(args.repeat):
-            best["cpy"] = min(best["cpy"], time_memcpy(nbytes))
+            best["cpy"] = min(best["cpy"], time_memcpy(copy_bytes) * nbytes / copy_bytes)
             best["acc"] = min(best["acc"], time_accumulator(frames, P))
             best["srv"] = min(best["srv"], time_server_path(spec, frames))
         gbs = {k: nbytes / v / 1e9 for k, v in best.items()}

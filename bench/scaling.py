@@ -10,6 +10,7 @@ matplotlib is installed (the `bench` extra), as a PNG plot under bench/out/.
 
     .venv/bin/python bench/scaling.py                       # the paper's network, N up to 1024
     .venv/bin/python bench/scaling.py --params 455000 --max-clients 256
+    .venv/bin/python bench/scaling.py --params 455000 --clients 1,256   # only these N
 
 Client processes and the server share this machine's cores: the clients are cheap (timers
 for compute, one pre-masked gradient), and their CPU time is printed beside the server's.
@@ -102,6 +103,8 @@ def main() -> int:
     p.add_argument("--params", type=int, default=None, help="dense network of about this many parameters (default: "
                                                              "the paper's network, 31,786)")
     p.add_argument("--max-clients", type=int, default=1024, help="largest N (powers of two from 1)")
+    p.add_argument("--clients", default=None, help="only these N, comma-separated (the first is the baseline of "
+                                                   "the efficiency; e.g. 1,256)")
     p.add_argument("--period", type=float, default=4.0, help="round duration T in seconds")
     p.add_argument("--rounds", type=int, default=4, help="measured rounds per N")
     p.add_argument("--warmup", type=int, default=1, help="rounds after all joined that are not measured")
@@ -111,8 +114,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of latencies and gradients")
     args = p.parse_args()
     sizes = [1 << k for k in range(args.max_clients.bit_length()) if 1 << k <= args.max_clients]
+    if args.clients:
+        sizes = [int(x) for x in args.clients.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
-    tag = f"{args.params or 31786}p"
+    tag = f"{args.params or 31786}p" + (f"_n{'-'.join(map(str, sizes))}" if args.clients else "")
     print(f"scaling: one server process, T = {args.period} s, {args.rounds} measured rounds per N, speed "
           f"{args.speed:g} samples/s per trainer, round trip {args.latency_ms} ms; {os.cpu_count()} CPU cores shared "
           f"by the server and {args.processes} client process(es)", flush=True)

@@ -169,14 +169,15 @@ class Snapshot:
 
 def snapshot(runtime, description: str = "") -> Snapshot:
     """Copy what a closure needs from a running project; cheap enough for the event loop (no pause)."""
-    start = runtime.replay_start
+    record = runtime.record
+    start = record.replay_start
     return Snapshot(
         name=runtime.spec.name, spec=runtime.spec.model_dump(), round=runtime.round,
         params=runtime.params.copy(), history=runtime.history.copy(),
         metrics=[dict(m) for m in runtime.metrics], dataset=runtime.dataset, owner=runtime.allocator.owner.copy(),
-        evaluated=runtime.evaluated,  # its parameter array is never changed in place
+        evaluated=record.evaluated,  # its parameter array is never changed in place
         replay_start=start if runtime.spec.hyper.deterministic else None,
-        replay_rounds=list(runtime.replay_rounds), description=description)
+        replay_rounds=list(record.replay_rounds), description=description)
 
 
 def build_closure(snap: Snapshot) -> bytes:

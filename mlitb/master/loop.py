@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -32,12 +31,14 @@ from mlitb.config import Settings
 from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.allocator import Allocator
+from mlitb.master.closure_record import ROUNDS_REMEMBERED, ClosureRecord
 from mlitb.master.project import ProjectSpec
 from mlitb.master.transport import Link
 from mlitb.model import Network, glorot_init
 from mlitb.model.grow import grow_arrays
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training import adagrad_step, make_aggregator
+from mlitb.training.aggregate import all_finite
 
 log = logging.getLogger("mlitb.master")
 _client_ids = itertools.count(1)
@@ -46,7 +47,6 @@ INGEST_SMOOTHING = 0.3  # weight of the newest per-gradient ingest time in the m
 MAX_INGEST_SHARE = 0.5  # the staggered arrivals span at most this share of the period
 RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
 SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
-ROUNDS_REMEMBERED = 8  # a gradient for an older round is refused without being counted as late
 
 
 @dataclass
@@ -117,7 +117,7 @@ class ProjectRuntime:
         self._ingest_mark: float | None = None
         self._round_starts: dict[int, float] = {}
         self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
-        self._init_closure_records()
+        self.record = ClosureRecord(self.round, self.params, self.history)  # for research closures
         self.invite_hash: str | None = None  # SHA-256 of the invite token of a private project
         # examples labelled on the fly (mlitb/server/examples.py): the network layers and data they make,
         # applied between rounds (never mid-round: every gradient of a round has the same size)
@@ -201,35 +201,40 @@ class ProjectRuntime:
             return
         if client.answered_round == frame.round:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
-        grad = self._checked_gradient(client, frame)
-        self._record_contribution(client, frame)
-        self._acc.add(grad, frame.count, frame.value)
+        count = frame.count
+        grad = self._gradient_of(client, frame)
+        record = self.record.contribution(client.id, count, frame.value) if self.spec.hyper.deterministic else None
+        # the accumulator checks every value before the add that could change it (block by block for large
+        # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
+        if not self._acc.add_finite(grad, count, frame.value):
+            raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
+        if record is not None:
+            self.record.reduced(record)
         client.answered_round = client.applied_round = frame.round
-        client.last_samples = frame.count
+        client.last_samples = count
         stats.latencies.append(self._observe(client, frame, stats.started))
         cpu = time.thread_time()  # includes receiving and decoding this frame, which ran since the last one
         if self._ingest_mark is not None:
             stats.ingest.append(cpu - self._ingest_mark)
         self._ingest_mark = cpu
-        self._pending.discard(client.id)
-        self._check_all_answered()
+        pending = self._pending
+        pending.discard(client.id)
+        if not pending:  # _check_all_answered: the round is open
+            self._all_answered.set()
 
-    def _checked_gradient(self, client: Client, frame: Frame) -> np.ndarray:
-        """The frame's gradient sum, after the length, sample-count, loss and finiteness checks."""
-        if len(frame.payload) != 4 * self.param_count:
-            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(frame.payload)} bytes; expected {4 * self.param_count} "
-                             f"({self.param_count} float32)")
+    def _gradient_of(self, client: Client, frame: Frame) -> np.ndarray:
+        """The frame's gradient sum (a float32 view), after the length, sample-count and loss checks; its values
+        are checked for finiteness where it is added (`add_finite`)."""
+        payload, param_count = frame.payload, self.param_count
+        if len(payload) != 4 * param_count:
+            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
+                             f"({param_count} float32)")
         max_samples = self._max_samples(client)
         if not 1 <= frame.count <= max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        grad = frame.floats()
-        # One pass that allocates nothing: the sum of squares is finite exactly when every value is finite and
-        # it does not overflow; only otherwise is the element-wise test needed to tell the two apart.
-        if not math.isfinite(np.dot(grad, grad)) and not np.isfinite(grad).all():
-            raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
-        return grad
+        return np.frombuffer(payload, dtype="<f4")
 
     def _max_samples(self, client: Client) -> int:
         return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
@@ -246,7 +251,9 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
         hyper = self.spec.hyper
         apply = hyper.late_policy == "stale_weighted" and self.open_round is not None
-        grad = self._checked_gradient(client, frame) if apply else None
+        grad = self._gradient_of(client, frame) if apply else None
+        if grad is not None and not all_finite(grad):
+            raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
         stats.late += 1
         self.late_total += 1
         if 1 <= frame.count <= self._max_samples(client):
@@ -296,7 +303,7 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.STALE_ROUND, f"evaluation of future round {frame.round}")
         if self.latest_eval is None or frame.round >= self.latest_eval[0]:
             self.latest_eval = (frame.round, float(frame.value))
-            self._record_eval(frame)
+            self.record.evaluation(frame.round, frame.value, frame.count)
         for m in reversed(self.metrics):
             if m["round"] == frame.round:
                 m["test_error_of_round"] = float(frame.value)
@@ -369,7 +376,7 @@ class ProjectRuntime:
         if network.param_count != self.param_count:
             self.params, self.history = grow_arrays(self.network, network, self.params, self.history)
             self.network = network
-            self._init_closure_records()  # a replay starts from the grown model
+            self.record = ClosureRecord(self.round, self.params, self.history)  # a replay starts from the grown model
         self.spec = spec
         added = len(dataset.train) - len(self.dataset.train)
         self.dataset = dataset
@@ -426,7 +433,7 @@ class ProjectRuntime:
         self.round, self.params, self.history = round, params.astype(np.float32), history.astype(np.float32)
         self.metrics = [m for m in metrics if m["round"] < round]
         self.checkpointed_round = round - 1
-        self._init_closure_records()
+        self.record = ClosureRecord(self.round, self.params, self.history)
         last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
         self.latest_eval = (last["test_error_round"], last["test_error"]) if last else None
 
@@ -456,8 +463,7 @@ class ProjectRuntime:
         self._pending = {c.id for c in self.trainers()}
         self._ingest_mark = None
         shared = self.params_frame()
-        self._params_of_round[self.round] = self.params  # replaced, never changed in place, by each step
-        self._params_of_round.pop(self.round - ROUNDS_REMEMBERED, None)
+        self.record.broadcast(self.round, self.params)
         # the k-th of n trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before the
         # last, so the server takes the gradients in turn rather than all at the deadline
         n = len(self._pending)
@@ -534,47 +540,14 @@ class ProjectRuntime:
             "classes": self.network.num_classes,
         }
         self.metrics.append(record)
-        self._record_round(stats.round, step_skipped)
+        self.record.close_round(stats.round, step_skipped, h.deterministic)
         self.round += 1
         return record
 
-    # ---- research closures (docs/closure.md) ------------------------------------------------------
-    def _init_closure_records(self) -> None:
-        """Start of the replayable record: the state the recorded rounds start from."""
-        self.replay_start = (self.round, self.params, self.history)  # arrays are replaced, never changed in place
-        self.replay_rounds: list[dict] = []  # deterministic mode: per closed round, who used which examples
-        self._assigned: dict[int, np.ndarray] = {}  # deterministic mode: client id -> example ids of this round
-        self._contributions: list[dict] = []
-        self._params_of_round: dict[int, np.ndarray] = {}  # round -> the parameters broadcast in it (recent rounds)
-        self.evaluated: tuple[int, float, int, np.ndarray] | None = None  # (round, error, count, its parameters)
-
     def _chosen_ids(self, client: Client) -> np.ndarray | bytes:
-        """Deterministic mode: a seeded draw of the trainer's examples for this round (sent in WORK)."""
+        """Deterministic mode: the examples the trainer must use this round (sent in WORK; docs/closure.md)."""
         hyper = self.spec.hyper
         held = self.allocator.ids_of(client.id) if hyper.deterministic else ()
         if len(held) == 0:
             return b""
-        rng = np.random.default_rng([self.spec.seed, self.round, client.id])
-        ids = rng.choice(np.asarray(held, dtype=np.uint32), min(hyper.samples_per_round, len(held)), replace=False)
-        self._assigned[client.id] = ids
-        return ids
-
-    def _record_contribution(self, client: Client, frame: Frame) -> None:
-        if not self.spec.hyper.deterministic:
-            return
-        ids = self._assigned.get(client.id)
-        if ids is None or frame.count != len(ids):
-            raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"deterministic round: {frame.count} samples; the master "
-                             f"named {0 if ids is None else len(ids)}")
-        self._contributions.append({"ids": ids, "samples": frame.count, "loss_sum": float(frame.value)})
-
-    def _record_round(self, round: int, step_skipped: bool) -> None:
-        if self.spec.hyper.deterministic:
-            self.replay_rounds.append({"round": round, "contributions": self._contributions,
-                                       "step_skipped": step_skipped})
-        self._contributions, self._assigned = [], {}
-
-    def _record_eval(self, frame: Frame) -> None:
-        params = self._params_of_round.get(frame.round)
-        if params is not None:
-            self.evaluated = (frame.round, float(frame.value), int(frame.count), params)
+        return self.record.name_examples(self.spec.seed, self.round, client.id, held, hyper.samples_per_round)

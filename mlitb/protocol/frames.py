@@ -114,18 +114,33 @@ def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
         raise MlitbError(ErrorCode.FRAME_TOO_LARGE, f"frame of {len(data)} bytes exceeds the cap of {max_size}")
     if len(data) < HEADER_SIZE:
         raise MlitbError(ErrorCode.FRAME_MALFORMED, f"frame of {len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
-    type_, version, flags, project, round_, count, aux, value = HEADER.unpack_from(data)
+    type_, version, flags, project, round_, count, aux, value = _unpack_header(data)
     if version != VERSION:
         raise MlitbError(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version}; this server speaks {VERSION}")
     if flags != 0:
         raise MlitbError(ErrorCode.FRAME_MALFORMED, "reserved flags must be 0")
-    try:
-        mtype = MessageType(type_)
-    except ValueError:
-        raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {type_}") from None
-    if not math.isfinite(value):
+    mtype = _TYPES.get(type_)
+    if mtype is None:
+        raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {type_}")
+    if not _isfinite(value):
         raise MlitbError(ErrorCode.NON_FINITE, "header value is NaN or infinite")
-    return Frame(mtype, project, round_, count, aux, value, memoryview(data)[HEADER_SIZE:])
+    # Frame(...) without the frozen dataclass's __init__ (one object.__setattr__ per field): ~0.6 us less per frame
+    frame = _new_frame(Frame)
+    fields = frame.__dict__
+    fields["type"] = mtype
+    fields["project"] = project
+    fields["round"] = round_
+    fields["count"] = count
+    fields["aux"] = aux
+    fields["value"] = value
+    fields["payload"] = memoryview(data)[HEADER_SIZE:]
+    return frame
+
+
+_TYPES = {t.value: t for t in MessageType}
+_unpack_header = HEADER.unpack_from
+_isfinite = math.isfinite
+_new_frame = object.__new__
 
 
 def error_frame(err: MlitbError, project: int = 0, round: int = 0) -> bytes:

@@ -4,7 +4,8 @@
 clients). The robust rules (clipped_mean, median, trimmed_mean) need every client's vector
 at once, so their aggregator keeps a copy of each gradient sum of the round (clients x
 parameters float32) and applies the pure rule in `mean()`. Both have the same interface:
-`add(grad_sum, samples, loss_sum)`, `mean()`, `samples`, `loss_sum`, `contributions`.
+`add(grad_sum, samples, loss_sum)`, `add_finite(...)` (False and nothing kept when a value is not
+finite), `mean()`, `samples`, `loss_sum`, `contributions`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from mlitb.training.aggregate import GradientAccumulator
+from mlitb.training.aggregate import GradientAccumulator, all_finite
 from mlitb.training.clipping import clipped_mean
 from mlitb.training.median import coordinate_median
 from mlitb.training.trimmed_mean import trimmed_mean
@@ -28,6 +29,8 @@ class Aggregator(Protocol):
     contributions: int
 
     def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None: ...
+
+    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> bool: ...
 
     def mean(self) -> np.ndarray: ...
 
@@ -61,6 +64,13 @@ class RobustAggregator:
         self.samples += int(samples)
         self.loss_sum += loss_sum
         self.contributions += 1
+
+    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> bool:
+        """Add a gradient sum if every value is finite; otherwise return False and keep nothing."""
+        if not all_finite(grad_sum):
+            return False
+        self.add(grad_sum, samples, loss_sum)
+        return True
 
     def mean(self) -> np.ndarray:
         if not self._sums:

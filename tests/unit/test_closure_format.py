@@ -155,8 +155,6 @@ def test_an_unsafe_entry_name_is_refused(raw):
 
 
 def test_a_deterministic_project_records_the_examples_it_names_each_round():
-    from mlitb.protocol import Frame, MessageType
-
     rt = make_runtime(deterministic=True, samples_per_round=4)
     rt.allocator.join(7)
 
@@ -167,11 +165,11 @@ def test_a_deterministic_project_records_the_examples_it_names_each_round():
     assert len(ids) == 4 and len(set(ids.tolist())) == 4
     assert set(ids.tolist()) <= set(rt.allocator.ids_of(7).tolist())
     with pytest.raises(MlitbError) as exc:
-        rt._record_contribution(Client(), Frame(MessageType.GRADIENT, 1, 0, 3, 0, 1.0, b""))
+        rt.record.contribution(Client.id, 3, 1.0)
     assert exc.value.code is ErrorCode.BAD_SAMPLE_COUNT
-    rt._record_contribution(Client(), Frame(MessageType.GRADIENT, 1, 0, 4, 0, 1.0, b""))
-    rt._record_round(0, False)
-    [record] = rt.replay_rounds
+    rt.record.reduced(rt.record.contribution(Client.id, 4, 1.0))
+    rt.record.close_round(0, False, deterministic=True)
+    [record] = rt.record.replay_rounds
     assert record["round"] == 0 and record["step_skipped"] is False
     [contribution] = record["contributions"]
     assert contribution["ids"].tolist() == ids.tolist() and contribution["samples"] == 4
@@ -212,3 +210,23 @@ def test_verify_data_from_an_uploaded_zip_must_match_the_data_manifest(tmp_path)
     with pytest.raises(MlitbError) as exc:
         load_split(closure, None, "test")
     assert exc.value.code is ErrorCode.DATA_MISMATCH and "--data" in exc.value.detail
+
+
+async def test_a_refused_gradient_is_not_recorded_as_a_contribution():
+    import asyncio
+
+    from mlitb.protocol import MessageType, encode
+    from mlitb.workers.simulated import MemoryTrainer
+
+    rt = make_runtime(deterministic=True, samples_per_round=4)
+    trainer = MemoryTrainer(rt, None)
+    task = asyncio.create_task(rt.run_round())
+    while rt.open_round is None or not trainer.ids.size:
+        await asyncio.sleep(0.01)
+    bad = np.full(rt.param_count, np.nan, np.float32)
+    frame = lambda grad: encode(MessageType.GRADIENT, project=1, round=0, count=4, aux=10, value=1.0, payload=grad)  # noqa: E731
+    assert trainer.send(frame(bad)).code is ErrorCode.NON_FINITE
+    assert trainer.send(frame(np.ones(rt.param_count, np.float32))) is None
+    await task
+    [record] = rt.record.replay_rounds
+    assert len(record["contributions"]) == 1

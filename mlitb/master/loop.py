@@ -41,6 +41,7 @@ from mlitb.training import adagrad_step, make_aggregator
 from mlitb.training.aggregate import all_finite
 
 log = logging.getLogger("mlitb.master")
+FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
 _client_ids = itertools.count(1)
 LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
 INGEST_SMOOTHING = 0.3  # weight of the newest per-gradient ingest time in the moving average (when it falls)
@@ -59,6 +60,7 @@ class Client:
     latency_ms: float = 100.0  # round trip estimate (send params -> gradient back, minus compute)
     rate_sps: float | None = None  # processing rate estimate: samples per second of compute
     work_ms: int = 0
+    max_samples: int = 1  # most samples a gradient may claim: max_samples_per_s x max(work time, 1 s)
     alloc_size: int = 0
     answered_round: int = -1
     applied_round: int = -1  # newest round whose gradient was applied (on time or late)
@@ -142,6 +144,7 @@ class ProjectRuntime:
     # ---- clients --------------------------------------------------------------------------
     def add_client(self, link: Link, role: str, backend: str) -> Client:
         client = Client(next(_client_ids), role, backend, link)
+        client.max_samples = self._max_samples(client)
         self.clients[client.id] = client
         if role == "tracker":
             client.admitted = True
@@ -229,12 +232,11 @@ class ProjectRuntime:
         if len(payload) != 4 * param_count:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
                              f"({param_count} float32)")
-        max_samples = self._max_samples(client)
-        if not 1 <= frame.count <= max_samples:
-            raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{max_samples}")
+        if not 1 <= frame.count <= client.max_samples:
+            raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        return np.frombuffer(payload, dtype="<f4")
+        return np.frombuffer(payload, FLOAT32_LE)
 
     def _max_samples(self, client: Client) -> int:
         return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
@@ -256,7 +258,7 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
         stats.late += 1
         self.late_total += 1
-        if 1 <= frame.count <= self._max_samples(client):
+        if 1 <= frame.count <= client.max_samples:
             self._observe(client, frame, started)
         if grad is None:
             raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
@@ -472,6 +474,7 @@ class ProjectRuntime:
         for c in list(self.clients.values()):
             if c.role == "trainer":
                 c.work_ms = self.work_ms_for(c, (n - 1 - k) * ingest_ms if c.id in self._pending else 0.0)
+                c.max_samples = self._max_samples(c)
                 k += c.id in self._pending
                 self._send(c, shared)
                 self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,

@@ -85,9 +85,11 @@ class GradientAccumulator:
     """Streaming sum of gradient sums and counts; `mean()` gives the weighted average.
 
     `add_finite` is the server's path: it adds a gradient only if every value is finite and
-    leaves the sum bit for bit unchanged otherwise. A gradient that fits in cache is checked
-    whole (one dot product: finite exactly when every value is, unless it overflows) and then
-    added from cache. A larger one would come from memory twice that way, so it is checked
+    leaves the sum bit for bit unchanged otherwise. A gradient that fits in cache (up to 1 MB)
+    is added into a spare buffer (read from memory once), and the new sum is checked from cache
+    (one dot product: finite exactly when every value is, unless it overflows; then an
+    element-wise test of the gradient decides); the buffers swap only if it is accepted. A
+    larger one would come from memory twice with a separate check, so it is checked
     and added block by block (each block is checked just before it is added, while it is in
     cache); when a block is refused, the blocks already added are redone exactly from the
     last base (zeros, or a sum kept at a snapshot) and the gradients added since, which are
@@ -95,7 +97,7 @@ class GradientAccumulator:
     into a second buffer, and the old one becomes the base). Float32 addition is exact to
     repeat, so the redone blocks are the same bits as before. A snapshot costs about one and a
     half adds, so gradients too large for REDO_BYTES to hold MIN_KEEP of them (over 2 M
-    parameters) are checked whole and then added, like small ones (from memory twice); the check of one
+    parameters) are checked whole and then added (from memory twice); the check of one
     over SPLIT_CHECK_MIN values runs in two halves at once (the second on a helper thread).
     """
 
@@ -110,7 +112,7 @@ class GradientAccumulator:
         self._fused = size > FUSED_MIN and self._keep >= MIN_KEEP
         self._split = size >= SPLIT_CHECK_MIN
         self._base: np.ndarray | None = None  # fused mode: the sum before the kept gradients (None: zeros)
-        self._spare: np.ndarray | None = None  # fused mode: the buffer the next snapshot writes into
+        self._spare: np.ndarray | None = None  # the buffer the next snapshot (fused mode) or add (small) writes into
         self._since: list[np.ndarray] = []  # fused mode: gradients added since the base, in order
 
     def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None:
@@ -135,13 +137,23 @@ class GradientAccumulator:
         if self._fused:
             if not self._add_blocks(grad_sum, True):
                 return False
-        else:
-            if self._split:
-                if not all_finite(grad_sum):
-                    return False
-            elif not isfinite(_dot(grad_sum, grad_sum)) and not np.isfinite(grad_sum).all():
+        elif self._split:
+            if not all_finite(grad_sum):
                 return False
             _add(total, grad_sum, out=total)
+        else:
+            # fits in cache: the new sum goes to a spare buffer (the gradient comes from memory once, in the add)
+            # and is checked there, from cache; `sum` is untouched until the two buffers swap. A sum that is not
+            # finite although the gradient is (an overflow) is accepted, as `add` would: the step is skipped then
+            if grad_sum.shape != total.shape:  # np.add would broadcast a single value
+                raise ValueError(f"gradient of shape {grad_sum.shape}; expected {total.shape}")
+            spare = self._spare
+            if spare is None:
+                spare = self._spare = np.empty_like(total)
+            _add(total, grad_sum, out=spare)
+            if not isfinite(_dot(spare, spare)) and not np.isfinite(grad_sum).all():
+                return False
+            self.sum, self._spare = spare, total
         self.samples += samples
         self.loss_sum += loss_sum
         self.contributions += 1

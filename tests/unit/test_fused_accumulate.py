@@ -76,10 +76,13 @@ def test_overflowing_but_finite_gradient_is_accepted():
         assert np.isinf(acc.sum).all()
 
 
-def test_wrong_shape_is_an_error():
-    acc = GradientAccumulator(aggregate.FUSED_MIN + 10)
+@pytest.mark.parametrize("size", [10, aggregate.FUSED_MIN + 10])
+def test_wrong_shape_is_an_error(size):
+    acc = GradientAccumulator(size)
     with pytest.raises(ValueError):
-        acc.add_finite(np.zeros(10, np.float32), 1)
+        acc.add_finite(np.zeros(size - 1, np.float32), 1)
+    with pytest.raises(ValueError):
+        acc.add_finite(np.zeros(1, np.float32), 1)  # not broadcast
 
 
 def test_gradients_too_large_to_keep_are_checked_whole():

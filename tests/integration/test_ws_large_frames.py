@@ -45,6 +45,9 @@ def test_large_gradients_text_and_a_refused_gradient_over_a_real_socket(server):
             await ws.send(encode(MessageType.JOIN, project=pid, payload={"role": "trainer", "backend": "test"}))
             await recv_until(ws, MessageType.WELCOME)
             params = await recv_until(ws, MessageType.PARAMS)
+            # the installed uvicorn and websockets are served by the lean path (not its silent fallback)
+            links = [c.link for c in server.server.config.app.state.registry.get(pid).clients.values()]
+            assert links and all(link.raw is not None for link in links)
             assert params.count == P and len(params.payload) == 4 * P and np.isfinite(params.floats()).all()
             work = await recv_until(ws, MessageType.WORK)
             grad = np.full(P, 0.01, np.float32)

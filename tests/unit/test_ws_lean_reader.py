@@ -8,9 +8,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from mlitb.server import ws as wsmod
+from mlitb.server import ws_lean as wsmod
 
-pytestmark = pytest.mark.skipif(wsmod._LeanReader is None, reason="websockets' sans-I/O reader is not available")
+pytestmark = pytest.mark.skipif(wsmod.LeanReader is None, reason="websockets' sans-I/O reader is not available")
 
 
 def client_frame(payload: bytes, opcode=Opcode.BINARY, fin=True) -> bytes:
@@ -48,7 +48,7 @@ def test_lean_reader_parses_like_the_library(seed):
     payloads = [bytes(rng.getrandbits(8) for _ in range(n)) for n in (24, 70_000, 5, 300_001, 1 << 16, 200)]
     stream = b"".join(client_frame(p) for p in payloads) + client_frame(b"\x03\xe8", Opcode.CLOSE)
     chunks = [rng.choice([1, 7, 1000, 65_536, 262_144, 400_000]) for _ in range(10_000)]
-    lean = parse_all(wsmod._LeanReader, stream, chunks)
+    lean = parse_all(wsmod.LeanReader, stream, chunks)
     lib = parse_all(StreamReader, stream, chunks)
     assert lean == lib
     assert [p for _, _, p in lean[:-1]] == payloads
@@ -58,13 +58,13 @@ def test_a_large_payload_in_one_chunk_and_the_next_frame_behind_it():
     big = np.arange(100_000, dtype=np.float32).tobytes()
     stream = client_frame(big) + client_frame(b"next")
     # the header alone first, then the payload with the next frame in the same chunk
-    assert parse_all(wsmod._LeanReader, stream, [14, len(stream)]) == [(Opcode.BINARY, True, big),
+    assert parse_all(wsmod.LeanReader, stream, [14, len(stream)]) == [(Opcode.BINARY, True, big),
                                                                        (Opcode.BINARY, True, b"next")]
 
 
 def test_a_stream_that_ends_in_a_large_payload_is_an_eof():
     stream = client_frame(b"x" * 100_000)[:50_000]
-    reader = wsmod._LeanReader()
+    reader = wsmod.LeanReader()
     parser = Frame.parse(reader.read_exact, mask=True, max_size=None, extensions=None)
     next(parser)
     reader.feed_data(stream)
@@ -77,7 +77,7 @@ def test_a_stream_that_ends_in_a_large_payload_is_an_eof():
 @pytest.mark.parametrize("n", [0, 5, 125, 126, 65_535, 65_536, 1_819_024])
 def test_raw_binary_frame_head_matches_websockets(n):
     payload = bytes(n)
-    assert wsmod._binary_frame_head(n) + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
+    assert wsmod.binary_frame_head(n) + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 65_536, 100_003])

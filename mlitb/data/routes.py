@@ -22,6 +22,7 @@ from mlitb.data.dataset import Dataset
 from mlitb.data.ingest import IngestLimits, ingest_zip, load_ingested
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
+from mlitb.server.bodies import capped_chunks
 
 ZIP_TYPES = {"application/zip", "application/x-zip-compressed"}
 router = APIRouter()
@@ -87,15 +88,10 @@ def range_response(ds: Dataset, split: str, start: int, count: int, request: Req
 
 
 async def _receive_to_file(request: Request, path: Path, cap: int) -> int:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise MlitbError(ErrorCode.UPLOAD_TOO_LARGE, f"{declared} bytes; at most {cap}")
     size = 0
     with path.open("wb") as out:
-        async for chunk in request.stream():
+        async for chunk in capped_chunks(request, cap, ErrorCode.UPLOAD_TOO_LARGE, "an upload"):
             size += len(chunk)
-            if size > cap:
-                raise MlitbError(ErrorCode.UPLOAD_TOO_LARGE, f"more than {cap} bytes")
             out.write(chunk)
     return size
 

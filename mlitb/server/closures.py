@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlitb.closure.format import Closure, appended_examples, build_closure, read_closure, snapshot
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
+from mlitb.server.bodies import read_capped
 
 router = APIRouter()
 ZOO_PAGE = Path(__file__).resolve().parents[1] / "static" / "zoo.html"
@@ -136,16 +137,7 @@ async def download_closure(closure_id: str, request: Request) -> FileResponse:
 @router.post("/api/closures", status_code=201, summary="Upload a closure file (application/zip body) to the zoo")
 async def upload_closure(request: Request) -> dict:
     _may_create(request)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise MlitbError(ErrorCode.CLOSURE_TOO_LARGE, f"{declared} bytes; at most {MAX_UPLOAD_BYTES}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UPLOAD_BYTES:
-            raise MlitbError(ErrorCode.CLOSURE_TOO_LARGE, f"more than {MAX_UPLOAD_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_capped(request, MAX_UPLOAD_BYTES, ErrorCode.CLOSURE_TOO_LARGE, "a closure")
     closure = await asyncio.to_thread(read_closure, raw)  # every check passes before anything is stored
     return _public(await asyncio.to_thread(_store, request, raw, closure, False, None, "upload"))
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.model import WEIGHTS_FILE
 from mlitb.server import auth
+from mlitb.server.bodies import read_capped
 
 router = APIRouter()
 
@@ -23,10 +24,7 @@ async def put_weights(project_id: int, request: Request) -> dict:
     rt = registry.get(project_id)
     auth.require_owner(rt.owner_hash, request, settings.admin_token, "replace this project's weights")
     expected = rt.param_count * 4
-    length = int(request.headers.get("content-length") or 0)
-    if length > expected:
-        raise MlitbError(ErrorCode.WRONG_LENGTH, f"expected {expected} bytes ({rt.param_count} float32), got {length}")
-    body = await request.body()
+    body = await read_capped(request, expected, ErrorCode.WRONG_LENGTH, f"weights ({rt.param_count} float32)")
     if len(body) != expected:
         raise MlitbError(ErrorCode.WRONG_LENGTH, f"expected {expected} bytes ({rt.param_count} float32), got {len(body)}")
     params = np.frombuffer(body, dtype="<f4").astype(np.float32)

@@ -16,29 +16,18 @@ import weakref
 
 from fastapi import APIRouter, Query, Request
 
-from mlitb.data.examples import LabelledExample, clean_label, new_labels, with_examples
+from mlitb.data.examples import LabelledExample, clean_label, with_examples
 from mlitb.data.images import UndecodableImage, decode_image
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.model.grow import MAX_CLASSES, with_more_classes
+from mlitb.model.grow import with_more_classes
 from mlitb.server import auth
+from mlitb.server.bodies import read_capped
 
 router = APIRouter()
 IMAGE_TYPES = {"image/png", "image/jpeg"}
 MAX_IMAGE_BYTES = 8 * 1024**2
 MAX_EXAMPLES = 10_000  # examples added to one project this way (each is kept in the database)
 _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per project: one example at a time, in order
-
-
-async def _read_capped(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise MlitbError(ErrorCode.UPLOAD_TOO_LARGE, f"{declared} bytes; an example image has at most {cap}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise MlitbError(ErrorCode.UPLOAD_TOO_LARGE, f"more than {cap} bytes; an example image has at most {cap}")
-    return bytes(body)
 
 
 @router.post("/api/projects/{project_id}/examples", summary="Add a labelled picture to the training data; a new "
@@ -61,7 +50,7 @@ async def add_example(project_id: int, request: Request,
     if len(shape) != 3 or shape[2] not in (1, 3):
         raise MlitbError(ErrorCode.CANNOT_ADD_CLASS, f"pictures need a network whose input is [h, w, 1 or 3], "
                          f"not {list(shape)}")
-    body = await _read_capped(request, MAX_IMAGE_BYTES)
+    body = await read_capped(request, MAX_IMAGE_BYTES, ErrorCode.UPLOAD_TOO_LARGE, "an example image")
     try:
         image = await asyncio.to_thread(decode_image, io.BytesIO(body), shape)
     except UndecodableImage as exc:
@@ -78,21 +67,18 @@ async def add_example(project_id: int, request: Request,
         example = LabelledExample(label, image)
         is_new = label not in dataset.labels
         if is_new:
-            if len(dataset.labels) >= MAX_CLASSES:
-                raise MlitbError(ErrorCode.CANNOT_ADD_CLASS, f"the project has {len(dataset.labels)} classes; at most "
-                                 f"{MAX_CLASSES}")
-            layers = with_more_classes(layers, 1)
+            layers = with_more_classes(layers, 1)  # CANNOT_ADD_CLASS past 256 classes or without a dense output
         # concatenating the training images and hashing the new version take a while for large data sets
         grown = await asyncio.to_thread(lambda: _warm(with_examples(dataset, [example])))
         spec = rt.spec.model_copy(update={"network": layers})
-        spec.build_network()  # the grown network is valid (MAX_PARAMS) before anything is stored
+        param_count = spec.build_network().param_count  # the grown network is valid before anything is stored
         if registry.store is not None:
             await asyncio.to_thread(registry.store.add_example, project_id, label, image, spec.model_dump(), time.time())
         from_round = rt.change_model_and_data(layers, grown)
-    labels = new_labels(dataset.labels, [example])
+    labels = grown.labels
     return {"label": label, "class_index": labels.index(label), "new_class": is_new, "classes": len(labels),
             "labels": list(labels), "train_count": len(grown.train), "from_round": from_round,
-            "param_count": spec.build_network().param_count}
+            "param_count": param_count}
 
 
 def _warm(dataset):

@@ -15,19 +15,11 @@ import websockets
 
 from mlitb.cli import main
 from mlitb.closure import load
-from mlitb.config import Settings
 from mlitb.model import PAPER_NETWORK, glorot_init, parse_network
 from mlitb.protocol import MessageType, decode, encode
-from mlitb.server.run import BackgroundServer
 
 PROJECT = {"name": "closure-api", "dataset": "mnist", "network": PAPER_NETWORK, "seed": 7,
            "hyper": {"period_s": 1, "learning_rate": 0.05}}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"))) as srv:
-        yield srv
 
 
 def bearer(token):

@@ -45,12 +45,6 @@ def add(url, p, label, body=None, ctype="image/png", token="owner"):
                       content=png() if body is None else body, headers=headers, timeout=30)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("cls"))) as srv:
-        yield srv
-
-
 def test_a_new_label_adds_an_output_unit_and_the_picture_joins_the_training_data(server):
     p = create(server.url)
     before = httpx.get(f"{server.url}/api/projects/{p['id']}").json()

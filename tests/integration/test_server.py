@@ -7,19 +7,11 @@ import numpy as np
 import pytest
 import websockets
 
-from mlitb.config import Settings
 from mlitb.model import PAPER_NETWORK
 from mlitb.protocol import MessageType, decode, encode
-from mlitb.server.run import BackgroundServer
 
 PAPER = {"name": "mnist-cnn", "dataset": "mnist", "network": PAPER_NETWORK,
          "hyper": {"period_s": 1, "learning_rate": 0.01, "l2": 0.0001}}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"))) as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -11,21 +11,13 @@ import pytest
 import websockets
 
 from mlitb.cli import main
-from mlitb.config import Settings
 from mlitb.model import PAPER_NETWORK
 from mlitb.protocol import MessageType, decode, encode
-from mlitb.server.run import BackgroundServer
 from mlitb.workers.simulate import METRIC_KEYS, Fleet, FleetSpec, dense_network, parse_range
 
 CLIENTS = 200
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 PROM_LINE = re.compile(rf'^(# (HELP|TYPE) {NAME} .+|{NAME}(\{{project="\d+"\}})? -?[0-9.]+(e[+-]?[0-9]+)?)$')
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"))) as srv:
-        yield srv
 
 
 def create(server, network, period_s=1):

@@ -7,20 +7,11 @@ import asyncio
 
 import httpx
 import numpy as np
-import pytest
 import websockets
 
-from mlitb.config import Settings
 from mlitb.protocol import MessageType, decode, encode
-from mlitb.server.run import BackgroundServer
 from mlitb.training import aggregate
 from mlitb.workers.simulate import dense_network
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"))) as srv:
-        yield srv
 
 
 async def recv_until(ws, mtype, limit=20):

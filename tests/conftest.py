@@ -1,0 +1,16 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlitb.config import Settings
+from mlitb.server.run import BackgroundServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real server on a free loopback port with its own data folder, one per test module (a module that
+    needs other settings defines its own)."""
+    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"))) as srv:
+        yield srv

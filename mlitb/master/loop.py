@@ -41,7 +41,6 @@ from mlitb.training import adagrad_step, make_aggregator
 from mlitb.training.aggregate import all_finite
 
 log = logging.getLogger("mlitb.master")
-FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
 _client_ids = itertools.count(1)
 LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
 INGEST_SMOOTHING = 0.3  # weight of the newest per-gradient ingest time in the moving average (when it falls)
@@ -226,17 +225,15 @@ class ProjectRuntime:
             self._all_answered.set()
 
     def _gradient_of(self, client: Client, frame: Frame) -> np.ndarray:
-        """The frame's gradient sum (a float32 view), after the length, sample-count and loss checks; its values
-        are checked for finiteness where it is added (`add_finite`)."""
-        payload, param_count = frame.payload, self.param_count
-        if len(payload) != 4 * param_count:
-            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
-                             f"({param_count} float32)")
+        """The frame's gradient sum as a dense float32 vector (decoded by its payload kind's codec: for dense
+        float32 a view after the length check), after the sample-count and loss checks; its values are checked
+        for finiteness where it is added (`add_finite`)."""
+        grad = frame.vector(self.param_count)
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        return np.frombuffer(payload, FLOAT32_LE)
+        return grad
 
     def _max_samples(self, client: Client) -> int:
         return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))

@@ -18,7 +18,8 @@ from mlitb.server.app import create_app
 
 def _config(settings: Settings, log_level: str, app_factory=create_app) -> uvicorn.Config:
     return uvicorn.Config(app_factory(settings), host=settings.host, port=settings.port, log_level=log_level,
-                          ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
+                          ws="websockets-sansio", ws_max_size=settings.max_frame_bytes,
+                          ws_per_message_deflate=False)
 
 
 class GracefulServer(uvicorn.Server):

@@ -139,6 +139,13 @@ def attach(ws):
     return raw
 
 
+def cap_next_message(raw, max_bytes: int) -> None:
+    """The largest message the connection's parser accepts from the next frame header it reads: a larger
+    message fails there (close 1009, "message too big"), before its payload is buffered. websockets reads this
+    per connection at each frame (`Protocol.max_message_size`, counting the fragments of a message)."""
+    raw.conn.max_message_size = max_bytes
+
+
 def is_open(raw) -> bool:
     return raw.conn.state is _WsState.OPEN and not raw.close_sent
 

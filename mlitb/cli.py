@@ -18,7 +18,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
                         open_creation=not args.admin_only, data_url=args.data_url,
-                        trainer_capacity=args.trainer_capacity)
+                        trainer_capacity=args.trainer_capacity,
+                        max_connections_per_address=args.max_connections_per_address)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-url", default=None,
                    help="base URL of an independent `mlitb data-server`; workers fetch data there "
                         "(default: this server serves the data)")
+    s.add_argument("--max-connections-per-address", type=int, default=64,
+                   help="WebSocket connections from one IP address (raise it for many workers behind one NAT or "
+                        "proxy, or a load test from one machine)")
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")

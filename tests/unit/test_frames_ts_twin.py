@@ -3,23 +3,17 @@ of mlitb/protocol/frames.py and mlitb/codec: the same bytes out, the same vector
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from mlitb.errors import MlitbError
 from mlitb.protocol import MessageType, decode, encode
-
-WEB = Path(__file__).resolve().parents[2] / "web"
+from tests.helpers import run_in_node
 
 # what Node runs: encode each case, and decode each given frame's vector (or the error code it throws)
 SCRIPT = """
-import * as frames from %(bundle)s;
-const input = JSON.parse((await import('node:fs')).readFileSync(0, 'utf8'));
+const frames = await import(BUNDLE);
+const input = INPUT;
 const hex = (buf) => Buffer.from(buf).toString('hex');
 const encoded = input.encode.map((c) => hex(frames.encode(c.type, {...c.fields,
   payload: c.floats === undefined ? c.fields.payload : new Float32Array(c.floats)})));
@@ -63,16 +57,8 @@ DECODE = [
 
 @pytest.fixture(scope="module")
 def node_side(tmp_path_factory):
-    esbuild, node = WEB / "node_modules" / ".bin" / "esbuild", shutil.which("node")
-    if not esbuild.exists() or node is None:
-        pytest.skip("needs Node and web/node_modules (npm --prefix web install)")
-    out = tmp_path_factory.mktemp("ts") / "frames.mjs"
-    subprocess.run([str(esbuild), str(WEB / "src" / "protocol" / "frames.ts"), "--bundle", "--format=esm",
-                    f"--outfile={out}", "--log-level=warning"], check=True)
     request = {"encode": ENCODE, "decode": [{"hex": d.hex(), "paramCount": p} for d, p in DECODE]}
-    done = subprocess.run([node, "--input-type=module", "-e", SCRIPT % {"bundle": json.dumps(str(out))}],
-                          input=json.dumps(request), capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+    return run_in_node("protocol/frames.ts", tmp_path_factory.mktemp("ts"), SCRIPT, request)
 
 
 @pytest.mark.parametrize("index", range(len(ENCODE)))

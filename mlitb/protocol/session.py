@@ -59,7 +59,7 @@ MayJoin = Callable[[Any, "str | None"], bool]
 class ClientSession:
     """The protocol of one connection. `link` carries frames to the client (`send`, `close`); the runtime is
     reached through `find_project` and the duck-typed calls of mlitb.master.loop.ProjectRuntime (add_client,
-    remove_client, welcome, on_frame, note_rejected, clients, bytes_in, param_count, id, round)."""
+    remove_client, welcome, on_frame, note_rejected, clients, meter.bytes_in, param_count, id, round)."""
 
     def __init__(self, link, settings, find_project: FindProject, may_join: MayJoin, clock=time.monotonic,
                  join_timeout_s: float = JOIN_TIMEOUT_S):
@@ -150,12 +150,12 @@ class ClientSession:
         self.runtime = runtime
         self.client = runtime.add_client(self.link, join.role, join.backend)
         self.state = State.JOINED
-        runtime.bytes_in += len(data)
+        runtime.meter.bytes_in += len(data)
         self.link.send(encode(MessageType.WELCOME, project=runtime.id, payload=runtime.welcome(self.client).model_dump()))
 
     def _receive_joined(self, data) -> None:
         runtime = self.runtime
-        runtime.bytes_in += len(data)
+        runtime.meter.bytes_in += len(data)
         if not self.rate.allow():
             raise MlitbError(ErrorCode.RATE_LIMITED, f"more than {self.settings.max_frames_per_s:g} frames/s")
         frame = decode(data, self.max_message_bytes)

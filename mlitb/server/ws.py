@@ -47,7 +47,7 @@ class ConnectionLimits:
 class WebSocketLink:
     """Queues frames for one client and writes them from its own task, so a slow client
     never blocks the round loop; past `max_queue` frames the client is dropped. Once the client has
-    joined, `meter` (its project) counts the bytes written in `bytes_out`."""
+    joined, `meter` (its project's `Meter`) counts the bytes written in `bytes_out`."""
 
     def __init__(self, ws: WebSocket, max_queue: int):
         self.ws = ws
@@ -127,8 +127,8 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
                 session.receive_text()
             else:
                 session.receive(data)
-            if link.meter is None:
-                link.meter = session.runtime  # once joined, its project counts the bytes written
+            if link.meter is None and session.runtime is not None:
+                link.meter = session.runtime.meter  # once joined, its project counts the bytes written
     finally:
         session.connection_lost()
         link.close()

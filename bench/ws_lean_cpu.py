@@ -1,11 +1,12 @@
-"""CPU per large WebSocket message, the lean /ws path (mlitb/server/ws_lean.py) against the library's own path.
+"""CPU per large WebSocket message, the lean /ws reader (mlitb/server/ws_lean.py) against the library's own path.
 
 Reading: one client gradient frame (masked, 24 + 4·P bytes) fed to websockets' sans-I/O
 `ServerProtocol` in the chunks an asyncio transport delivers (256 KiB), with the connection's
 reader left as the library's or made lean as `ws_lean.attach` does, until the message event
 comes out. Writing: one PARAMS frame made ready for the transport, as uvicorn's `send` does
-(`send_binary`, `data_to_send`, the join it writes) against the lean header plus the frame
-joined as Python 3.11's `writelines` does. Runs alternate lean and library in the same
+(`send_binary`, `data_to_send`, the join it writes) against the lean writer this session
+measured and removed (a 2-10 byte header written with the frame, which Python 3.11's
+`writelines` joins into one copy anyway; `frame_head` below). Runs alternate lean and library in the same
 process; the best of `--repeats` is printed (the machine is shared: the minimum filters
 preemption), per message and per parameter byte.
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import struct  # noqa: E402
+
 import numpy as np  # noqa: E402
 from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.protocol import State  # noqa: E402
@@ -32,6 +35,15 @@ from mlitb.server import ws_lean  # noqa: E402
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 CHUNK = 256 * 1024  # asyncio's selector transport reads at most this much per data_received
+
+
+def frame_head(length: int) -> bytes:
+    """RFC 6455 header of an unmasked binary frame of `length` bytes: what the removed lean writer sent first."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
 
 
 def server(lean: bool) -> ServerProtocol:
@@ -63,7 +75,7 @@ def write_once(lean: bool, frame: bytes) -> float:
     conn = None if lean else server(False)
     t0 = time.perf_counter()
     if lean:
-        out = b"".join((ws_lean.binary_frame_head(len(frame)), frame))  # what writelines does on Python 3.11
+        out = b"".join((frame_head(len(frame)), frame))  # what writelines does on Python 3.11
     else:
         conn.send_binary(frame)
         out = b"".join(conn.data_to_send())  # uvicorn's send: transport.write(b"".join(output))

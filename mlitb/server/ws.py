@@ -55,8 +55,8 @@ class WebSocketLink:
         self.max_queue = max_queue
         self.closed = False
         self.meter = None
-        # the lean path (ws_lean.py) where uvicorn's protocol allows it: large frames read with one copy, data
-        # frames written uncopied; closing and control frames still go the library's way
+        # uvicorn's protocol object where it allows the lean reader (ws_lean.py: large messages read with one
+        # copy) and the read-time size cap; None under another server
         self.raw = ws_lean.attach(ws)
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -88,12 +88,8 @@ class WebSocketLink:
 
     async def _write(self) -> None:
         try:
-            raw = self.raw
             while (frame := await self.queue.get()) is not None:
-                if raw is not None and ws_lean.is_open(raw):
-                    await ws_lean.write_binary(raw, frame)
-                else:
-                    await self.ws.send_bytes(frame)
+                await self.ws.send_bytes(frame)
                 if self.meter is not None:
                     self.meter.bytes_out += len(frame)
             await self.ws.close(*self.close_code)

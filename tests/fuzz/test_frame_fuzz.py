@@ -16,6 +16,7 @@ from mlitb.master.loop import ProjectRuntime
 from mlitb.master.transport import MemoryLink
 from mlitb.protocol import HEADER_SIZE, MessageType, decode, encode
 from mlitb.protocol.frames import HEADER, MAX_JSON_PAYLOAD
+from mlitb.protocol.session import State
 from mlitb.workers.simulated import MemoryTrainer, memory_session
 from tests.helpers import make_runtime
 
@@ -190,3 +191,36 @@ async def test_two_huge_but_finite_gradients_leave_the_parameters_finite():
         t.leave()
     assert np.isfinite(rt.params).all() and np.isfinite(rt.history).all()
     assert rt.metrics[-1]["step_skipped"] is True
+
+
+async def test_any_sequence_of_messages_keeps_a_session_consistent_with_its_project(tally):
+    """One fresh connection per example gets a sequence of messages (JOINs, LEAVEs, fuzzed frames, text): its state
+    only moves forward (awaiting JOIN -> joined -> closed), it is a client of the project exactly while joined, and
+    once closed it answers nothing more."""
+    h = await open_harness()
+    counts = tally("message sequences (one session each)")
+    order = {State.AWAITING_JOIN: 0, State.JOINED: 1, State.CLOSED: 2}
+    joins = st.sampled_from([encode(MessageType.JOIN, project=1, payload={"role": r}) for r in ("trainer", "tracker")])
+    messages = st.lists(st.one_of(joins, st.just(encode(MessageType.LEAVE, project=1)), st.just(None),
+                                  structured_frames(h.rt)), max_size=8)
+
+    @settings(FUZZ, max_examples=400)
+    @given(sequence=messages)
+    def fuzz(sequence):
+        link = MemoryLink(max_queue=1000)
+        session = memory_session(h.rt, link, h.clock)
+        for data in sequence:
+            h.now += 1.0 / h.rt.settings.max_frames_per_s
+            before, queued = session.state, link.inbox.qsize()
+            session.receive_text() if data is None else session.receive(data)
+            assert order[session.state] >= order[before]
+            assert (session.state is State.JOINED) == (session.client is not None and session.client.id in h.rt.clients)
+            if before is State.CLOSED:
+                assert link.inbox.qsize() == queued
+        counts[session.state.value] += 1
+        session.connection_lost()
+        assert session.client is None or session.client.id not in h.rt.clients
+
+    fuzz()
+    assert counts["joined"] >= 1 and counts["closed"] >= 1
+    await h.still_works()

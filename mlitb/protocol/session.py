@@ -110,10 +110,13 @@ class ClientSession:
         return None
 
     def receive_text(self) -> MlitbError | None:
-        """A text message: refused, and the connection carries on."""
+        """A text message: refused (after the rate limit, like any message), and the connection carries on."""
         if self.state is State.CLOSED:
             return None
-        err = MlitbError(ErrorCode.FRAME_MALFORMED, "text frames are not accepted; send binary frames")
+        if not self.rate.allow():
+            err = self._rate_limited()
+        else:
+            err = MlitbError(ErrorCode.FRAME_MALFORMED, "text frames are not accepted; send binary frames")
         self._refused(err)
         return err
 
@@ -133,9 +136,12 @@ class ClientSession:
         self.state = State.CLOSED
 
     # ---- the states ---------------------------------------------------------------------------------------
+    def _rate_limited(self) -> MlitbError:
+        return MlitbError(ErrorCode.RATE_LIMITED, f"more than {self.settings.max_frames_per_s:g} frames/s")
+
     def _receive_before_join(self, data) -> None:
         if not self.rate.allow():
-            raise MlitbError(ErrorCode.RATE_LIMITED, f"more than {self.settings.max_frames_per_s:g} frames/s")
+            raise self._rate_limited()
         frame = decode(data, PRE_JOIN_CAP)
         if frame.type != MessageType.JOIN:
             raise MlitbError(ErrorCode.NOT_JOINED, f"first frame must be JOIN, got {frame.type.name}")
@@ -157,7 +163,7 @@ class ClientSession:
         runtime = self.runtime
         runtime.meter.bytes_in += len(data)
         if not self.rate.allow():
-            raise MlitbError(ErrorCode.RATE_LIMITED, f"more than {self.settings.max_frames_per_s:g} frames/s")
+            raise self._rate_limited()
         frame = decode(data, self.max_message_bytes)
         if frame.type == MessageType.LEAVE:
             self._leave()

@@ -160,11 +160,12 @@ def test_the_rate_limit_allows_a_two_second_burst_then_the_sustained_rate_and_co
     assert answers[:-1] == [None] * rate and answers[-1].code == ErrorCode.RATE_LIMITED
 
 
-def test_frames_before_join_are_rate_limited_too():
+def test_frames_before_join_and_text_messages_are_rate_limited_too():
     rt = make_runtime()
     s = session_for(rt)
     answers = [s.receive(b"junk") for _ in range(2 * int(rt.settings.max_frames_per_s) + 1)]
     assert {a.code for a in answers[:-1]} == {ErrorCode.FRAME_MALFORMED} and answers[-1].code == ErrorCode.RATE_LIMITED
+    assert s.receive_text().code == ErrorCode.RATE_LIMITED
 
 
 def test_the_join_deadline_counts_down_on_the_sessions_clock_and_expiry_closes_without_an_error_frame():

@@ -10,8 +10,10 @@ only allocates ids and tells workers to fetch from here. Responses allow cross-o
 from __future__ import annotations
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlitb import __version__
 from mlitb.config import Settings
@@ -19,7 +21,7 @@ from mlitb.data.dataset import Dataset
 from mlitb.data.examples import LabelledExample, with_examples
 from mlitb.data.mnist import load_mnist
 from mlitb.data.routes import dataset_dir, range_response, stored_dataset
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
 from mlitb.server import auth
 from mlitb.store import ProjectStore
 
@@ -41,6 +43,18 @@ def create_data_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(MlitbError)
     async def mlitb_error(_: Request, err: MlitbError):
+        return JSONResponse(err.to_json(), status_code=err.code.http_status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        # the framework's own errors (unknown path or method) in the registry's shape, as the master's
+        code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+        body = {"code": code.name, "number": code.number, "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError):
+        err = MlitbError(ErrorCode.INVALID_REQUEST, first_problem(exc.errors())[1])
         return JSONResponse(err.to_json(), status_code=err.code.http_status)
 
     def dataset_of(project_id: int, request: Request) -> Dataset:
@@ -76,6 +90,7 @@ def create_data_app(settings: Settings) -> FastAPI:
     async def get_data(project_id: int, split: str, request: Request, start: int = Query(ge=0),
                        count: int = Query(ge=1)) -> Response:
         app.state.requests += 1
+        check_split(split)
         return range_response(dataset_of(project_id, request), split, start, count, request)
 
     return app

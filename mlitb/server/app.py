@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlitb import __version__
 from mlitb.config import Settings
-from mlitb.errors import ErrorCode, MlitbError, first_problem
+from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
@@ -55,7 +55,6 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status,
     404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
     413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
     429: "a limit was hit", 503: "a data set is not installed"}.items()}
-HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 def summary(rt: ProjectRuntime) -> dict:
@@ -254,6 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        count: int = Query(ge=1)) -> Response:
         rt = readable(project_id, request)
         ds = rt.dataset
+        check_split(split)
         if ds is None:
             raise MlitbError(ErrorCode.NO_DATA, f"project {project_id} has no data yet")
         return data_routes.range_response(ds, split, start, count, request)

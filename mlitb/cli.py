@@ -141,7 +141,7 @@ def _add_closure_parser(sub, fmt) -> None:
     s.add_argument("-o", "--output", required=True, help="closure file to write (required)")
     s.add_argument("--token", default=None, help="the project's owner token, or the admin token (default: $MLITB_OWNER_TOKEN, "
                                                   "else $MLITB_ADMIN_TOKEN)")
-    s.add_argument("--description", default="", help="free-text description stored in the manifest")
+    s.add_argument("--description", default="", help="free-text description stored in the manifest (default: empty)")
     s.set_defaults(func=_closure_save)
     for name, text in (("verify", "check every hash and recompute the reported test error in headless Chromium"),
                        ("replay", "re-run a deterministic-mode training and compare it with the record")):
@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=300.0, help="seconds of training")
     d.add_argument("--host", default="127.0.0.1", help="address the demo server listens on")
     d.add_argument("--port", type=int, default=8000, help="TCP port of the demo server (0 picks a free one)")
-    d.add_argument("--metrics-out", default=None, help="write one JSON object per round to this file")
+    d.add_argument("--metrics-out", default=None,
+                   help="write one JSON object per round to this file (default: none is written)")
     d.add_argument("--period", type=float, default=1.0, help="round duration T in seconds")
     d.add_argument("--learning-rate", type=float, default=0.05, help="AdaGrad learning rate")
     d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],

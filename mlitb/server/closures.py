@@ -166,8 +166,8 @@ async def fork_closure(closure_id: str, request: Request, body: ForkBody | None 
         runtime.restore(rnd, closure.params, closure.history, closure.metrics)
         reported = closure.manifest.get("reported")
         if reported is not None:  # a closure saved from the fork at once can be verified too
-            runtime.record.carry_evaluation(reported["round"], reported["test_error"], reported["count"],
-                                            closure.floats(reported["weights"]))
+            runtime.carry_evaluation(reported["round"], reported["test_error"], reported["count"],
+                                     closure.floats(reported["weights"]))
         if registry.store is not None:
             registry.store.save_checkpoint(runtime.id, rnd, runtime.params, runtime.history, runtime.metrics,
                                            time.time())

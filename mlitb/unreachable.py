@@ -8,8 +8,9 @@ EXIT_UNREACHABLE = 2  # every `mlitb` command that talks to a server exits with 
 
 
 def unreachable_line(exc: BaseException) -> str | None:
-    """"error: cannot reach URL: reason" for a transport failure of httpx (refused, timed out, name not found,
-    connection dropped), or None for any other exception. httpx is looked up, not imported: a command that
+    """One line naming the server for a transport failure of httpx ("error: cannot reach URL: reason" when no
+    connection could be made, refused or name not found; "no answer ... in time" or "the connection ... failed"
+    after one was), or None for any other exception. httpx is looked up, not imported: a command that
     never loaded it cannot have raised one of its errors."""
     httpx = sys.modules.get("httpx")
     if httpx is None or not isinstance(exc, httpx.TransportError):
@@ -20,4 +21,8 @@ def unreachable_line(exc: BaseException) -> str | None:
     except RuntimeError:  # an error raised without its request
         where = "the server"
     reason = str(exc).strip() or type(exc).__name__
-    return f"error: cannot reach {where}: {reason}"
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return f"error: no answer from {where} in time: {reason}"
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return f"error: cannot reach {where}: {reason}"
+    return f"error: the connection to {where} failed: {reason}"

@@ -177,7 +177,7 @@ class ModelState:
         project continued from a closure carries its closure's report, so a closure saved from it at once can
         be verified too. Call after `restore` (which starts a new record)."""
         if self.latest_eval is None or round >= self.latest_eval[0]:
-            self.latest_eval = (round, float(error))
+            self._latest_eval = (round, float(error))
         self.record.carry_evaluation(round, error, count, np.asarray(params, dtype=np.float32))
 
     def grow_to(self, layers: list[dict]) -> None:

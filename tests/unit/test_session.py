@@ -52,7 +52,7 @@ def join(role="trainer", project=1, **extra) -> bytes:
 def private_runtime(settings: Settings | None = None) -> ProjectRuntime:
     spec = ProjectSpec(name="secret", network=TINY_NETWORK, private=True)
     rt = ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(), settings or Settings())
-    rt.owner_hash, rt.invite_hash = token_hash("owner"), token_hash("invite")
+    rt.grant(token_hash("owner"), token_hash("invite"))
     return rt
 
 

@@ -52,7 +52,8 @@ class RateLimit:
 
 # (project id) -> the project's runtime, or MlitbError(UNKNOWN_PROJECT): ProjectRegistry.get
 FindProject = Callable[[int], Any]
-# (runtime, the JOIN's token) -> whether it may join: mlitb.server.auth.join_check
+# (runtime, the JOIN's token) -> whether it may join (any token a public project; a private one's invite,
+# owner or admin token): mlitb.server.auth.join_check
 MayJoin = Callable[[Any, "str | None"], bool]
 
 
@@ -147,7 +148,7 @@ class ClientSession:
             raise MlitbError(ErrorCode.NOT_JOINED, f"first frame must be JOIN, got {frame.type.name}")
         join = parse_join(frame.json())
         runtime = self.find_project(frame.project)
-        if runtime.spec.private and not self.may_join(runtime, join.token):
+        if not self.may_join(runtime, join.token):
             raise MlitbError(ErrorCode.FORBIDDEN, "this project is private: JOIN needs its invite, owner or "
                              "admin token")
         if len(runtime.clients) >= self.settings.max_clients_per_project:

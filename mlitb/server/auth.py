@@ -46,8 +46,10 @@ def may_use_private(token: str | None, owner_hash: str | None, invite_hash: str 
 
 
 def join_check(admin_token: str | None):
-    """The WebSocket JOIN's check of a private project (mlitb.protocol.session.MayJoin): the tokens REST accepts."""
-    return lambda runtime, token: may_use_private(token, runtime.owner_hash, runtime.invite_hash, admin_token)
+    """`may_join(project, token)` of a WebSocket JOIN (mlitb.protocol.session.MayJoin): anyone joins a public
+    project; a private one admits the tokens REST accepts for reading it."""
+    return lambda runtime, token: (not runtime.spec.private
+                                   or may_use_private(token, runtime.owner_hash, runtime.invite_hash, admin_token))
 
 
 def require(allowed: bool, token: str | None, what: str) -> None:

@@ -71,7 +71,7 @@ class Frame:
     def vector(self, param_count: int) -> np.ndarray:
         """The payload of a GRADIENT or PARAMS frame as a dense float32 vector of `param_count` values,
         decoded by its kind's codec (dense: a view, no copy); MlitbError for a wrong length or kind."""
-        return codec.decode(self.kind, self.payload, param_count)
+        return _decode_payload(self.kind, self.payload, param_count)
 
     def floats(self) -> np.ndarray:
         """The payload as a read-only float32 view (no copy)."""
@@ -154,6 +154,7 @@ _TYPES = {t.value: t for t in MessageType}
 _unpack_header = HEADER.unpack_from
 _isfinite = math.isfinite
 _supported = codec.supported
+_decode_payload = codec.decode
 _new_frame = object.__new__
 
 

@@ -80,7 +80,7 @@ class TorchEngine:
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if len(labels) and int(labels.max()) >= self.num_classes:
             raise ValueError(f"label {int(labels.max())} is not below {self.num_classes} classes")
-        self._images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self._images = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(self.device)
         self._labels = torch.from_numpy(labels.astype(np.int64)).to(self.device)
         self._order, self._cursor = torch.zeros(0, dtype=torch.int64), 0
 
@@ -153,7 +153,7 @@ class TorchEngine:
     @torch.no_grad()
     def predict(self, images: np.ndarray) -> np.ndarray:
         self.model.eval()
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        x = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(self.device)
         out = [self.model(x[s:s + EVAL_BATCH_SIZE]) for s in range(0, len(x), EVAL_BATCH_SIZE)]
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.num_classes), np.float32)
 
@@ -167,3 +167,15 @@ class TorchEngine:
         wrong = int((probs.argmax(1) != y).sum())
         loss = float(-torch.log(probs.clamp(EPSILON, 1 - EPSILON)).gather(1, y.unsqueeze(1)).sum())
         return wrong / len(y), loss / len(y)
+
+
+def engine_from_artifacts(model: dict, weights: bytes, device: str | torch.device = "cpu") -> TorchEngine:
+    """A saved model (model.json as a dict, weights.bin as bytes: TF.js Layers artifacts) as a TorchEngine."""
+    from mlitb.workers.native.network import network_from_model_json
+
+    engine = TorchEngine(network_from_model_json(model), device)
+    flat = np.frombuffer(weights, "<f4")
+    if flat.size != engine.param_count:
+        raise MlitbError(ErrorCode.WRONG_LENGTH, f"weights.bin holds {flat.size} float32; the model has {engine.param_count}")
+    engine.set_params(flat.astype(np.float32))
+    return engine

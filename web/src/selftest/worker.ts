@@ -4,6 +4,7 @@ import * as tfl from "@tensorflow/tfjs-layers";
 import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { restoreStockKernels } from "../compute/kernels";
+import { parityCheck } from "./parity";
 import type { LabelledImages } from "../compute/gradients";
 
 type Params = Record<string, string>;
@@ -291,6 +292,7 @@ async function run(p: Params) {
   }
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);
+  if (check === "parity") return parityCheck(p);
   if (check === "artifacts") return artifactsCheck();
   if (check === "profile") return profile(p);
   throw new Error(`unknown check '${check}'`);

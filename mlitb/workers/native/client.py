@@ -236,7 +236,9 @@ class NativeWorker:
             except MlitbError as exc:
                 self.fatal = exc.detail
                 raise Reconnect(exc.detail) from None
-            self.engine = await asyncio.to_thread(TorchEngine, network, self.device, self.opts.seed)
+            engine = await asyncio.to_thread(TorchEngine, network, self.device, self.opts.seed)
+            await asyncio.to_thread(engine.warm_up, self.opts.batch_size or w.batch_size)
+            self.engine = engine
             if self._fresh is None:
                 self._fresh = self.held  # the new engine gets the examples held so far at the next WORK
         if self.engine.param_count != w.param_count:

@@ -73,6 +73,15 @@ class TorchEngine:
             theirs = torch.cat([p.reshape(-1) for p in self._params]).cpu().numpy()
         return self.layout.to_ours(theirs)
 
+    def warm_up(self, batch_size: int) -> None:
+        """One forward and backward pass on blank images: the first pass allocates and picks kernels (hundreds
+        of ms on a CPU, more on a GPU), which would otherwise come off the first round's work time."""
+        self.model.train()
+        x = torch.zeros((max(1, batch_size), *self.network.input_shape), dtype=torch.uint8, device=self.device)
+        self.model(x).sum().backward()
+        for p in self._params:
+            p.grad = None
+
     # ---- data -----------------------------------------------------------------------------------
     def hold(self, images: np.ndarray, labels: np.ndarray) -> None:
         """The examples to train on (uint8 [n, ...input shape], labels [n]); kept on the device."""

@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--backend", default=None, help="force a TF.js backend (default: the trainer's choice)")
     ap.add_argument("--with-stock", action="store_true",
                     help="also measure TF.js's stock wasm kernels (only the missing filter gradient added)")
+    ap.add_argument("--torch-worker", action="store_true",
+                    help="also measure the torch worker through the real protocol and server beside raw PyTorch, for "
+                         "the paper's and the CIFAR-size network (bench/torch_worker_throughput.py)")
     args = ap.parse_args()
     if not (STATIC_DIR / "selftest_worker.js").exists():
         sys.exit("mlitb/static is not built: run `cd web && npm install && npm run build` first")
@@ -112,6 +115,16 @@ def main() -> None:
     print(f"PyTorch CPU 1 thread, batch {args.batch}: {torch_sps:,.0f} samples/s")
     print(json.dumps({"browser": round(browser), "torch": round(torch_sps)}))
     print(f"ratio browser/torch: {browser / torch_sps:.3f}")
+    if args.torch_worker:
+        torch_worker_section(args.seconds)
+
+
+def torch_worker_section(seconds: float) -> None:
+    """The native worker's part (issue: native workers): its samples/s through protocol and server vs raw PyTorch."""
+    from torch_worker_throughput import torch_worker_figures
+
+    print("-- torch worker (mlitb worker --engine torch, 1 thread) --")
+    torch_worker_figures(["paper", "cifar"], max(seconds, 10), period=2.0)
 
 
 if __name__ == "__main__":

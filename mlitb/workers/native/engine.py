@@ -56,6 +56,7 @@ class TorchEngine:
         self._labels: torch.Tensor | None = None
         self._order = torch.zeros(0, dtype=torch.int64)
         self._cursor = 0
+        self._sample_s: float | None = None  # measured seconds per sample of a full batch (moving average)
 
     # ---- parameters -----------------------------------------------------------------------------
     def set_params(self, ours: np.ndarray) -> None:
@@ -128,17 +129,31 @@ class TorchEngine:
         return GradientResult(self.layout.to_ours(theirs), samples, loss_sum, (time.perf_counter() - start) * 1000)
 
     def compute_for(self, work_ms: float, batch_size: int) -> GradientResult:
-        """Summed gradient over as many shuffled mini-batches as fit in `work_ms` (at least one)."""
+        """Summed gradient over as many shuffled mini-batches as fit in `work_ms` (at least one sample). A batch
+        that would overrun the work time at the measured time per sample is cut to what fits (the sum does not
+        depend on how the samples are batched), so the result is on time even when one full batch is not."""
         self._start()
         bs = max(1, min(batch_size, self.held))
         start = time.perf_counter()
+        end = start + work_ms / 1000
         samples, loss_sum = 0, 0.0
         while True:
-            loss = self._batch_loss(self._next_indices(bs))
+            n = bs
+            if self._sample_s is not None:
+                fit = int((end - time.perf_counter()) / self._sample_s)
+                if fit < 1 and samples:
+                    break
+                n = max(1, min(bs, fit))
+            t0 = time.perf_counter()
+            loss = self._batch_loss(self._next_indices(n))
             loss.backward()  # .grad accumulates: the per-sample gradients summed
             loss_sum += loss.item()  # also waits for an asynchronous (CUDA) device: the clock stays honest
-            samples += bs
-            if (time.perf_counter() - start) * 1000 >= work_ms:
+            samples += n
+            now = time.perf_counter()
+            if n == bs:  # full batches only: a cut one costs more per sample and would skew the estimate
+                per = (now - t0) / n
+                self._sample_s = per if self._sample_s is None else 0.7 * self._sample_s + 0.3 * per
+            if now >= end:
                 break
         return self._result(samples, loss_sum, start)
 

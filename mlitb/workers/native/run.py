@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from mlitb.unreachable import EXIT_UNREACHABLE, unreachable_line
+from mlitb.workers.grid import project_problem
 from mlitb.workers.native import torch_missing
 
 
@@ -67,14 +69,17 @@ def status_line(statuses: list[dict]) -> str:
     return " | ".join(parts)
 
 
-def run_native_workers(server: str, project: int, trainers: int = 1, trackers: int = 0, device: str = "cpu",
+def run_native_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, device: str = "cpu",
                        threads: int | None = None, duration_s: float | None = None, token: str | None = None,
                        batch_size: int | None = None, cache_dir: str | None = None, out=sys.stdout) -> int:
     missing = torch_missing()
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
-    if trainers < 0 or trackers < 0 or trainers + trackers == 0:
+    auto = trackers == "auto"
+    if auto:
+        trackers = 0
+    if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
         print("error: ask for at least one trainer or tracker", file=sys.stderr)
         return 2
     if device not in ("cpu", "cuda", "auto"):
@@ -89,11 +94,13 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
-        print(f"error: cannot reach {server}: {exc}", file=sys.stderr)
-        return 2
+        print(unreachable_line(exc) or f"error: cannot reach {server}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     if r.status_code != 200:
-        print(f"error: {server} has no project {project}: {r.text}", file=sys.stderr)
+        print(project_problem(server, project, r, "--token"), file=sys.stderr)
         return 2
+    if auto:  # as for browsers: one tracker between all the machines that join, not one each
+        trackers = 0 if r.json().get("trackers") else 1
     per = threads or max(1, (os.cpu_count() or 1) // max(1, trainers))
     print(f"joining project {project} ({r.json()['name']}) on {server} with {trainers} torch trainer(s) and "
           f"{trackers} tracker(s) on {device}, {per} thread(s) each", file=out, flush=True)

@@ -34,6 +34,7 @@ class Settings:
     max_connections_per_address: int = 64
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
+    join_timeout_s: float = 15.0  # seconds a WebSocket connection may stay without a valid JOIN (then closed 1008)
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:

@@ -18,8 +18,9 @@ import logging
 import numpy as np
 
 from mlitb.cluster.partial import Partial
-from mlitb.errors import MlitbError
+from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
+from mlitb.master.project import parse_project_spec
 from mlitb.master.registry import ProjectRegistry
 from mlitb.training.rules import make_aggregator
 from mlitb.training.strategies import SyncRounds
@@ -88,22 +89,28 @@ class GatewayRuntime(ProjectRuntime):
 
 class GatewayRegistry(ProjectRegistry):
     """The projects one gateway serves: each a `GatewayRuntime` on `upstream_for(project id)`. No store: the
-    project's state, checkpoints included, lives upstream."""
+    project's state, checkpoints included, lives upstream; its data comes from upstream once (`add`), so a
+    gateway on another host never reads a file it cannot see."""
 
     def __init__(self, settings, gateway: str, upstream_for):
         self.gateway = gateway
         self.upstream_for = upstream_for
         super().__init__(settings, None)
 
-    def add(self, project_id: int, spec: dict, owner_hash: str | None = None, invite_hash: str | None = None):
-        runtime = self._build(project_id, spec, [])
+    def add(self, project_id: int, spec: dict, dataset, owner_hash: str | None = None,
+            invite_hash: str | None = None) -> GatewayRuntime:
+        parsed = parse_project_spec(spec)
+        runtime = GatewayRuntime(project_id, parsed, parsed.build_network(), dataset, self.settings,
+                                 upstream=self.upstream_for(project_id), gateway=self.gateway)
         runtime.grant(owner_hash, invite_hash)
         self.projects[project_id] = runtime
         self._next_id = max(self._next_id, project_id + 1)
         self._start(runtime)
         return runtime
 
-    def _build(self, project_id: int, body, examples=None) -> ProjectRuntime:
-        plain = super()._build(project_id, body, examples)
-        return GatewayRuntime(project_id, plain.spec, plain.network, plain.dataset, self.settings,
-                              upstream=self.upstream_for(project_id), gateway=self.gateway)
+    def create(self, body, examples=()):
+        raise MlitbError(ErrorCode.FORBIDDEN, "in cluster mode projects are created where the cluster starts: "
+                         "mlitb serve --ray --new-project SPEC.json")
+
+    def delete(self, project_id: int) -> None:
+        raise MlitbError(ErrorCode.FORBIDDEN, "in cluster mode a gateway does not delete projects")

@@ -129,9 +129,10 @@ def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, registry: ProjectRegistry | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = ProjectRegistry(settings, ProjectStore(settings.data_dir / "mlitb.sqlite3"))
+    # a cluster gateway (mlitb/cluster/) hands in its own registry, whose projects live in project actors
+    registry = registry or ProjectRegistry(settings, ProjectStore(settings.data_dir / "mlitb.sqlite3"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -20,6 +20,11 @@ def _serve(args: argparse.Namespace) -> int:
                         open_creation=not args.admin_only, data_url=args.data_url,
                         trainer_capacity=args.trainer_capacity,
                         max_connections_per_address=args.max_connections_per_address)
+    if args.ray:  # the only path that imports Ray (docs/cluster.md); a plain server never does
+        from mlitb.cluster.launch import serve_cluster
+
+        return serve_cluster(settings, args.ray_address, args.gateways, args.port, args.new_project,
+                             public_host=args.public_host)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -240,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    s.add_argument("--ray", action="store_true",
+                   help="serve on a Ray cluster: one project actor per project, --gateways gateway processes on "
+                        "--port, --port+1, ... (docs/cluster.md; needs the `cluster` extra)")
+    s.add_argument("--ray-address", default=None,
+                   help="with --ray: the cluster to join ('auto' or HOST:PORT; default: start a local one)")
+    s.add_argument("--gateways", type=int, default=2, help="with --ray: number of gateway processes")
+    s.add_argument("--new-project", action="append", default=[], metavar="SPEC.json",
+                   help="with --ray: create a project from this JSON spec (as POST /api/projects takes) at start; "
+                        "its owner token is printed once (gateways do not create projects)")
+    s.add_argument("--public-host", default=None,
+                   help="with --ray: the host name gateways advertise in /api/gateways (default: each node's IP)")
     s.set_defaults(func=_serve)
 
     w = sub.add_parser("worker", formatter_class=fmt, help="add headless browser or native (PyTorch) workers to a project",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +67,12 @@ def serve_cluster(settings: Settings, address: str | None, gateways: int, port: 
         print(f"project {pid} created; owner token {tokens['owner_token']} (shown once)", flush=True)
     for url in cluster.urls:
         print(f"gateway {url}", flush=True)
+    # SIGTERM exits like Ctrl-C: Ray's exit handler then stops the local cluster it started (actors included)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
+    finally:
+        ray.shutdown()

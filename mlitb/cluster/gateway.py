@@ -27,6 +27,7 @@ from mlitb.training.strategies import SyncRounds
 
 log = logging.getLogger("mlitb.cluster")
 
+UPSTREAM_PAUSE_S = 0.5  # a gateway refused a round (its project is stopping) asks again after this long
 SEND_MARGIN_S = 0.25  # a gateway closes its round this long before the upstream deadline, to ship its partial
 
 
@@ -42,7 +43,12 @@ class GatewayRounds(SyncRounds):
 
     async def run_update(self) -> dict:
         host = self.host
-        version, params, left_s = await self.upstream.next_round(self.gateway, self.taken)
+        try:
+            version, params, left_s = await self.upstream.next_round(self.gateway, self.taken)
+        except MlitbError as err:  # the project is stopping: no round, no record; the runtime's loop asks again
+            log.info("gateway %s: no round: %s", self.gateway, err)
+            await asyncio.sleep(UPSTREAM_PAUSE_S)
+            return {}
         self.taken = version
         host.follow(version, params)
         stats = host.begin_update()

@@ -199,7 +199,7 @@ class ProjectRuntime(ModelState):
     # ---- the Host interface of strategies (mlitb/training/strategies/base.py) ---------------------
     @property
     def hyper(self) -> Hyper:
-        return self.spec.hyper
+        return self._spec.hyper
 
     def begin_update(self) -> UpdateStats:
         if self._pending_change is not None:
@@ -248,15 +248,14 @@ class ProjectRuntime(ModelState):
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
                              payload=self._chosen_ids(c)))
 
-    def observe(self, result: Result, since: float) -> float:
+    def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         client = self.clients.get(result.client_id)
-        if client is None:
-            return 0.0
-        return scheduler.observe(client, result.samples, result.compute_ms, (self.clock() - since) * 1000,
-                                 self.settings.max_samples_per_s)
-
-    def ingested(self, stats: UpdateStats) -> None:
-        self.ingest.took_one(stats.ingest)
+        latency = 0.0 if client is None else scheduler.observe(
+            client, result.samples, result.compute_ms, (self.clock() - since) * 1000, self.settings.max_samples_per_s)
+        if stats is not None:
+            stats.latencies.append(latency)
+            self.ingest.took_one(stats.ingest)
+        return latency
 
     def count_late(self, applied: bool) -> None:
         self.telemetry.late_total += 1

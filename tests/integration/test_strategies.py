@@ -52,7 +52,7 @@ class OneResultPerUpdate:
         acc = GradientAccumulator(host.param_count)
         acc.add(result.grad, result.samples, result.loss_sum)
         stats.trainers = len(host.trainer_ids())
-        stats.latencies.append(host.observe(result, self.busy.pop(result.client_id)))
+        host.observe(result, self.busy.pop(result.client_id), stats)
         self.open_version = None
         record = host.finish_update(stats, acc)
         self.busy[result.client_id] = host.clock()

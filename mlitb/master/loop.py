@@ -27,7 +27,6 @@ from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
-from mlitb.master.closure_record import ClosureRecord
 from mlitb.master.model_state import ModelState
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock

@@ -35,7 +35,7 @@ from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training.optimizers import ServerOptimizer
-from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
+from mlitb.training.strategies import Result, Strategy, UpdateStats, make_strategy
 
 log = logging.getLogger("mlitb.master")
 FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
@@ -60,7 +60,7 @@ class ProjectRuntime(ModelState):
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
-        self.strategy: Strategy = strategy or SyncRounds()
+        self.strategy: Strategy = strategy or make_strategy(spec.hyper)
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()

@@ -62,6 +62,7 @@ class ProjectRuntime(ModelState):
         self.ingest = IngestClock()
         self.strategy: Strategy = strategy or make_strategy(spec.hyper)
         self.strategy.bind(self)
+        self._params_frame: tuple[int, np.ndarray, bytes] | None = None  # (version, parameters, encoded frame)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
@@ -148,7 +149,13 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=self.params)
+        """The PARAMS frame of the current version, encoded once and shared by every send of it."""
+        cached = self._params_frame
+        if cached is None or cached[0] != self.round or cached[1] is not self._params:
+            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
+                           payload=self._params)
+            cached = self._params_frame = (self.round, self._params, frame)
+        return cached[2]
 
     # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -222,7 +229,6 @@ class ProjectRuntime(ModelState):
 
     def broadcast(self, due: set[int]) -> None:
         shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
         # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
@@ -232,13 +238,19 @@ class ProjectRuntime(ModelState):
             if c.role == "trainer":
                 self._send_work(c, shared, (n - 1 - k) * ingest_ms if c.id in due else 0.0)
                 k += c.id in due
-            elif c.role == "tracker":
-                self._send(c, shared)
+        self.publish()
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
         if client is not None:
             self._send_work(client, self.params_frame(), 0.0)
+
+    def publish(self) -> None:
+        shared = self.params_frame()
+        self.record.broadcast(self.round, self.params)
+        for c in list(self.clients.values()):
+            if c.role == "tracker":
+                self._send(c, shared)
 
     def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)

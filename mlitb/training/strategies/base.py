@@ -82,6 +82,10 @@ class Host(Protocol):
     def dispatch(self, client_id: int) -> None:
         """Send the current parameters and a WORK frame to one trainer (re-dispatch as soon as it answered)."""
 
+    def publish(self) -> None:
+        """Send the current parameters to every tracker (`broadcast` does this too); they are remembered for a
+        while, so a tracker's test error of this version can be kept with them."""
+
     def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         """Update the client's rate and latency estimates from a result of work sent at clock time `since`;
         returns the latency sample (ms). With `stats`, the result was taken into that update: the sample joins

@@ -172,6 +172,14 @@ class ModelState:
         last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
         self._latest_eval = (last["test_error_round"], last["test_error"]) if last else None
 
+    def carry_evaluation(self, round: int, error: float, count: int, params: np.ndarray) -> None:
+        """A test error measured before this state was restored, with the parameters it was measured on: a
+        project continued from a closure carries its closure's report, so a closure saved from it at once can
+        be verified too. Call after `restore` (which starts a new record)."""
+        if self.latest_eval is None or round >= self.latest_eval[0]:
+            self._latest_eval = (round, float(error))
+        self.record.carry_evaluation(round, error, count, np.asarray(params, dtype=np.float32))
+
     def grow_to(self, layers: list[dict]) -> None:
         """A network with more output units (new classes): kernel columns, biases and every optimizer state
         array are laid out anew, zero-filled; a replay starts from the grown model."""

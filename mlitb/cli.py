@@ -76,8 +76,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from mlitb.workers.simulate import run_simulate
+    from mlitb.workers.simulate import parse_range, run_simulate
 
+    if args.ray:  # fleets as Ray actors on the cluster's nodes, against `mlitb serve --ray` gateways
+        if args.server is None or args.project is None:
+            print("error: --ray needs --server (a gateway URL) and --project", file=sys.stderr)
+            return 2
+        from mlitb.cluster.simulate import run_simulate_ray
+
+        return run_simulate_ray(args.ray_address, args.server, args.project, args.clients, args.fleets, args.seconds,
+                                args.speed, parse_range(args.latency_ms), args.seed,
+                                _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
     return run_simulate(args.clients, server=args.server, project=args.project, period_s=args.period,
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
@@ -334,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "$MLITB_ADMIN_TOKEN)")
     m.add_argument("--metrics-out", default=None,
                    help="write one JSON object per round to this file (default: none is written)")
+    m.add_argument("--ray", action="store_true",
+                   help="run the trainers as Ray actors spread over a cluster's nodes, against the gateways of "
+                        "`mlitb serve --ray` (needs --server, a gateway URL, and --project; docs/cluster.md)")
+    m.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
+    m.add_argument("--fleets", type=int, default=2, help="with --ray: actors the trainers are spread over")
+    m.add_argument("--seconds", type=float, default=20.0, help="with --ray: how long the trainers train")
     m.set_defaults(func=_simulate)
     ds = sub.add_parser("data-server", formatter_class=fmt, help="run an independent data server",
                         description="Serve the data of a master's projects (read-only, from its --data-dir) as its "

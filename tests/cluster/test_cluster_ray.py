@@ -143,3 +143,15 @@ async def test_a_gateway_killed_9_loses_its_clients_to_the_other_within_10_s_and
         assert all(m["contributions"] <= CLIENTS and m.get("gateways", 0) <= 2 for m in metrics)
     finally:
         await fleet.stop()
+
+
+def test_simulated_fleets_as_ray_actors_train_the_project_through_the_gateways(cluster):
+    from mlitb.cluster.simulate import simulate_on_ray
+
+    before = status(cluster)["round"]
+    results = simulate_on_ray(cluster.urls[0], 1, clients=4, fleets=2, seconds=4.0, speed=20000.0,
+                              latency_ms=(1.0, 5.0))
+    assert [r["joined"] for r in results] == [2, 2]
+    # gw1 was killed by the test before: until it is no longer listed, a connection to it is refused (and retried)
+    assert all(r["gradients"] > 0 and all(e.startswith("connect:") for e in r["errors"]) for r in results), results
+    assert status(cluster)["round"] > before

@@ -71,6 +71,12 @@ class ProjectActor:
             return err.code.name, str(err)
         return None
 
+    async def set_hyper(self, hyper) -> None:
+        """Live hyper-parameters from a gateway: checked, in force, and stored in the project's spec."""
+        self.core.set_hyper(hyper)
+        rt = self.core.runtime
+        await asyncio.to_thread(self.registry.store.update_spec, rt.id, rt.stored_spec().model_dump())
+
     async def hello(self, gateway: str, url: str, clients: int) -> None:
         self._ensure_running()
         self.core.hello(gateway, url, clients)
@@ -105,6 +111,9 @@ class RayUpstream:
             raise MlitbError(ErrorCode.STALE_ROUND, f"project actor unavailable: {type(err).__name__}") from None
         if refused is not None:
             raise MlitbError(ErrorCode[refused[0]], refused[1])
+
+    async def set_hyper(self, hyper) -> None:
+        await self.handle.set_hyper.remote(hyper)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

@@ -22,6 +22,7 @@ import numpy as np
 from mlitb.cluster.partial import DECOMPOSABLE, PartialSum
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
+from mlitb.master.project import Hyper
 
 log = logging.getLogger("mlitb.cluster")
 
@@ -47,8 +48,9 @@ class ProjectCore:
         """A gateway is alive (its URL and number of connected clients, for GET /api/gateways)."""
         self.gateways[gateway] = {"seen": self.clock(), "url": url, "clients": clients}
 
-    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float]:
-        """Wait for an open round newer than `after`; returns (version, parameters, seconds left to its deadline)."""
+    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper]:
+        """Wait for an open round newer than `after`; returns (version, parameters, seconds left to its deadline,
+        the project's hyper-parameters: a change made at one gateway reaches the others with the next round)."""
         self._waiting += 1
         self._notify()
         try:
@@ -57,11 +59,18 @@ class ProjectCore:
                 info["seen"] = self.clock()
                 agg = self._open
                 if agg is not None and agg.version > after:
-                    return agg.version, self.runtime.params, max(0.0, self._deadline - self.clock())
+                    return agg.version, self.runtime.params, max(0.0, self._deadline - self.clock()), self.runtime.hyper
                 await self._wait_change(1.0)
             raise MlitbError(ErrorCode.STALE_ROUND, "the project is stopping")
         finally:
             self._waiting -= 1
+
+    def set_hyper(self, hyper) -> Hyper:
+        """Live hyper-parameters changed at a gateway (PATCH .../hyper there): checked again here, in force from
+        the next round's step on (the open one's too, as in one process)."""
+        checked = Hyper.model_validate(hyper.model_dump() if isinstance(hyper, Hyper) else hyper)
+        self.runtime.change_hyper(checked)
+        return checked
 
     def submit(self, partial) -> None:
         """One gateway's partial of the open round; MlitbError (counted, nothing kept) when refused."""
@@ -147,3 +156,6 @@ class LocalUpstream:
 
     async def submit(self, partial) -> None:
         self.core.submit(partial)
+
+    async def set_hyper(self, hyper) -> None:
+        self.core.set_hyper(hyper)

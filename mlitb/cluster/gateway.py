@@ -44,13 +44,13 @@ class GatewayRounds(SyncRounds):
     async def run_update(self) -> dict:
         host = self.host
         try:
-            version, params, left_s = await self.upstream.next_round(self.gateway, self.taken)
+            version, params, left_s, hyper = await self.upstream.next_round(self.gateway, self.taken)
         except MlitbError as err:  # the project is stopping: no round, no record; the runtime's loop asks again
             log.info("gateway %s: no round: %s", self.gateway, err)
             await asyncio.sleep(UPSTREAM_PAUSE_S)
             return {}
         self.taken = version
-        host.follow(version, params)
+        host.follow(version, params, hyper)
         stats = host.begin_update()
         self._round_starts[version] = stats.started
         self._stats, self._acc = stats, make_aggregator(host.hyper, host.param_count)
@@ -79,12 +79,22 @@ class GatewayRuntime(ProjectRuntime):
     def __init__(self, *args, upstream, gateway: str, **kw):
         super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
 
-    def follow(self, version: int, params: np.ndarray) -> None:
-        """Take the upstream's version and parameters (arrays are replaced, never written: see ModelState)."""
+    def follow(self, version: int, params: np.ndarray, hyper=None) -> None:
+        """Take the upstream's version, parameters and hyper-parameters (arrays are replaced, never written)."""
         params = np.asarray(params, dtype=np.float32)
         if params.shape != self.params.shape:
             raise ValueError(f"upstream sent {params.size} parameters; the network has {self.params.size}")
         self._params, self._round = params, version
+        if hyper is not None and hyper != self.hyper:
+            super().change_hyper(hyper)
+
+    def change_hyper(self, hyper) -> None:
+        """PATCH .../hyper at this gateway: in force here at once and sent upstream, which hands it to the other
+        gateways with the next round (and stores it)."""
+        super().change_hyper(hyper)
+        task = asyncio.get_running_loop().create_task(self.strategy.upstream.set_hyper(hyper))
+        task.add_done_callback(lambda t: t.cancelled() or not t.exception() or
+                               log.error("project %s: hyper change not sent upstream", self.id, exc_info=t.exception()))
 
     def apply_update(self, update: np.ndarray) -> bool:
         return True  # the step is taken upstream; the next round's parameters come with `follow`

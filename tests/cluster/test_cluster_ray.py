@@ -95,6 +95,11 @@ async def test_two_gateways_train_one_project_and_list_themselves(cluster):
             assert 'mlitb_gateway_partials_total{gateway="gw0",project="1"}' in text
             project = (await http.get(f"{cluster.urls[1]}/api/projects/1")).json()
             assert project["id"] == 1
+            # live hyper-parameters at one gateway: stepped with by the project actor
+            owner = {"Authorization": f"Bearer {cluster.secrets[1]['owner_token']}"}
+            r = await http.patch(f"{cluster.urls[1]}/api/projects/1/hyper", json={"learning_rate": 0.0123}, headers=owner)
+            assert r.status_code == 200, r.text
+        await wait_for(lambda: status(cluster)["metrics"][-1]["learning_rate"] == 0.0123, 30, "the new learning rate")
     finally:
         await fleet.stop()
 

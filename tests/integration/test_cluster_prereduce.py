@@ -31,15 +31,15 @@ def gradient(client: int, version: int, size: int) -> tuple[np.ndarray, int]:
 class ScriptedLink:
     """A trainer that answers each WORK frame at once with its scripted GRADIENT frame, through the runtime's checks."""
 
-    def __init__(self, client: int):
-        self.client = client
+    def __init__(self, client: int, rounds: int):
+        self.client, self.rounds = client, rounds
         self.runtime = None
         self.cid = None
         self.sent_nan = False
 
     def send(self, frame: bytes) -> bool:
         f = decode(frame, len(frame))
-        if f.type == MessageType.WORK and f.round < ROUNDS:  # silent from ROUNDS on: no further step
+        if f.type == MessageType.WORK and f.round < self.rounds:  # silent from then on: no further step
             grad, samples = gradient(self.client, f.round, self.runtime.param_count)
             out = decode(encode(MessageType.GRADIENT, project=self.runtime.id, round=f.round, count=samples,
                                 value=1.5 * samples, payload=grad), 1 << 20)
@@ -54,9 +54,9 @@ def spec() -> ProjectSpec:
     return ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": 5.0})
 
 
-def join(runtime: ProjectRuntime, clients: list[int]) -> None:
+def join(runtime: ProjectRuntime, clients: list[int], rounds: int = ROUNDS) -> None:
     for k in clients:
-        link = ScriptedLink(k)
+        link = ScriptedLink(k, rounds)
         link.runtime = runtime
         link.cid = runtime.add_client(link, "trainer", "cpu").id
 
@@ -169,3 +169,27 @@ async def test_a_partial_arriving_after_its_round_closed_is_refused_not_applied(
         core.submit(partial(version=0))
     assert err.value.code is ErrorCode.STALE_ROUND
     assert np.array_equal(core.runtime.params, before) and core.runtime.round == 1 and core.refused == 1
+
+
+async def test_a_hyper_change_at_one_gateway_reaches_the_project_and_the_other_gateways():
+    s = spec()
+    core = ProjectCore(ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings()))
+    gateways = []
+    for name, clients in (("g0", [0]), ("g1", [1])):
+        core.hello(name)
+        gw = GatewayRuntime(1, s, s.build_network(), tiny_dataset(), Settings(), upstream=LocalUpstream(core),
+                            gateway=name)
+        join(gw, clients, rounds=1000)
+        gateways.append(gw)
+    tasks = [asyncio.create_task(core.run())] + [asyncio.create_task(gw.run()) for gw in gateways]
+    await until(lambda: core.runtime.round >= 1)
+    gateways[0].change_hyper(gateways[0].hyper.model_copy(update={"learning_rate": 0.0123}))
+    await until(lambda: core.runtime.hyper.learning_rate == 0.0123)
+    start = core.runtime.round
+    await until(lambda: core.runtime.round >= start + 2)
+    assert gateways[1].hyper.learning_rate == 0.0123
+    assert core.runtime.metrics[-1]["learning_rate"] == 0.0123
+    core.stop()
+    for gw in gateways:
+        gw.stop()
+    await asyncio.gather(*tasks)

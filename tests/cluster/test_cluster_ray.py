@@ -104,6 +104,48 @@ async def test_two_gateways_train_one_project_and_list_themselves(cluster):
         await fleet.stop()
 
 
+@pytest.mark.browser
+def test_a_browser_trainer_on_one_gateway_and_simulated_trainers_on_another_train_one_mnist_project(cluster):
+    """The page, model and data ranges served by a gateway (the data came from the project actor)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlitb.cluster.fleet import ClusterFleet
+    from mlitb.workers.browser import BrowserPool
+
+    done = threading.Event()
+
+    async def fleet_on_gw1(seconds: float) -> int:
+        spec = FleetSpec(url=cluster.urls[1], project=1, param_count=7850, clients=2, speed=20000.0,
+                         latency_ms=(1.0, 5.0), period_s=1.0)
+        fleet = ClusterFleet(spec, [cluster.urls[1]])
+        await fleet.start()
+        start = time.monotonic()
+        while not done.is_set() and time.monotonic() - start < seconds:
+            await asyncio.sleep(0.2)
+        sent = fleet.gradients_sent
+        await fleet.stop()
+        return sent
+
+    def together() -> bool:
+        return any(m.get("gateways") == 2 and m["contributions"] == 3 for m in status(cluster)["metrics"])
+
+    with BrowserPool(cluster.urls[0]) as pool, ThreadPoolExecutor(1) as pool_thread:
+        pool.open(1, "trainer")
+        sent = pool_thread.submit(asyncio.run, fleet_on_gw1(90.0))
+        deadline = time.monotonic() + 90
+        while not together() and time.monotonic() < deadline:
+            pool.wait(1)
+        trained = together()
+        clients = httpx.get(f"{cluster.urls[0]}/api/projects/1/clients", timeout=10).json()
+        statuses = pool.statuses()
+        done.set()
+    assert trained, status(cluster)["metrics"][-3:]
+    assert [c["role"] for c in clients] == ["trainer"] and clients[0]["backend"].split(" ")[0] in ("wasm", "webgl", "cpu")
+    assert next(s for s in statuses if s["role"] == "trainer")["samplesPerS"] > 0
+    assert sent.result() > 0
+
+
 async def test_a_killed_project_actor_restarts_from_its_checkpoint_and_training_goes_on(cluster):
     import ray
     fleet = fleet_for(cluster)

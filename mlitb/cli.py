@@ -55,6 +55,14 @@ def _count_or_auto(text: str) -> int | str:
 
 def _worker(args: argparse.Namespace) -> int:
     token = _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV)
+    if args.ray:  # browser trainers as Ray actors on the cluster's nodes, on `mlitb serve --ray` gateways
+        if args.engine != "browser":
+            print("error: --ray places browser workers (--engine browser) only", file=sys.stderr)
+            return 2
+        from mlitb.cluster.workers import run_browsers_ray
+
+        return run_browsers_ray(args.ray_address, args.server, args.project, args.trainers, args.ray_actors,
+                                args.duration or 60.0, args.backend, token)
     if args.engine == "torch":
         from mlitb.workers.native.run import run_native_workers
 
@@ -296,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
+    w.add_argument("--ray", action="store_true",
+                   help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
+                        "`mlitb serve --ray` (--server: any gateway; --duration: default 60 s; docs/cluster.md)")
+    w.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
+    w.add_argument("--ray-actors", type=int, default=2, help="with --ray: browser actors (one Chromium each)")
     w.set_defaults(func=_worker)
 
     d = sub.add_parser("demo", formatter_class=fmt, help="train the paper's network on MNIST with headless browsers",

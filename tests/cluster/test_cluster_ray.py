@@ -146,6 +146,17 @@ def test_a_browser_trainer_on_one_gateway_and_simulated_trainers_on_another_trai
     assert sent.result() > 0
 
 
+@pytest.mark.browser
+def test_browser_workers_placed_as_ray_actors_train_on_a_gateway(cluster):
+    from mlitb.cluster.workers import browsers_on_ray
+
+    before = status(cluster)["round"]
+    [result] = browsers_on_ray(cluster.urls[0], 1, browsers=1, actors=1, seconds=20.0)
+    trainers = [s for s in result["statuses"] if s.get("role") == "trainer"]
+    assert len(trainers) == 1 and trainers[0]["samplesPerS"] > 0, result
+    assert result["server"] in cluster.urls and status(cluster)["round"] > before
+
+
 async def test_a_killed_project_actor_restarts_from_its_checkpoint_and_training_goes_on(cluster):
     import ray
     fleet = fleet_for(cluster)

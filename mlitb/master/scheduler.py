@@ -43,8 +43,9 @@ class Client:
     max_samples: int = 1  # most samples a result may claim: max_samples_per_s x max(work time, 1 s)
     alloc_size: int = 0
     last_samples: int = 0
-    # the newest results' compute past the work time they were given (ms, >= 0)
+    # the newest results' compute past the work time they were given (ms, >= 0), and their latency (ms)
     overshoots: deque = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
+    latencies: deque = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
 
 
 def observe_latency(client: Client, sample_ms: float) -> float:
@@ -74,7 +75,9 @@ def observe(client: Client, samples: int, compute_ms: int, elapsed_ms: float, ma
         observe_rate(client, min(samples * 1000.0 / compute_ms, float(max_samples_per_s)))
     if client.work_ms > 0:
         client.overshoots.append(max(0.0, float(compute_ms - client.work_ms)))
-    return observe_latency(client, elapsed_ms - compute_ms)
+    sample = observe_latency(client, elapsed_ms - compute_ms)
+    client.latencies.append(sample)
+    return sample
 
 
 def spread_ms(samples) -> float:
@@ -88,13 +91,14 @@ def timing_margin_ms(client: Client, period_ms: float, batch_size: int) -> float
     """Time kept back, besides the latency estimate (which rises at once with a slower round trip), so the
     result still arrives by the deadline: the median of the trainer's recent overshoots past its work time (one
     that checks its clock between sub-batches overshoots by milliseconds, one that finishes whole batches by up
-    to one batch) plus their spread, at least max(10 ms, 0.5% of T). Until MIN_TIMING_SAMPLES results have
+    to one batch) plus the spread of its overshoot and latency together, at least max(10 ms, 0.5% of T). Until MIN_TIMING_SAMPLES results have
     shown its spread: its largest overshoot so far (before the first, one mini-batch at its rate) and 5% of T."""
     if len(client.overshoots) < MIN_TIMING_SAMPLES:
         batch_ms = 1000.0 * batch_size / client.rate_sps if client.rate_sps else 0.0
         first = max(client.overshoots) if client.overshoots else batch_ms
         return min(first, period_ms) + max(50.0, 0.05 * period_ms)
-    margin = float(np.median(client.overshoots)) + max(spread_ms(client.overshoots), 10.0, 0.005 * period_ms)
+    timing = [o + lat for o, lat in zip(client.overshoots, client.latencies)]
+    margin = float(np.median(client.overshoots)) + max(spread_ms(timing), 10.0, 0.005 * period_ms)
     return min(margin, period_ms)
 
 

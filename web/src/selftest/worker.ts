@@ -50,6 +50,27 @@ async function trainCheck(p: Params) {
   return { backend: choice, before, after, rounds, predictShape: [4, gc.numClasses], predictSums: sumsOfRows(probs, gc.numClasses) };
 }
 
+// A long run as the trainer does it: new parameters each round, then gradients for a work time whose last
+// sub-batch shrinks to fit (so batch shapes vary), with the live tensors, their bytes and the wasm heap
+// recorded per round (?network=paper|cifar&rounds=&ms=).
+async function memoryCheck(p: Params) {
+  const choice = await chooseBackend(p.backend || undefined);
+  const net = BENCH_NETWORKS[p.network ?? "paper"];
+  const gc = GradientComputer.fromModel(net.make());
+  const data = syntheticData(512, net.shape, net.classes, 5);
+  const heap = () => (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8.length ?? 0;
+  const rounds: { samples: number; numTensors: number; numBytes: number; heapBytes: number }[] = [];
+  const w = gc.getParams();
+  for (let r = 0; r < Number(p.rounds ?? 40); r++) {
+    gc.setParams(w);
+    const g = gc.computeFor(Number(p.ms ?? 100) * (1 + (r % 3) / 2), data);
+    for (let i = 0; i < w.length; i++) w[i] -= (0.01 * g.grad[i]) / g.samples;
+    const m = tf.memory();
+    rounds.push({ samples: g.samples, numTensors: m.numTensors, numBytes: m.numBytes, heapBytes: heap() });
+  }
+  return { backend: choice, network: p.network ?? "paper", rounds };
+}
+
 function sumsOfRows(a: Float32Array, k: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < a.length; i += k) out.push(a.subarray(i, i + k).reduce((s, v) => s + v, 0));
@@ -112,6 +133,7 @@ async function run(p: Params) {
   }
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);
+  if (check === "memory") return memoryCheck(p);
   if (check === "artifacts") return artifactsCheck();
   if (check === "profile") return profileStep(p, threadOption(p));
   throw new Error(`unknown check '${check}'`);

@@ -73,18 +73,25 @@ function configureWasm(opts: BackendOptions, threads: number): void {
   }
 }
 
-// A tiny training step with every op the trainer uses: a backend that cannot run it is skipped.
+// A tiny training step with every op the trainer uses: a backend that cannot run it is skipped. Its numbers
+// are checked too: measured here, Chromium's fallback WebGPU adapter (SwiftShader) runs every kernel and
+// returns zeros, which would train nothing while looking fast.
 function smokeTrain(): void {
   tf.tidy(() => {
+    const product = tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5], [6]])).dataSync();
+    if (product[0] !== 17 || product[1] !== 39) throw new Error(`wrong results ([1,2;3,4]x[5;6] gave [${product}])`);
     const w = tf.variable(tf.randomNormal([3, 3, 1, 2]), true, `smoke${Math.random()}`);
     const d = tf.variable(tf.randomNormal([32, 3]), true, `smoke${Math.random()}`);
-    const x = tf.randomUniform([2, 8, 8, 1]);
+    const x = tf.randomUniform([2, 8, 8, 1], 0.1, 1);
     const { grads } = tf.variableGrads(() => {
       const h = tf.maxPool(tf.relu(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, "same")), 2, 2, "valid");
       const p = tf.softmax(tf.matMul(tf.reshape(h, [2, 32]) as tf.Tensor2D, d as tf.Tensor2D));
       return tf.sum(tf.log(tf.clipByValue(p, 1e-7, 1))) as tf.Scalar;
     }, [w, d]);
-    Object.values(grads).forEach((g) => g.dataSync());
+    for (const g of Object.values(grads)) {
+      const v = g.dataSync();
+      if (!v.every(Number.isFinite) || v.every((e) => e === 0)) throw new Error("wrong results (a zero or non-finite gradient)");
+    }
     w.dispose();
     d.dispose();
   });

@@ -71,6 +71,31 @@ async function memoryCheck(p: Params) {
   return { backend: choice, network: p.network ?? "paper", rounds };
 }
 
+// Every layer type's gradients on WebGPU against the cpu backend, then a short training throughput; a clean
+// skip (with the reason) where this browser exposes no WebGPU adapter. ?software=1 accepts a fallback adapter.
+async function webgpuCheck(p: Params) {
+  let choice;
+  try {
+    choice = await chooseBackend("webgpu");
+  } catch (e) {
+    return { skipped: String((e as Error).message ?? e) };
+  }
+  if (choice.software && p.software !== "1") return { skipped: choice.detail };
+  const checks = [...(await kernelChecks("webgpu")), ...(await gradientChecks("webgpu"))];
+  const rates: Record<string, number> = {};
+  for (const name of ["paper", "cifar"]) {
+    await tf.setBackend("webgpu");
+    const net = BENCH_NETWORKS[name];
+    const gc = GradientComputer.fromModel(net.make());
+    const data = syntheticData(1024, net.shape, net.classes, 3);
+    gc.computeFor(1000, data, 32);
+    const r = gc.computeFor(Number(p.ms ?? 3000), data, 32);
+    rates[name] = (r.samples / r.ms) * 1000;
+    gc.model.dispose();
+  }
+  return { backend: choice, checks, pass: checks.every((c) => c.pass), samplesPerSec: rates };
+}
+
 function sumsOfRows(a: Float32Array, k: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < a.length; i += k) out.push(a.subarray(i, i + k).reduce((s, v) => s + v, 0));
@@ -134,6 +159,7 @@ async function run(p: Params) {
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);
   if (check === "memory") return memoryCheck(p);
+  if (check === "webgpu") return webgpuCheck(p);
   if (check === "artifacts") return artifactsCheck();
   if (check === "profile") return profileStep(p, threadOption(p));
   throw new Error(`unknown check '${check}'`);

@@ -39,7 +39,6 @@ from mlitb.training.optimizers import ServerOptimizer
 from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
 
 log = logging.getLogger("mlitb.master")
-FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
 
 __all__ = ["Client", "ProjectRuntime"]
 
@@ -51,13 +50,13 @@ class ProjectRuntime(ModelState):
                  strategy: Strategy | None = None, optimizer: ServerOptimizer | None = None):
         super().__init__(spec, network, params, optimizer)
         self.id = project_id
-        self.dataset = dataset
+        self._dataset = dataset
         self.settings = settings
         self.clock = clock
         self.on_checkpoint = on_checkpoint  # awaited every `settings.checkpoint_every` updates
         self.clients: dict[int, Client] = {}
         self._client_ids = itertools.count(1)  # per runtime: two runtimes in one process share nothing
-        self.allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
+        self._allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
@@ -72,6 +71,11 @@ class ProjectRuntime(ModelState):
     def max_frame_bytes(self) -> int:
         """Largest frame a client may send to this project: a header plus one gradient."""
         return 24 + 4 * self.param_count
+
+    @property
+    def allocator(self) -> Allocator:
+        """Who holds which example ids (replaced when new data is attached)."""
+        return self._allocator
 
     @property
     def open_round(self) -> int | None:
@@ -162,19 +166,16 @@ class ProjectRuntime(ModelState):
             raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"{frame.type.name} is not accepted after joining")
 
     def _result_of(self, client: Client, frame: Frame) -> Result:
-        """The frame as a `Result`, after the role, length, sample-count and loss checks; its values are checked
+        """The frame as a `Result`, after the role, length (the codec's), sample-count and loss checks; its values are checked
         for finiteness where the strategy adds them."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
-        payload, param_count = frame.payload, self.param_count
-        if len(payload) != 4 * param_count:
-            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
-                             f"({param_count} float32)")
+        grad = frame.vector(self.param_count)  # decoded by the frame's payload kind (mlitb.codec): dense is a view
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        return Result(client.id, frame.round, np.frombuffer(payload, FLOAT32_LE), frame.count, frame.value, frame.aux)
+        return Result(client.id, frame.round, grad, frame.count, frame.value, frame.aux)
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -277,7 +278,7 @@ class ProjectRuntime(ModelState):
             stats, aggregate, self.clock() - stats.started, step_skipped, hyper, latest_eval=self.latest_eval,
             ingest_s=self.ingest.seconds, unallocated=self.allocator.unallocated_with_room(),
             classes=self.network.num_classes)
-        self.metrics.append(record)
+        self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()
         return record
@@ -320,9 +321,9 @@ class ProjectRuntime(ModelState):
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell
         every worker where to fetch it (a new WELCOME, then ALLOC for trainers)."""
-        self.dataset = dataset
+        self._dataset = dataset
         trainers = [c.id for c in self.trainers()]
-        self.allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
+        self._allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
         for tid in trainers:
             self.allocator.join(tid)
         self._welcome_again()
@@ -349,7 +350,7 @@ class ProjectRuntime(ModelState):
         self._pending_change = None
         self.grow_to(layers)
         added = len(dataset.train) - len(self.dataset.train)
-        self.dataset = dataset
+        self._dataset = dataset
         self.allocator.extend(added)
         self._welcome_again()
 

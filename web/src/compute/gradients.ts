@@ -33,6 +33,8 @@ export class GradientComputer {
   readonly paramCount: number;
   readonly numClasses: number;
   batchSize = DEFAULT_BATCH_SIZE;
+  /** A sub-batch takes at most 1/subBatches of the work time (1: whole batches, as benchmarks measure them). */
+  subBatches = SUB_BATCHES;
   private readonly vars: tf.Variable[];
   private readonly sizes: number[];
   private readonly inputShape: number[];
@@ -104,9 +106,9 @@ export class GradientComputer {
         // Before its speed is known the trainer measures it on a few samples, not a whole (maybe long) batch.
         const fits = this.msPerSample > 0 ? Math.floor(left / this.msPerSample) : Math.min(PROBE_SAMPLES, bs);
         if (samples > 0 && fits < 1) break;
-        // A slow device splits its batches so one sub-batch is at most 1/SUB_BATCHES of the work time: the
+        // A slow device splits its batches so one sub-batch is at most 1/subBatches of the work time: the
         // summed gradient is the same, and a misjudged last sub-batch overshoots by less.
-        const slice = this.msPerSample > 0 ? Math.floor(workMs / (SUB_BATCHES * this.msPerSample)) : bs;
+        const slice = this.msPerSample > 0 ? Math.floor(workMs / (this.subBatches * this.msPerSample)) : bs;
         const idx = this.nextIndices(data, Math.max(1, Math.min(bs, fits, slice)));
         const t0 = performance.now();
         const prev: tf.Tensor[] | null = acc;

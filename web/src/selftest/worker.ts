@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { restoreStockKernels } from "../compute/kernels";
+import { parityCheck } from "./parity";
 import type { LabelledImages } from "../compute/gradients";
 import { BENCH_NETWORKS, paperNetwork } from "./networks";
 import { compare, gradientChecks, kernelChecks, seeded } from "./checks";
@@ -112,6 +113,7 @@ async function throughput(p: Params) {
   const net = BENCH_NETWORKS[p.network ?? "paper"];
   if (!net) throw new Error(`unknown network '${p.network}'`);
   const gc = GradientComputer.fromModel(net.make());
+  gc.subBatches = 1; // whole batches of the size asked for: the figure is compared with PyTorch at that size
   const data = syntheticData(2048, net.shape, net.classes, 3);
   const results = [];
   for (const bs of batches) {
@@ -160,6 +162,7 @@ async function run(p: Params) {
   if (check === "train") return trainCheck(p);
   if (check === "memory") return memoryCheck(p);
   if (check === "webgpu") return webgpuCheck(p);
+  if (check === "parity") return parityCheck(p);
   if (check === "artifacts") return artifactsCheck();
   if (check === "profile") return profileStep(p, threadOption(p));
   throw new Error(`unknown check '${check}'`);

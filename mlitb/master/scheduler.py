@@ -2,8 +2,8 @@
 
 A trainer's next work time is T minus its round-trip latency, minus a margin that follows the measured
 spread of its own timing (`timing_margin_ms`: how far its compute ran past the work time it was given,
-and how much its latency varies), minus its place in the ingest queue, so all results arrive by the deadline: the server takes each result in
-turn (measured: its CPU time per result), so the trainers' arrivals are staggered one ingest time
+and how much its latency varies), minus its place in the ingest queue, so all results arrive by the
+deadline: the server takes each result in turn (measured: its CPU time per result), so the trainers' arrivals are staggered one ingest time
 apart, in the order the parameters went out, instead of all landing at once at the deadline.
 Estimates rise at once (a trainer that slowed should not be late twice) and fall by moving averages.
 """
@@ -73,10 +73,10 @@ def observe(client: Client, samples: int, compute_ms: int, elapsed_ms: float, ma
     client.last_samples = samples
     if compute_ms > 0:
         observe_rate(client, min(samples * 1000.0 / compute_ms, float(max_samples_per_s)))
-    if client.work_ms > 0:
-        client.overshoots.append(max(0.0, float(compute_ms - client.work_ms)))
     sample = observe_latency(client, elapsed_ms - compute_ms)
-    client.latencies.append(sample)
+    if client.work_ms > 0:  # a result of given work: its timing sets the margin
+        client.overshoots.append(max(0.0, float(compute_ms - client.work_ms)))
+        client.latencies.append(sample)
     return sample
 
 
@@ -91,8 +91,9 @@ def timing_margin_ms(client: Client, period_ms: float, batch_size: int) -> float
     """Time kept back, besides the latency estimate (which rises at once with a slower round trip), so the
     result still arrives by the deadline: the median of the trainer's recent overshoots past its work time (one
     that checks its clock between sub-batches overshoots by milliseconds, one that finishes whole batches by up
-    to one batch) plus the spread of its overshoot and latency together, at least max(10 ms, 0.5% of T). Until MIN_TIMING_SAMPLES results have
-    shown its spread: its largest overshoot so far (before the first, one mini-batch at its rate) and 5% of T."""
+    to one batch) plus the spread of its overshoot and latency together, at least max(10 ms, 0.5% of T).
+    Until MIN_TIMING_SAMPLES results have shown that spread: its largest overshoot so far (before the first,
+    one mini-batch at its rate) and 5% of T."""
     if len(client.overshoots) < MIN_TIMING_SAMPLES:
         batch_ms = 1000.0 * batch_size / client.rate_sps if client.rate_sps else 0.0
         first = max(client.overshoots) if client.overshoots else batch_ms

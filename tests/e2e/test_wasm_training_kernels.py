@@ -6,6 +6,7 @@ static server and reads window.selftest. Needs `cd web && npm run build` first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -139,6 +140,10 @@ def test_wasm_threaded_build_initialises_in_a_worker_under_cross_origin_isolatio
     assert r["crossOriginIsolated"] is True
     assert r["backend"]["name"] == "wasm"
     assert "threaded SIMD build" in r["backend"]["detail"]
+    # whether XNNPACK's pool really runs is reported: a pool of n threads runs n - 1 pthread workers. Measured
+    # here (2 cores, trainer in a Web Worker): 2 threads asked, 1 thread and 0 pthread workers run (issue 14).
+    m = re.search(r"(\d+) thread\(s\) \((\d+) pthread worker\(s\) running\)", r["backend"]["detail"])
+    assert m and int(m.group(2)) == int(m.group(1)) - 1, r["backend"]["detail"]
 
 
 def test_wasm_trains_the_paper_network_much_faster_than_the_cpu_backend(selftest):

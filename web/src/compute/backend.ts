@@ -54,13 +54,21 @@ function probeWebGL(): Probe {
 
 // Threads need SharedArrayBuffer (cross-origin isolation) and nested workers. TF.js 4.22 caps XNNPACK's
 // pool at hardwareConcurrency / 2, so below 4 logical cores the threaded build only adds 8 idle workers:
-// by default it is used from 4 cores up (bench/trainer_throughput.py measures either way).
+// by default it is used from 4 cores up (bench/trainer_throughput.py --threads measures either way). The
+// backend detail says how many pthread workers really run (measured on 2 cores: none, even when 2 threads
+// are asked for).
 function wasmThreads(opts: BackendOptions): number {
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
   if (!isolated || typeof SharedArrayBuffer === "undefined") return 0;
   if (opts.wasmThreads !== undefined) return opts.wasmThreads;
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
   return cores >= 4 ? Math.floor(cores / 2) : 0;
+}
+
+// The threaded build's pool really runs: XNNPACK's threads are Emscripten pthreads, each a nested Web Worker.
+function runningPthreads(): number {
+  const wasm = (tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[] } } }).wasm;
+  return wasm?.PThread?.runningWorkers?.length ?? 0;
 }
 
 function configureWasm(opts: BackendOptions, threads: number): void {
@@ -140,8 +148,8 @@ export async function chooseBackend(force?: string, opts: BackendOptions = {}): 
         const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
         const threaded = tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT");
         const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-        extra = `${threaded ? "threaded " : ""}${simd ? "SIMD" : "plain"} build, ${getThreadsCount()} thread(s), `
-          + `${isolated ? "" : "not "}cross-origin isolated`;
+        extra = `${threaded ? "threaded " : ""}${simd ? "SIMD" : "plain"} build, ${getThreadsCount()} thread(s)`
+          + `${threaded ? ` (${runningPthreads()} pthread worker(s) running)` : ""}, ${isolated ? "" : "not "}cross-origin isolated`;
       }
     } else {
       failure = await activate(name);

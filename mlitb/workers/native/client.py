@@ -213,10 +213,14 @@ class NativeWorker:
                 self._download.cancel()
             self._download = asyncio.create_task(self._fetch_allocation(ids))
         elif t == MessageType.PARAMS:
-            params = f.floats().copy()
-            if self.engine is not None and params.size != self.engine.param_count:
-                raise Reconnect(f"PARAMS of round {f.round} has {params.size} values; the loaded model has "
-                                f"{self.engine.param_count}: reconnecting")
+            n = self.engine.param_count if self.engine is not None else f.count
+            if f.kind == 0 and len(f.payload) != 4 * n:
+                raise Reconnect(f"PARAMS of round {f.round} has {len(f.payload) // 4} values; the loaded model has "
+                                f"{n}: reconnecting")
+            try:
+                params = f.vector(n).copy()  # decoded by the frame's payload kind (mlitb.codec)
+            except MlitbError as exc:
+                raise Reconnect(f"PARAMS of round {f.round}: {exc.detail}: reconnecting") from None
             self.params = (f.round, params)
             if self.opts.role == "tracker":
                 self._maybe_evaluate()

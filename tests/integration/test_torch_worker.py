@@ -85,7 +85,7 @@ async def test_a_torch_and_a_simulated_trainer_share_a_project_each_working_to_i
     p = _project(srv)
     stop = asyncio.Event()
     worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    fleet = Fleet(FleetSpec(srv.url, p["id"], p["param_count"], clients=1, speed=100.0, latency_ms=(5, 5),
+    fleet = Fleet(FleetSpec(srv.url, p["id"], p["param_count"], clients=1, speed=50.0, latency_ms=(5, 5),
                             period_s=PERIOD))
     tasks = [asyncio.create_task(worker.run(stop))]
     await fleet.start()
@@ -103,12 +103,12 @@ async def test_a_torch_and_a_simulated_trainer_share_a_project_each_working_to_i
     # work: each trainer's rate is measured and sets its own work time: the period less its latency, one
     # mini-batch at its own rate (held back: the clock-bounded loop may finish one past) and the 50 ms margin
     assert native["samples_per_s"] > 2 * sim["samples_per_s"]
-    assert 70 <= sim["samples_per_s"] <= 130
+    assert 35 <= sim["samples_per_s"] <= 65
     for c in (native, sim):
         held_back = 1000 * 32 / c["samples_per_s"]
         assert c["work_ms"] <= 1000 - 50 - 0.8 * held_back
         assert c["work_ms"] >= 1000 - 50 - 1.25 * held_back - 3 * c["latency_ms"] - 100
-    assert sim["work_ms"] <= 1000 - 50 - 250  # the slow trainer holds back ~320 ms (32 samples at 100 samples/s)
+    assert sim["work_ms"] <= 1000 - 50 - 500  # the slow trainer holds back ~640 ms (32 samples at 50 samples/s)
     rows = httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()[4:]  # after the first rates are measured
     # both answer nearly every round (on a loaded machine an answer may still miss its deadline now and then)
     assert sum(r["contributions"] for r in rows) >= 1.4 * len(rows)

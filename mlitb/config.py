@@ -29,6 +29,14 @@ class Settings:
     max_connections_per_address: int = 2048  # WebSocket connections from one IP address
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
+    # what one address may create (an IPv4 address, or an IPv6 /64); the admin token is exempt
+    creations_per_window: int = 30  # projects created (also forks, zoo uploads) per address in any creation_window_s
+    creation_window_s: float = 3600.0  # s: the sliding window of creations_per_window
+    max_projects_per_address: int = 100  # projects created by one address that exist at once
+    # what the server stores in data_dir (docs/errors.md: PROJECT_QUOTA_EXCEEDED, SERVER_QUOTA_EXCEEDED, DISK_LOW)
+    max_project_bytes: int = 4 * 1024**3  # bytes: one project's uploaded data sets (decoded) and added examples
+    max_server_bytes: int = 64 * 1024**3  # bytes: everything under data_dir, uploads in flight included
+    min_free_disk_bytes: int = 1024**3  # bytes: uploads, examples and closures are refused below this much free disk
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:

@@ -23,6 +23,7 @@ from mlitb.data.ingest import IngestLimits, ingest_zip, load_ingested
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
 from mlitb.server.bodies import capped_chunks
+from mlitb.server.storage import UPLOADS, tree_bytes
 
 ZIP_TYPES = {"application/zip", "application/x-zip-compressed"}
 router = APIRouter()
@@ -87,13 +88,13 @@ def range_response(ds: Dataset, split: str, start: int, count: int, request: Req
     return Response(raw, media_type="application/octet-stream", headers=headers)
 
 
-async def _receive_to_file(request: Request, path: Path, cap: int) -> int:
-    size = 0
+async def _receive_to_file(request: Request, path: Path, cap: int, rx) -> int:
+    """Stream the body to `path`; `rx.add` refuses it when the server's quota or the disk watermark is passed."""
     with path.open("wb") as out:
         async for chunk in capped_chunks(request, cap, ErrorCode.UPLOAD_TOO_LARGE, "an upload"):
-            size += len(chunk)
+            rx.add(len(chunk))
             out.write(chunk)
-    return size
+    return rx.size
 
 
 @router.put("/api/projects/{project_id}/data/{split}", summary="Upload a zip of class folders (owner or admin)",
@@ -114,14 +115,24 @@ async def upload_data(project_id: int, split: str, request: Request) -> dict:
         raise MlitbError(ErrorCode.INVALID_NETWORK, "image uploads need a network whose input is [h, w, c]")
     if split == "test" and runtime.dataset is None:
         raise MlitbError(ErrorCode.NO_DATA, "upload the training data first; the test set must use its labels")
-    upload_dir = settings.data_dir / "uploads"
+    storage = request.app.state.storage
+    final = dataset_dir(settings.data_dir, project_id, split)
+    # what the upload replaces: the split's data, and for new training data the examples added on the fly
+    replacing = tree_bytes(final) + (storage.examples_bytes(project_id) if split == "train" else 0)
+    upload_dir = settings.data_dir / UPLOADS
     upload_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=upload_dir, suffix=".zip") as tmp:
-        size = await _receive_to_file(request, Path(tmp.name), settings.max_upload_bytes)
-        staging = dataset_dir(settings.data_dir, project_id, f"{split}.new")
-        report = await asyncio.to_thread(ingest_zip, Path(tmp.name), staging, shape, IngestLimits())
+    staging = dataset_dir(settings.data_dir, project_id, f"{split}.new")
+    with storage.receiving() as rx, tempfile.NamedTemporaryFile(dir=upload_dir, suffix=".zip") as tmp:
+        size = await _receive_to_file(request, Path(tmp.name), settings.max_upload_bytes, rx)
+
+        def reserve(decoded: int) -> None:  # before decoding: the decoded data must fit the quotas
+            storage.require(decoded, project_id, replacing, what=f"the decoded data set ({decoded} bytes)")
+
+        report = await asyncio.to_thread(ingest_zip, Path(tmp.name), staging, shape, IngestLimits(), reserve=reserve)
     labels = tuple(report.labels)
     try:
+        # the exact bytes stored (staging is under the project's folder, so both quotas see it now)
+        await asyncio.to_thread(storage.require, 0, project_id, replacing, what="the decoded data set")
         if len(labels) != runtime.network.num_classes:
             raise MlitbError(ErrorCode.INVALID_NETWORK, f"the data has {len(labels)} classes but the network has "
                              f"{runtime.network.num_classes} outputs")
@@ -131,7 +142,6 @@ async def upload_data(project_id: int, split: str, request: Request) -> dict:
     except MlitbError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    final = dataset_dir(settings.data_dir, project_id, split)
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)

@@ -27,6 +27,8 @@ from mlitb.store import ProjectStore
 from mlitb.model import WEIGHTS_FILE, model_json
 from mlitb.data import routes as data_routes
 from mlitb.server import auth
+from mlitb.server.creation import CreationLimits
+from mlitb.server.storage import Storage
 from mlitb.server.ws import ConnectionLimits, serve_client
 from mlitb.server.closures import router as closure_router
 from mlitb.server.examples import router as examples_router
@@ -54,7 +56,7 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status,
     400: "malformed request", 401: "a token is needed", 403: "the token does not allow this",
     404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
     413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
-    429: "a limit was hit", 503: "a data set is not installed"}.items()}
+    429: "a limit was hit", 503: "a data set is not installed", 507: "a storage quota or the disk is full"}.items()}
 HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
@@ -112,7 +114,8 @@ def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = ProjectRegistry(settings, ProjectStore(settings.data_dir / "mlitb.sqlite3"))
+    store = ProjectStore(settings.data_dir / "mlitb.sqlite3")
+    registry = ProjectRegistry(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -126,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     limits = ConnectionLimits(settings)
     app.state.settings = settings
+    app.state.storage = Storage(settings, store.examples_bytes)
+    app.state.creation = CreationLimits(settings, store.count_created_by, store.set_creator)
 
     @app.middleware("http")
     async def isolate(request: Request, call_next):
@@ -178,7 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.open_creation:
             token = auth.token_of(request)
             auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
+        creator = app.state.creation.admit(request)
         runtime, secrets = registry.create(spec.model_dump())
+        app.state.creation.record(creator, runtime.id)
         return {**summary(runtime), **secrets}
 
     @app.get("/api/projects/{project_id}", summary="Get a project")

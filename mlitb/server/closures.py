@@ -100,9 +100,12 @@ async def save_closure(project_id: int, request: Request, body: SaveBody | None 
     token = auth.token_of(request)
     auth.require(auth.is_admin(token, request.app.state.settings.admin_token) or auth.matches(token, rt.owner_hash),
                  token, "save this project's closure")
+    storage = request.app.state.storage
+    storage.require(0, what="saving a closure")
     snap = snapshot(rt, body.description if body else "")  # copies, in the event loop: no pause, no torn state
     raw = await asyncio.to_thread(build_closure, snap)
     closure = await asyncio.to_thread(read_closure, raw)  # what is stored is what a reader accepts
+    await asyncio.to_thread(storage.require, len(raw), what=f"a closure of {len(raw)} bytes")
     summary = await asyncio.to_thread(_store, request, raw, closure, rt.spec.private, rt.owner_hash,
                                       f"p{project_id}-r{snap.round}")
     return _public(summary)
@@ -137,9 +140,16 @@ async def download_closure(closure_id: str, request: Request) -> FileResponse:
 @router.post("/api/closures", status_code=201, summary="Upload a closure file (application/zip body) to the zoo")
 async def upload_closure(request: Request) -> dict:
     _may_create(request)
+    limits, storage = request.app.state.creation, request.app.state.storage
+    limits.admit(request, project=False)
+    storage.require(0, what="a closure upload")
     raw = await read_capped(request, MAX_UPLOAD_BYTES, ErrorCode.CLOSURE_TOO_LARGE, "a closure")
     closure = await asyncio.to_thread(read_closure, raw)  # every check passes before anything is stored
-    return _public(await asyncio.to_thread(_store, request, raw, closure, False, None, "upload"))
+    await asyncio.to_thread(storage.require, len(raw), what=f"a closure of {len(raw)} bytes")
+    uploader = limits.admit(request, project=False)  # again: other uploads may have counted while this one read
+    summary = await asyncio.to_thread(_store, request, raw, closure, False, None, "upload")
+    limits.record(uploader)
+    return _public(summary)
 
 
 @router.post("/api/closures/{closure_id}/fork", status_code=201,
@@ -155,9 +165,12 @@ async def fork_closure(closure_id: str, request: Request, body: ForkBody | None 
     spec = closure.spec.model_dump()
     if body.name:
         spec["name"] = body.name
+    limits = request.app.state.creation
+    creator = limits.admit(request)  # no await from here to create: the counts hold
     # checks the data set and network again; starts at the seed. Pictures labelled on the fly come along: the
     # network has their classes
     runtime, secrets_ = registry.create(spec, appended_examples(closure))
+    limits.record(creator, runtime.id)
     if body.mode == "continue":
         # before the new loop first runs (no await since create): it starts from the closure's state
         rnd = int(closure.manifest.get("round", 0))

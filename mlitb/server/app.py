@@ -5,6 +5,7 @@ the browser may use wasm threads and SIMD."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -115,6 +116,8 @@ def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = ProjectStore(settings.data_dir / "mlitb.sqlite3")
+    storage = Storage(settings, store.examples_bytes)
+    storage.clean_staging(store.project_ids())  # what a crash left half-written; before any project loads its data
     registry = ProjectRegistry(settings, store)
 
     @asynccontextmanager
@@ -129,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     limits = ConnectionLimits(settings)
     app.state.settings = settings
-    app.state.storage = Storage(settings, store.examples_bytes)
+    app.state.storage = storage
     app.state.creation = CreationLimits(settings, store.count_created_by, store.set_creator)
 
     @app.middleware("http")
@@ -196,6 +199,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def delete_project(project_id: int, request: Request) -> Response:
         owned(project_id, request, "delete this project")
         registry.delete(project_id)
+        # its uploaded data goes too (a later project may get the same id)
+        shutil.rmtree(data_routes.dataset_dir(settings.data_dir, project_id, "train").parent, ignore_errors=True)
         return Response(status_code=204)
 
     @app.get("/api/projects/{project_id}/model/model.json", summary="Current model (TF.js Layers topology)")

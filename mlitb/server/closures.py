@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import time
@@ -66,9 +67,12 @@ def _public(summary: dict) -> dict:
 def _store(request: Request, raw: bytes, closure: Closure, private: bool, owner_hash: str | None, prefix: str) -> dict:
     cid = f"{prefix}-{secrets.token_hex(4)}"
     d = _dir(request)
-    (d / f"{cid}.zip").write_bytes(raw)
     summary = _summary(cid, closure, len(raw), private, owner_hash)
-    (d / f"{cid}.json").write_text(json.dumps(summary))
+    # each file is renamed into place whole, the summary last: a crash leaves parts that the server's start
+    # removes (server/storage.py), never a listed closure without its file
+    for name, data in ((f"{cid}.zip", raw), (f"{cid}.json", json.dumps(summary).encode())):
+        (d / f"{name}.partial").write_bytes(data)
+        os.replace(d / f"{name}.partial", d / name)
     return summary
 
 

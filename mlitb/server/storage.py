@@ -1,4 +1,5 @@
-"""What the server stores in its data folder: storage quotas and the free-disk watermark.
+"""What the server stores in its data folder: storage quotas, the free-disk watermark, and the
+clean-up at start of the staging leftovers that a crash (kill -9 during an upload) leaves behind.
 
 Layout of `data_dir` this module knows: `uploads/` holds only uploads in flight (zips being received);
 `datasets/{id}/{split}` a project's decoded data, staged as `{split}.new` (and ingest's `.partial`);
@@ -89,6 +90,41 @@ class Storage:
             yield rx
         finally:
             self.in_flight -= rx.size
+
+
+    def clean_staging(self, project_ids: set[int]) -> list[Path]:
+        """Delete what an interrupted upload, ingest, closure save or project deletion left behind (call it
+        before anything runs), and return it: everything in uploads/, staged data set folders, the data of
+        projects that no longer exist (`project_ids`: those that do), closure parts without their summary."""
+        removed: list[Path] = []
+
+        def remove(path: Path) -> None:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+
+        uploads = self.data_dir / UPLOADS
+        if uploads.is_dir():
+            for p in uploads.iterdir():
+                remove(p)
+        for project in (self.data_dir / "datasets").glob("*"):
+            if not (project.name.isdigit() and int(project.name) in project_ids):
+                remove(project)
+                continue
+            for p in project.glob("*"):
+                if p.name.endswith(STAGING_SUFFIXES):
+                    remove(p)
+        closures = self.data_dir / "closures"
+        for p in closures.glob("*.partial"):
+            remove(p)
+        for p in closures.glob("*.zip"):
+            if not p.with_suffix(".json").is_file():  # the summary is written last: without it, never finished
+                remove(p)
+        for p in removed:
+            log.warning("removed a leftover of an interrupted upload or deletion: %s", p)
+        return removed
 
 
 class _Receiving:

@@ -86,6 +86,10 @@ class ProjectStore:
             self._db.execute("INSERT INTO projects (id, spec, created, owner_hash, invite_hash) VALUES (?, ?, ?, ?, ?)",
                              (project_id, json.dumps(spec), created, owner_hash, invite_hash))
 
+    def project_ids(self) -> set[int]:
+        with self._lock:
+            return {pid for (pid,) in self._db.execute("SELECT id FROM projects")}
+
     def set_creator(self, project_id: int, creator: str) -> None:
         """Remember which address created a project (per-address creation limits)."""
         with self._lock:

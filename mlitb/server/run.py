@@ -14,11 +14,13 @@ import uvicorn
 from mlitb.config import Settings
 from mlitb.master.registry import ProjectRegistry
 from mlitb.server.app import create_app
+from mlitb.server.logs import log_config
 
 
 def _config(settings: Settings, log_level: str, app_factory=create_app) -> uvicorn.Config:
+    # tokens in query strings never reach the access or error log (server/logs.py)
     return uvicorn.Config(app_factory(settings), host=settings.host, port=settings.port, log_level=log_level,
-                          ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
+                          log_config=log_config(), ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
 
 
 class GracefulServer(uvicorn.Server):

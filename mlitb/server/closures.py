@@ -25,6 +25,7 @@ from mlitb.closure.format import Closure, appended_examples, build_closure, read
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
 from mlitb.server.bodies import read_capped
+from mlitb.server.summary import project_summary
 
 router = APIRouter()
 ZOO_PAGE = Path(__file__).resolve().parents[1] / "static" / "zoo.html"
@@ -82,18 +83,15 @@ def _stored(request: Request, cid: str) -> tuple[Path, dict]:
     if not _ID.match(cid) or not (d / f"{cid}.json").is_file() or not (d / f"{cid}.zip").is_file():
         raise MlitbError(ErrorCode.UNKNOWN_CLOSURE, f"no stored closure with id {cid!r}")
     summary = json.loads((d / f"{cid}.json").read_text())
-    if summary.get("private"):
-        token = auth.token_of(request)
-        admin = auth.is_admin(token, request.app.state.settings.admin_token)
-        auth.require(admin or auth.matches(token, summary.get("owner_hash")), token, "read this private closure")
+    auth.require(auth.token_of(request), auth.READ, "read this private closure",
+                 admin_token=request.app.state.settings.admin_token, owner_hash=summary.get("owner_hash"),
+                 private=bool(summary.get("private")))
     return d / f"{cid}.zip", summary
 
 
 def _may_create(request: Request) -> None:
-    settings = request.app.state.settings
-    if not settings.open_creation:
-        token = auth.token_of(request)
-        auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
+    if not request.app.state.settings.open_creation:
+        auth.require_admin(request, "create projects on this server")
 
 
 @router.post("/api/projects/{project_id}/closures", status_code=201,
@@ -101,9 +99,7 @@ def _may_create(request: Request) -> None:
 async def save_closure(project_id: int, request: Request, body: SaveBody | None = None) -> dict:
     registry = request.app.state.registry
     rt = registry.get(project_id)
-    token = auth.token_of(request)
-    auth.require(auth.is_admin(token, request.app.state.settings.admin_token) or auth.matches(token, rt.owner_hash),
-                 token, "save this project's closure")
+    auth.require_project(request, rt, auth.OWN, "save this project's closure")
     storage = request.app.state.storage
     storage.require(0, what="saving a closure")
     snap = snapshot(rt, body.description if body else "")  # copies, in the event loop: no pause, no torn state
@@ -117,7 +113,7 @@ async def save_closure(project_id: int, request: Request, body: SaveBody | None 
 
 @router.get("/api/closures", summary="Stored research closures (private ones only for the admin)")
 async def list_closures(request: Request) -> list[dict]:
-    admin = auth.is_admin(auth.token_of(request), request.app.state.settings.admin_token)
+    admin = auth.is_admin_request(request)
     out = []
     for path in sorted(_dir(request).glob("*.json")):
         try:
@@ -159,8 +155,6 @@ async def upload_closure(request: Request) -> dict:
 @router.post("/api/closures/{closure_id}/fork", status_code=201,
              summary="Start a new project from a stored closure; returns its owner token once")
 async def fork_closure(closure_id: str, request: Request, body: ForkBody | None = None) -> dict:
-    from mlitb.server.app import summary as project_summary
-
     _may_create(request)
     body = body or ForkBody()
     path, _ = _stored(request, closure_id)

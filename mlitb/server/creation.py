@@ -45,7 +45,7 @@ class CreationLimits:
         """The address to record the creation under, None for the admin. `project`: False for creations that
         are not projects (zoo uploads), which count towards the rate only."""
         s = self.settings
-        if auth.is_admin(auth.token_of(request), s.admin_token):
+        if auth.is_admin_request(request):
             return None
         address = address_key(request.client.host if request.client else None)
         now = self.clock()

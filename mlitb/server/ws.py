@@ -14,12 +14,12 @@ import time
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from mlitb.auth import join_check
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.registry import ProjectRegistry
 from mlitb.protocol import HEADER_SIZE, MessageType, decode, encode, error_frame, parse_join
 from mlitb.protocol.frames import MAX_JSON_PAYLOAD
 from mlitb.server import ws_lean
-from mlitb.server.auth import matches
 
 log = logging.getLogger("mlitb.ws")
 JOIN_TIMEOUT_S = 15.0
@@ -144,8 +144,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
                     raise MlitbError(ErrorCode.NOT_JOINED, f"first frame must be JOIN, got {frame.type.name}")
                 join = parse_join(frame.json())
                 candidate = registry.get(frame.project)
-                if candidate.spec.private and not (matches(join.token, candidate.invite_hash)
-                                                   or matches(join.token, candidate.owner_hash)):
+                if not join_check(settings.admin_token)(candidate, join.token):
                     raise MlitbError(ErrorCode.FORBIDDEN, "this project is private: JOIN needs its invite token")
                 if len(candidate.clients) >= settings.max_clients_per_project:
                     raise MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"project {candidate.id} already has "

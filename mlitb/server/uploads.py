@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from mlitb.data.dataset import Dataset
 from mlitb.data.ingest import IngestLimits, ingest_zip, load_ingested
 from mlitb.data.routes import dataset_dir
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import ErrorCode, MlitbError, check_split
 from mlitb.server import auth
 from mlitb.server.bodies import capped_chunks
 from mlitb.server.storage import UPLOADS, tree_bytes
@@ -43,8 +43,7 @@ async def upload_data(project_id: int, split: str, request: Request) -> dict:
     registry, settings = request.app.state.registry, request.app.state.settings
     runtime = registry.get(project_id)
     auth.require_owner(runtime.owner_hash, request, settings.admin_token, "upload data to this project")
-    if split not in ("train", "test"):
-        raise MlitbError(ErrorCode.BAD_RANGE, f"split must be 'train' or 'test', not '{split}'")
+    check_split(split)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ZIP_TYPES:
         raise MlitbError(ErrorCode.WRONG_CONTENT_TYPE, f"send the zip as application/zip, not '{ctype or 'nothing'}'")

@@ -23,10 +23,10 @@ async def test_projects_resume_from_their_last_checkpoint_after_a_restart(tmp_pa
     MemoryTrainer(rt, quadratic)
     while rt.round < 7:
         await asyncio.sleep(0.001)
-    # the "crash": the loop stops with no shutdown and no final checkpoint
+    # the "crash": the project's loop task dies where it is, with no shutdown and no final checkpoint
     loop_task = next(t for t in asyncio.all_tasks() if t.get_name() == f"project-{rt.id}")
-    rt.stop()
-    await asyncio.wait_for(loop_task, 30)
+    loop_task.cancel()
+    await asyncio.sleep(0)
     reg.store.close()
 
     again = ProjectRegistry(settings, ProjectStore(tmp_path / "db"))

@@ -16,10 +16,13 @@ from tests.helpers import make_runtime
 
 class ScriptedTrainer:
     """Answers each WORK frame after `delay_s` with `samples` samples that took `compute_ms` (both adjustable),
-    so its latency is about `delay_s - compute_ms` and its rate `samples / compute_ms`."""
+    so its latency is about `delay_s - compute_ms` and its rate `samples / compute_ms`. With a ManualClock (the
+    runtime's too) the delay moves that clock instead of passing, so the latency is exact however loaded the
+    machine is."""
 
-    def __init__(self, runtime, samples=64, compute_ms=100, delay_s=0.0, answer=True):
+    def __init__(self, runtime, samples=64, compute_ms=100, delay_s=0.0, answer=True, clock=None):
         self.runtime, self.samples, self.compute_ms, self.delay_s, self.answer = runtime, samples, compute_ms, delay_s, answer
+        self.clock = clock
         self.link = MemoryLink(max_queue=1000)
         self.client = runtime.add_client(self.link, "trainer", "scripted")
         self.work: list[tuple[int, int]] = []  # (round, work ms) of every WORK frame
@@ -31,7 +34,10 @@ class ScriptedTrainer:
             if frame.type == MessageType.WORK:
                 self.work.append((frame.round, frame.aux))
                 if self.answer:
-                    await asyncio.sleep(self.delay_s)
+                    if self.clock is not None:
+                        self.clock.now += self.delay_s
+                    else:
+                        await asyncio.sleep(self.delay_s)
                     self.send(frame.round)
 
     def gradient(self, round_, samples=None):
@@ -77,9 +83,20 @@ async def test_a_trainer_that_slows_down_gets_less_work_the_very_next_round():
     assert t.client.rate_sps > 2500 and t.work[-1][1] > before - 20
 
 
+class ManualClock:
+    """A runtime clock that moves only when a test moves it."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_a_trainer_whose_latency_grows_is_given_less_work():
-    rt = make_runtime(period_s=4)
-    t = ScriptedTrainer(rt, samples=3200, compute_ms=1, delay_s=0.01)
+    clock = ManualClock()
+    rt = make_runtime(period_s=4, clock=clock)
+    t = ScriptedTrainer(rt, samples=3200, compute_ms=1, delay_s=0.01, clock=clock)
     await rounds(rt, 12)  # the estimate settles from its initial 100 ms to about 10
     before = t.work[-1][1]
     t.delay_s = 0.4

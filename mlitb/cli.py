@@ -209,31 +209,8 @@ def _data_upload(args: argparse.Namespace) -> int:
     return 0
 
 
-SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def size_text(n: int) -> str:
-    """`n` bytes as byte_size reads it, in the largest unit that divides it: 4294967296 -> 4G."""
-    unit = next(u for u in reversed(SIZE_UNITS) if n % SIZE_UNITS[u] == 0)
-    return f"{n // SIZE_UNITS[unit]}{unit}"
-
-
-def byte_size(text: str) -> int:
-    """A size in bytes from `4096`, `512K`, `100M`, `4G` or `1T` (binary multiples)."""
-    units = SIZE_UNITS
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
-    try:
-        value = int(float(number) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 512K, 100M, 4G)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"a size must be positive, not {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from mlitb.config import Settings
+    from mlitb.config import Settings, byte_size, size_text
 
     fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,

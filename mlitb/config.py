@@ -5,6 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def byte_size(text: str) -> int:
+    """A positive size in bytes from `4096`, `512K`, `100M`, `4G` or `1T` (binary multiples); ValueError if not."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (t[:-1], t[-1]) if t and t[-1] in SIZE_UNITS else (t, "")
+    value = int(float(number) * SIZE_UNITS[unit])  # ValueError for anything else
+    if value <= 0:
+        raise ValueError(f"a size must be positive, not {text!r}")
+    return value
+
+
+def size_text(n: int) -> str:
+    """`n` bytes as byte_size reads it, in the largest unit that divides it: 4294967296 -> 4G."""
+    unit = next(u for u in reversed(SIZE_UNITS) if n % SIZE_UNITS[u] == 0)
+    return f"{n // SIZE_UNITS[unit]}{unit}"
+
 
 @dataclass(frozen=True)
 class Settings:

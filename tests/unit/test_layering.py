@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "mlitb"
 MAX_LINES = 400
+PACKAGES = {".".join(("mlitb",) + p.parent.relative_to(ROOT).parts).rstrip(".") for p in ROOT.rglob("__init__.py")}
 
 
 def modules() -> dict[str, Path]:
@@ -93,7 +94,10 @@ def test_no_two_packages_of_mlitb_import_each_other_even_through_others():
 
 
 def test_no_two_modules_of_mlitb_import_each_other_even_through_others():
-    graph = import_graph()
+    # a package's __init__ importing its own modules (to re-export or register them) is the package itself, and
+    # any of its modules imports it first anyway: those edges are left out; every other one counts
+    graph = {m: {t for t in targets if not (m in PACKAGES and t.startswith(m + "."))}
+             for m, targets in import_graph().items()}
     assert find_cycle(graph) is None, f"module import cycle: {' -> '.join(find_cycle(graph))}"
 
 

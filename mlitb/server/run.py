@@ -18,9 +18,12 @@ from mlitb.server.logs import log_config
 
 
 def _config(settings: Settings, log_level: str, app_factory=create_app) -> uvicorn.Config:
-    # tokens in query strings never reach the access or error log (server/logs.py)
+    # websockets-sansio (what "auto" picks today) named outright: it is the protocol whose per-connection read
+    # cap server/ws.py sets before each message, and whose reader server/ws_lean.py makes lean; tokens in query
+    # strings never reach the access or error log (server/logs.py)
     return uvicorn.Config(app_factory(settings), host=settings.host, port=settings.port, log_level=log_level,
-                          log_config=log_config(), ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
+                          ws="websockets-sansio", log_config=log_config(), ws_max_size=settings.max_frame_bytes,
+                          ws_per_message_deflate=False)
 
 
 class GracefulServer(uvicorn.Server):

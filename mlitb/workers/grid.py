@@ -33,7 +33,7 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
                      duration_s: float | None = None, token: str | None = None, out=None) -> int:
     """`trackers` "auto": one tracker if the project has none yet (its test error is what makes a saved closure
     verifiable), else none, so many grid machines on one project add one tracker between them, not one each."""
-    out = out or sys.stdout  # the stdout of when it runs (a test may have swapped it), not of the import
+    out = out or sys.stdout  # looked up per call: a default bound at import would keep a replaced stdout
     auto = trackers == "auto"
     if auto:
         trackers = 0

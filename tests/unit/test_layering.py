@@ -103,7 +103,8 @@ def test_no_two_modules_of_mlitb_import_each_other_even_through_others():
 
 def test_the_lower_layers_import_nothing_of_the_server():
     graph = package_graph()
-    for low in ("auth", "errors", "config", "protocol", "model", "training", "store", "data", "master"):
+    for low in ("auth", "errors", "config", "codec", "protocol", "model", "training", "store", "data", "master",
+                "closure", "workers"):
         assert "server" not in graph.get(low, set()), f"{low} imports mlitb.server"
 
 

@@ -18,7 +18,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
                         open_creation=not args.admin_only, data_url=args.data_url,
-                        trainer_capacity=args.trainer_capacity,
+                        trainer_capacity=args.trainer_capacity, creations_per_window=args.creations_per_window,
+                        creation_window_s=args.creation_window, max_projects_per_address=args.max_projects_per_address,
+                        max_project_bytes=args.project_quota, max_server_bytes=args.server_quota,
+                        min_free_disk_bytes=args.min_free_disk,
                         max_connections_per_address=args.max_connections_per_address)
     run_server(settings, log_level=args.log_level)
     return 0
@@ -214,6 +217,8 @@ def _data_upload(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlitb.config import Settings, byte_size, size_text
+
     fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,
                                 description="MLitB: distributed neural-network training in web browsers.")
@@ -239,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "proxy, or a load test from one machine)")
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
+    defaults = Settings()
+    s.add_argument("--creations-per-window", type=int, default=defaults.creations_per_window,
+                   help="projects (forks, zoo uploads) one address may create per --creation-window; admin exempt")
+    s.add_argument("--creation-window", type=float, default=defaults.creation_window_s,
+                   help="seconds of the sliding window of --creations-per-window")
+    s.add_argument("--max-projects-per-address", type=int, default=defaults.max_projects_per_address,
+                   help="projects created by one address (IPv4, or IPv6 /64) that may exist at once; admin exempt")
+    s.add_argument("--project-quota", type=byte_size, default=size_text(defaults.max_project_bytes),
+                   help="bytes one project may store: uploaded data (decoded) and added examples; K/M/G/T suffixes")
+    s.add_argument("--server-quota", type=byte_size, default=size_text(defaults.max_server_bytes),
+                   help="bytes the server may store in --data-dir, uploads in flight included")
+    s.add_argument("--min-free-disk", type=byte_size, default=size_text(defaults.min_free_disk_bytes),
+                   help="uploads, examples and closures are refused when the disk would have less free")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.set_defaults(func=_serve)
 

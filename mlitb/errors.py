@@ -60,6 +60,11 @@ class ErrorCode(enum.Enum):
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")
+    CREATION_RATE_LIMITED = ErrorInfo(3003, 429, "this address created too many projects recently; try again later")
+    TOO_MANY_PROJECTS = ErrorInfo(3004, 429, "this address has created as many projects as one address may keep")
+    PROJECT_QUOTA_EXCEEDED = ErrorInfo(3005, 507, "the project's stored data would exceed its storage quota")
+    SERVER_QUOTA_EXCEEDED = ErrorInfo(3006, 507, "the server's stored data would exceed its storage quota")
+    DISK_LOW = ErrorInfo(3007, 507, "the server's disk is nearly full; uploads are refused for now")
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

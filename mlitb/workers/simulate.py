@@ -321,7 +321,8 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
         if project is None:
             info = create_project(server, params, period_s, late_policy, name=f"simulate {clients} clients")
         else:
-            r = httpx.get(f"{server}/api/projects/{project}", params={"token": token} if token else None, timeout=30)
+            r = httpx.get(f"{server}/api/projects/{project}", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"} if token else None)
             if r.status_code != 200:
                 from mlitb.workers.grid import project_problem
 

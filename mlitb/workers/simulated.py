@@ -19,7 +19,7 @@ from mlitb.master.loop import ProjectRuntime
 from mlitb.master.transport import MemoryLink
 from mlitb.protocol import MessageType, decode, encode
 from mlitb.protocol.session import ClientSession
-from mlitb.server.auth import join_check
+from mlitb.auth import join_check
 
 # (params, allocated ids) -> (summed gradient, samples, summed loss)
 GradientFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int, float]]

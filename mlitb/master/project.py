@@ -39,6 +39,24 @@ class Hyper(BaseModel):
                                                    "trainer's examples every round (a seeded draw of "
                                                    "samples_per_round from its allocation) and records them")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
+    # communication (docs/protocol.md "Payload kinds"); fixed at creation, like the network
+    upload_codec: Literal["float32", "topk", "topk_q8"] = Field(
+        "float32", description="how trainers send results: dense float32, or the top-k share of coordinates with "
+                               "error feedback (values float32, or 8-bit with per-block scales)")
+    topk_density: float = Field(0.01, gt=0, le=1, description="topk, topk_q8: share of coordinates sent per round")
+    topk_warmup_rounds: int = Field(0, ge=0, le=100_000, description="topk: DGC warm-up, density 0.25 falling by "
+                                                                       "quarters to topk_density over these rounds")
+    download_codec: Literal["float32", "delta_q8", "delta_q4"] = Field(
+        "float32", description="how parameters reach clients: dense float32, or the 8/4-bit quantised change of a "
+                               "shadow copy every client holds (a joining client gets the shadow in float32)")
+    algorithm: Literal["gradient", "local_sgd"] = Field(
+        "gradient", description="'gradient': trainers send summed gradients for the server's AdaGrad step; "
+                                "'local_sgd': trainers take inner steps on their own copy and send the change, "
+                                "which the server applies with Nesterov momentum (DiLoCo)")
+    inner_optimizer: Literal["sgd", "adam"] = Field("sgd", description="local_sgd: the trainers' inner optimizer")
+    inner_lr: float = Field(0.05, gt=0, le=10, description="local_sgd: inner learning rate")
+    outer_lr: float = Field(0.7, gt=0, le=10, description="local_sgd: outer (server) learning rate")
+    outer_momentum: float = Field(0.9, ge=0, lt=1, description="local_sgd: outer Nesterov momentum")
 
 
 class ProjectSpec(BaseModel):

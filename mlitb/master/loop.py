@@ -27,6 +27,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from mlitb.codec import link as codec_link
 from mlitb.config import Settings
 from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
@@ -38,6 +39,7 @@ from mlitb.model import Network, glorot_init
 from mlitb.model.grow import grow_arrays
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training import adagrad_step, make_aggregator
+from mlitb.training.nesterov import nesterov_step
 from mlitb.training.aggregate import all_finite
 
 log = logging.getLogger("mlitb.master")
@@ -65,6 +67,7 @@ class Client:
     answered_round: int = -1
     applied_round: int = -1  # newest round whose gradient was applied (on time or late)
     last_samples: int = 0
+    shadow_round: int = -1  # download codecs: the broadcast round whose shadow this client holds
 
 
 @dataclass
@@ -78,6 +81,9 @@ class RoundStats:
     refreshed: int = 0
     late_applied: int = 0
     ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive gradients
+    up_bytes: int = 0  # GRADIENT frame bytes taken into this round
+    down_bytes: int = 0  # PARAMS frame bytes sent to start it
+    down_frames: int = 0
 
 
 class ProjectRuntime:
@@ -124,6 +130,8 @@ class ProjectRuntime:
         # examples labelled on the fly (mlitb/server/examples.py): the network layers and data they make,
         # applied between rounds (never mid-round: every gradient of a round has the same size)
         self._pending_change: tuple[list[dict], Dataset] | None = None
+        # download codec: one shadow of the parameters per project (mlitb/codec/link.py)
+        self._broadcast = codec_link.ShadowBroadcast(spec.hyper)
 
     # ---- limits derived from the model -------------------------------------------------
     @property
@@ -149,6 +157,7 @@ class ProjectRuntime:
         if role == "tracker":
             client.admitted = True
             link.send(self.params_frame())
+            client.shadow_round = self._broadcast.round
         self._wake.set()
         return client
 
@@ -178,7 +187,33 @@ class ProjectRuntime:
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=self.params)
+        """The parameters clients hold, dense: the shadow under a download codec, else the parameters."""
+        shadow = self._broadcast.shadow
+        values = self.params if shadow is None else shadow.values
+        return encode(MessageType.PARAMS, project=self.id, round=max(self._broadcast.round, 0) if shadow else self.round,
+                      count=self.param_count, payload=values)
+
+    def reset_broadcast(self) -> None:
+        """The parameters were replaced (weights upload, growth, restore): every client gets them dense next round."""
+        self._broadcast.reset()
+
+    def _broadcast_frames(self) -> tuple[bytes, bytes | None, int, np.ndarray]:
+        """(dense frame, delta frame or None, round the delta is built on, the values clients will hold)."""
+        base = self._broadcast.round
+        payload, values = self._broadcast.advance(self.params, self.round)
+        dense = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=values)
+        if payload is None:
+            return dense, None, base, values
+        return dense, encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, aux=base,
+                             payload=payload, kind=self._broadcast.kind), base, values
+
+    def _send_params(self, client: Client, frames: tuple[bytes, bytes | None, int, np.ndarray], stats: RoundStats) -> None:
+        dense, delta, base, _ = frames
+        frame = delta if delta is not None and client.shadow_round == base else dense
+        client.shadow_round = self.round
+        stats.down_bytes += len(frame)
+        stats.down_frames += 1
+        self._send(client, frame)
 
     # ---- incoming frames ---------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -206,6 +241,7 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
         count = frame.count
         grad = self._gradient_of(client, frame)
+        stats.up_bytes += 24 + len(frame.payload)
         record = self.record.contribution(client.id, count, frame.value) if self.spec.hyper.deterministic else None
         # the accumulator checks every value before the add that could change it (block by block for large
         # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
@@ -229,14 +265,16 @@ class ProjectRuntime:
         """The frame's gradient sum (a float32 view), after the length, sample-count and loss checks; its values
         are checked for finiteness where it is added (`add_finite`)."""
         payload, param_count = frame.payload, self.param_count
-        if len(payload) != 4 * param_count:
+        if frame.kind == 0 and len(payload) != 4 * param_count:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
                              f"({param_count} float32)")
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        return np.frombuffer(payload, FLOAT32_LE)
+        if frame.kind == 0:
+            return np.frombuffer(payload, FLOAT32_LE)
+        return codec_link.decode_upload(frame.kind, payload, param_count, self.spec.hyper, frame.round)
 
     def _max_samples(self, client: Client) -> int:
         return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
@@ -327,9 +365,13 @@ class ProjectRuntime:
             test_url=f"{data_base}/test" if ds.test else None,
             shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
+        h = self.spec.hyper
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
-                       param_count=self.param_count, period_s=self.spec.hyper.period_s,
-                       batch_size=self.spec.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
+                       param_count=self.param_count, period_s=h.period_s,
+                       batch_size=h.batch_size, model_url=f"{base}/model/model.json", data=data,
+                       upload_codec=h.upload_codec, topk_density=h.topk_density,
+                       topk_warmup_rounds=h.topk_warmup_rounds, download_codec=h.download_codec,
+                       algorithm=h.algorithm, inner_optimizer=h.inner_optimizer, inner_lr=h.inner_lr)
 
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell
@@ -379,6 +421,7 @@ class ProjectRuntime:
             self.params, self.history = grow_arrays(self.network, network, self.params, self.history)
             self.network = network
             self.record = ClosureRecord(self.round, self.params, self.history)  # a replay starts from the grown model
+            self.reset_broadcast()
         self.spec = spec
         added = len(dataset.train) - len(self.dataset.train)
         self.dataset = dataset
@@ -436,6 +479,7 @@ class ProjectRuntime:
         self.metrics = [m for m in metrics if m["round"] < round]
         self.checkpointed_round = round - 1
         self.record = ClosureRecord(self.round, self.params, self.history)
+        self.reset_broadcast()
         last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
         self.latest_eval = (last["test_error_round"], last["test_error"]) if last else None
 
@@ -464,8 +508,8 @@ class ProjectRuntime:
         self.open_round = self.round
         self._pending = {c.id for c in self.trainers()}
         self._ingest_mark = None
-        shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
+        shared = self._broadcast_frames()
+        self.record.broadcast(self.round, shared[3])
         # the k-th of n trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before the
         # last, so the server takes the gradients in turn rather than all at the deadline
         n = len(self._pending)
@@ -476,11 +520,11 @@ class ProjectRuntime:
                 c.work_ms = self.work_ms_for(c, (n - 1 - k) * ingest_ms if c.id in self._pending else 0.0)
                 c.max_samples = self._max_samples(c)
                 k += c.id in self._pending
-                self._send(c, shared)
+                self._send_params(c, shared, stats)
                 self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
                                      payload=self._chosen_ids(c)))
             elif c.role == "tracker":
-                self._send(c, shared)
+                self._send_params(c, shared, stats)
         stats.trainers = len(self.trainers())
         self._check_all_answered()
         try:
@@ -497,8 +541,11 @@ class ProjectRuntime:
             # the step runs on copies: one whose result is not finite (finite but huge gradients
             # overflowing float32, say) is skipped and counted, never written into the model
             params, history = self.params.copy(), self.history.copy()
-            adagrad_step(params, history, acc.mean(), learning_rate=h.learning_rate,
-                         epsilon=h.epsilon, l1=h.l1, l2=h.l2)
+            if h.algorithm == "local_sgd":  # the mean parameter change; `history` holds the outer velocity
+                nesterov_step(params, history, acc.mean(), learning_rate=h.outer_lr, momentum=h.outer_momentum)
+            else:
+                adagrad_step(params, history, acc.mean(), learning_rate=h.learning_rate,
+                             epsilon=h.epsilon, l1=h.l1, l2=h.l2)
             if np.isfinite(params).all() and np.isfinite(history).all():
                 self.params, self.history = params, history
             else:
@@ -541,6 +588,12 @@ class ProjectRuntime:
             "unallocated": self.allocator.unallocated_with_room(),
             "refreshed": stats.refreshed,
             "classes": self.network.num_classes,
+            # communication (docs/protocol.md "Payload kinds"): frame bytes per result taken and per client sent
+            "upload_codec": h.upload_codec,
+            "download_codec": h.download_codec,
+            "algorithm": h.algorithm,
+            "bytes_up_per_result": round(stats.up_bytes / acc.contributions) if acc.contributions else None,
+            "bytes_down_per_client": round(stats.down_bytes / stats.down_frames) if stats.down_frames else None,
         }
         self.metrics.append(record)
         self.record.close_round(stats.round, step_skipped, h.deterministic)

@@ -35,6 +35,7 @@ async def put_weights(project_id: int, request: Request) -> dict:
         raise MlitbError(ErrorCode.TRAINING_RUNNING, "the project has trainers: stop them before replacing its weights")
     rt.params = params
     rt.history = np.zeros_like(params)  # a fresh AdaGrad state for the loaded model
+    rt.reset_broadcast()
     if registry.store is not None:
         registry.store.save_checkpoint(rt.id, rt.round, rt.params, rt.history, [], time.time())
     return {"param_count": rt.param_count, "round": rt.round}

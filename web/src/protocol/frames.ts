@@ -23,6 +23,7 @@ export interface Frame {
   aux: number;
   value: number;
   payload: ArrayBuffer; // bytes after the header (a copy-free slice when aligned)
+  kind: number; // payload encoding of GRADIENT / PARAMS (web/src/codec/link.ts); 0 = dense float32
 }
 
 export interface FrameFields {
@@ -32,6 +33,7 @@ export interface FrameFields {
   aux?: number;
   value?: number;
   payload?: ArrayBufferView | object | null;
+  kind?: number;
 }
 
 export function encode(type: MessageType, f: FrameFields = {}): ArrayBuffer {
@@ -43,7 +45,7 @@ export function encode(type: MessageType, f: FrameFields = {}): ArrayBuffer {
   const v = new DataView(buf);
   v.setUint8(0, type);
   v.setUint8(1, VERSION);
-  v.setUint16(2, 0, true);
+  v.setUint16(2, f.kind ?? 0, true);
   v.setUint32(4, f.project ?? 0, true);
   v.setUint32(8, f.round ?? 0, true);
   v.setUint32(12, f.count ?? 0, true);
@@ -65,6 +67,7 @@ export function decode(buf: ArrayBuffer): Frame {
     aux: v.getUint32(16, true),
     value: v.getFloat32(20, true),
     payload: buf.slice(HEADER_SIZE),
+    kind: v.getUint16(2, true),
   };
 }
 

@@ -112,13 +112,17 @@ def test_sparse_uploads_are_refused_when_not_the_projects_codec_or_too_dense():
 
 async def test_a_hostile_sparse_gradient_is_refused_and_the_round_goes_on():
     rt, trainers, _ = await _train(rounds=1, upload_codec="topk", topk_density=0.01)
-    rt.open_round = rt.round
-    from mlitb.master.loop import RoundStats
-    rt._stats = RoundStats(rt.round, rt.clock())
-    bad = encode(MessageType.GRADIENT, project=1, round=rt.round, count=10, kind=TOPK_F32,
+    silent = MemoryTrainer(rt, None)  # never answers: the next round stays open until T
+    task = asyncio.get_running_loop().create_task(rt.run_round())
+    await asyncio.sleep(0.05)
+    assert rt.open_round == 1
+    bad = encode(MessageType.GRADIENT, project=1, round=1, count=10, kind=TOPK_F32,
                  payload=b"\x02\0\0\0\0\0\0\0\x02\0\0\0\x05\x00\0\0" + b"\0" * 8)
-    err = trainers[0].send(bad)
-    assert err is not None and err.code == ErrorCode.CODEC_INDEX_ORDER
-    dense_kind_for_params = encode(MessageType.GRADIENT, project=1, round=rt.round, count=10, kind=DELTA_Q8, payload=b"")
-    assert trainers[1].send(dense_kind_for_params).code == ErrorCode.FRAME_MALFORMED
+    assert silent.send(bad).code == ErrorCode.CODEC_INDEX_ORDER
+    params_kind = encode(MessageType.GRADIENT, project=1, round=1, count=10, kind=DELTA_Q8, payload=b"")
+    assert silent.send(params_kind).code == ErrorCode.FRAME_MALFORMED
+    wrong_codec = encode(MessageType.GRADIENT, project=1, round=1, count=10, kind=TOPK_Q8, payload=b"")
+    assert silent.send(wrong_codec).code == ErrorCode.CODEC_NOT_ALLOWED
+    record = await task
+    assert record["contributions"] == 4 and record["rejected"] == 3
     assert DELTA_Q4 == 4

@@ -17,7 +17,8 @@ from mlitb.workers.simulate import METRIC_KEYS, Fleet, FleetSpec, dense_network,
 
 CLIENTS = 200
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-PROM_LINE = re.compile(rf'^(# (HELP|TYPE) {NAME} .+|{NAME}(\{{project="\d+"\}})? -?[0-9.]+(e[+-]?[0-9]+)?)$')
+# a value is a number, or NaN where nothing is measured now (the text format's own spelling)
+PROM_LINE = re.compile(rf'^(# (HELP|TYPE) {NAME} .+|{NAME}(\{{project="\d+"\}})? (-?[0-9.]+(e[+-]?[0-9]+)?|NaN))$')
 
 
 def create(server, network, period_s=1):

@@ -51,3 +51,34 @@ def test_a_browser_trainer_converges_on_mnist_through_the_codec(server, name):
     bits = 8 if hyper["download_codec"] == "delta_q8" else 4
     # two clients each get a delta frame: P * bits / 8 bytes plus one float32 scale per 256
     assert last["bytes_down_per_client"] <= 24 + P * bits // 8 + 1 + 4 * (P // 256 + 1), last
+
+
+def test_the_page_creates_a_compressed_project_and_shows_its_codecs_and_bytes_per_round(server, chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(server.url)
+        page.fill("#create-name", "page-codecs")
+        page.fill("#create-period", "1")
+        page.fill("#create-lr", "0.05")
+        page.select_option("#create-upload-codec", "topk_q8")
+        page.fill("#create-topk-density", "0.02")
+        page.select_option("#create-download-codec", "delta_q4")
+        page.click("#create-submit")
+        page.wait_for_selector("#created-owner-token")
+        p = next(q for q in httpx.get(f"{server.url}/api/projects").json() if q["name"] == "page-codecs")
+        hyper = p["hyper"]
+        assert (hyper["upload_codec"], hyper["topk_density"], hyper["download_codec"], hyper["algorithm"]) == \
+            ("topk_q8", 0.02, "delta_q4", "gradient")
+        page.wait_for_selector(f'#projects tr[data-project-row="{p["id"]}"]')
+        page.click(f'#projects tr[data-project-row="{p["id"]}"] [data-join="trainer"]')
+        page.wait_for_function("/upload topk_q8, \\d+ B per result · download delta_q4, [\\d.]+ KB per client/"
+                               ".test(document.querySelector('#comm-state').textContent)", timeout=90_000)
+        text = page.text_content("#comm-state")
+        up = int(text.split("topk_q8, ")[1].split(" B")[0])
+        assert up < 0.75 * 0.02 * (24 + 4 * P), text
+        metrics = httpx.get(f"{server.url}/metrics").text
+        line = next(ln for ln in metrics.splitlines() if ln.startswith(f'mlitb_bytes_down_per_client{{project="{p["id"]}"}}'))
+        assert float(line.split()[-1]) < (24 + 4 * P) / 7, line
+    finally:
+        context.close()

@@ -47,7 +47,9 @@ class Hyper(BaseModel):
                                "error feedback (values float32, or 8-bit with per-block scales)")
     topk_density: float = Field(0.01, gt=0, le=1, description="topk, topk_q8: share of coordinates sent per round")
     topk_warmup_rounds: int = Field(0, ge=0, le=100_000, description="topk: DGC warm-up, density 0.25 falling by "
-                                                                       "quarters to topk_density over these rounds")
+                                                                       "quarters to topk_density over these rounds "
+                                                                       "(measured: helps the early rounds, most at "
+                                                                       "low densities)")
     download_codec: Literal["float32", "delta_q8", "delta_q4"] = Field(
         "float32", description="how parameters reach clients: dense float32, or the 8/4-bit quantised change of a "
                                "shadow copy every client holds (a joining client gets the shadow in float32)")

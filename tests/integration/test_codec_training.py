@@ -126,3 +126,11 @@ async def test_a_hostile_sparse_gradient_is_refused_and_the_round_goes_on():
     record = await task
     assert record["contributions"] == 4 and record["rejected"] == 3
     assert DELTA_Q4 == 4
+
+
+async def test_dgc_warm_up_helps_the_early_rounds_of_a_very_sparse_upload():
+    errors = []
+    for warmup in (0, 8):
+        rt, _, _ = await _train(rounds=8, upload_codec="topk_q8", topk_density=0.001, topk_warmup_rounds=warmup)
+        errors.append(error_rate(rt.params, _data().test))
+    assert errors[1] < errors[0] - 0.1, errors  # measured: 0.598 without, 0.214 with

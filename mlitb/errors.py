@@ -34,6 +34,7 @@ class ErrorCode(enum.Enum):
     BAD_SAMPLE_COUNT = ErrorInfo(1012, 400, "sample count is zero or larger than the allocation allows")
     DUPLICATE_RESULT = ErrorInfo(1013, 409, "a result for this round was already received")
     BAD_VALUE = ErrorInfo(1014, 400, "a header value is out of range")
+    UNKNOWN_PAYLOAD_KIND = ErrorInfo(1015, 400, "the frame's payload kind is not supported by this server")
     # compressed payloads (mlitb/codec/, docs/protocol.md "Payload kinds")
     CODEC_LENGTH = ErrorInfo(1101, 400, "compressed payload length does not match what its header and the model imply")
     CODEC_MALFORMED = ErrorInfo(1102, 400, "compressed payload is malformed (coding, reserved bytes, varints, bitmap)")

@@ -45,6 +45,18 @@ def decode(payload: bytes | memoryview, length: int, bits: int) -> np.ndarray:
     return quant.dequantize(scales, codes)
 
 
+def _register() -> None:
+    """Kinds 3 and 4 in the registry (mlitb.codec): a payload decodes to the dense change it carries."""
+    from mlitb.codec import Codec, Kind, register
+
+    for kind, bits, name in ((Kind.DELTA_Q8, 8, "delta_q8"), (Kind.DELTA_Q4, 4, "delta_q4")):
+        register(Codec(kind, name, lambda p, n, b=bits: decode(p, n, b), lambda v, b=bits: encode(v, b)[0],
+                       lambda n, b=bits: payload_size(n, b)))
+
+
+_register()
+
+
 class Shadow:
     """The parameters every client holds, as the master tracks them (and as a client keeps them)."""
 

@@ -23,16 +23,27 @@ def max_count(hyper, round: int, length: int) -> int:
     return topk.count_for(topk.density_at(round, hyper.topk_density, hyper.topk_warmup_rounds), length)
 
 
+def check_upload(kind: int, payload, length: int, hyper, round: int) -> None:
+    """The project's upload policy, before the payload kind's codec decodes it: dense float32 is always accepted,
+    a sparse kind only when it is the project's upload codec and within the density it allows for `round`
+    (a header read, no decoding)."""
+    if kind == DENSE_F32:
+        return
+    if kind != UPLOAD_KINDS[hyper.upload_codec]:
+        raise MlitbError(ErrorCode.CODEC_NOT_ALLOWED, f"payload kind {kind}; this project's upload codec is "
+                                                      f"{hyper.upload_codec}")
+    k = topk.count_of(payload)
+    if k is not None and k > (allowed := max_count(hyper, round, length)):
+        raise MlitbError(ErrorCode.CODEC_TOO_DENSE, f"{k} coordinates; this project allows at most {allowed}")
+
+
 def decode_upload(kind: int, payload, length: int, hyper, round: int) -> np.ndarray:
-    """A GRADIENT payload as a dense float32 vector; dense float32 is always accepted, a sparse kind only when it is
-    the project's upload codec."""
+    """A GRADIENT payload as a dense float32 vector, after the project's upload policy (`check_upload`)."""
+    check_upload(kind, payload, length, hyper, round)
     if kind == DENSE_F32:
         if len(payload) != 4 * length:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * length} ({length} float32)")
         return np.frombuffer(payload, dtype="<f4")
-    if kind != UPLOAD_KINDS[hyper.upload_codec]:
-        raise MlitbError(ErrorCode.CODEC_NOT_ALLOWED, f"payload kind {kind}; this project's upload codec is "
-                                                      f"{hyper.upload_codec}")
     return topk.decode(payload, length, max_count(hyper, round, length), quantized=kind == TOPK_Q8)
 
 
@@ -50,7 +61,14 @@ class Uplink:
         k = max_count(self.hyper, round, result.size)
         if self.feedback.residual.size != result.size:  # the model grew: the old residual no longer lines up
             self.feedback.reset(result.size)
-        return self.kind, self.feedback.compress(result, k, quantized=self.kind == TOPK_Q8)
+        acc = self.feedback.residual + result.astype(np.float32, copy=False)
+        payload, idx, sent = topk.encode(acc, k, quantized=self.kind == TOPK_Q8)
+        if len(payload) >= 4 * acc.size:  # no smaller than dense (a high density): send all of it, keep nothing
+            self.feedback.reset(acc.size)
+            return DENSE_F32, acc.astype("<f4").tobytes()
+        acc[idx] -= sent  # exact in float32 (topk.ErrorFeedback): sent + residual == acc
+        self.feedback.residual = acc
+        return self.kind, payload
 
 
 class ShadowBroadcast:
@@ -84,8 +102,11 @@ class Downlink:
         self.params: np.ndarray | None = None
         self.round = -1
 
-    def apply(self, kind: int, payload, round: int, base_round: int) -> np.ndarray:
+    def apply(self, kind: int, payload, round: int, base_round: int, count: int) -> np.ndarray:
+        """`count` is the PARAMS header's parameter count."""
         if kind == DENSE_F32:
+            if len(payload) != 4 * count:
+                raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes for {count} float32")
             self.params = np.frombuffer(payload, dtype="<f4").copy()
         elif kind in DELTA_BITS:
             if self.params is None or base_round != self.round:

@@ -73,6 +73,17 @@ def encode(acc: np.ndarray, k: int, quantized: bool) -> tuple[bytes, np.ndarray,
     return b"".join(parts), idx, sent
 
 
+def count_of(payload: bytes | memoryview) -> int | None:
+    """The coordinate count a sparse payload's header claims (None if it has no header)."""
+    return HEAD.unpack_from(payload)[0] if len(payload) >= HEAD.size else None
+
+
+def max_payload_bytes(length: int, quantized: bool) -> int:
+    """Largest payload a trainer sends in a sparse kind: a sparse payload no smaller than dense float32 is sent
+    dense instead (`Uplink`), so the joined client's frame cap stays one dense gradient."""
+    return 4 * length - 1
+
+
 def decode(payload: bytes | memoryview, length: int, max_count: int, quantized: bool) -> np.ndarray:
     """The dense float32 vector a payload stands for; MlitbError on anything malformed or hostile."""
     mv = memoryview(payload).cast("B")
@@ -104,6 +115,20 @@ def decode(payload: bytes | memoryview, length: int, max_count: int, quantized: 
     dense = np.zeros(length, dtype=np.float32)
     dense[idx] = values
     return dense
+
+
+def _register() -> None:
+    """Kinds 1 and 2 in the registry (mlitb.codec): decoding bounded only by the parameter count; the runtime
+    applies the project's density first (mlitb/codec/link.py, check_upload). `encode` keeps the default 1%."""
+    from mlitb.codec import Codec, Kind, register
+
+    for kind, quantized, name in ((Kind.TOPK_F32, False, "topk_f32"), (Kind.TOPK_Q8, True, "topk_q8")):
+        register(Codec(kind, name, lambda p, n, q=quantized: decode(p, n, n, q),
+                       lambda v, q=quantized: encode(v, count_for(0.01, v.size), q)[0],
+                       lambda n, q=quantized: max_payload_bytes(n, q)))
+
+
+_register()
 
 
 class ErrorFeedback:

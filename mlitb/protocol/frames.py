@@ -5,7 +5,7 @@ Layout (all little-endian), mirrored in web/src/protocol/frames.ts and docs/prot
     offset size field
     0      1    type     message type (MessageType)
     1      1    version  protocol version (VERSION)
-    2      2    kind     payload kind of GRADIENT / PARAMS (docs/protocol.md); 0 otherwise
+    2      2    kind     payload kind of GRADIENT and PARAMS (mlitb.codec; 0 = dense float32), else 0
     4      4    project  project id (u32)
     8      4    round    round number (u32)
     12     4    count    samples / ids / parameters / error number, by type
@@ -13,7 +13,9 @@ Layout (all little-endian), mirrored in web/src/protocol/frames.ts and docs/prot
     20     4    value    f32: summed loss or test error, by type
     24     ...  payload  float32[] / uint32[] / UTF-8 JSON, by type
 
-Gradients and parameters travel as raw float32: no JSON numbers on the hot path.
+Gradients and parameters travel as raw float32 (kind 0) or a registered codec's encoding: no JSON
+numbers on the hot path. The offset-2 field was `flags` (must be 0) before payload kinds, so every
+frame of kind 0 is byte-identical to what was sent before (tests/unit/test_frames.py pins bytes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlitb import codec
 from mlitb.errors import ErrorCode, MlitbError
 
 VERSION = 1
@@ -50,7 +53,7 @@ class MessageType(enum.IntEnum):
 
 
 CLIENT_TYPES = {MessageType.JOIN, MessageType.GRADIENT, MessageType.EVAL, MessageType.LEAVE}
-F32_PAYLOAD = {MessageType.GRADIENT, MessageType.PARAMS}
+F32_PAYLOAD = {MessageType.GRADIENT, MessageType.PARAMS}  # the types whose payload has a kind
 JSON_PAYLOAD = {MessageType.JOIN, MessageType.WELCOME, MessageType.ERROR}
 
 
@@ -63,7 +66,12 @@ class Frame:
     aux: int = 0
     value: float = 0.0
     payload: bytes | memoryview = b""
-    kind: int = 0  # payload encoding of GRADIENT / PARAMS (mlitb/codec/link.py)
+    kind: int = 0  # payload kind (mlitb.codec.Kind) of GRADIENT and PARAMS; 0 for every other type
+
+    def vector(self, param_count: int) -> np.ndarray:
+        """The payload of a GRADIENT or PARAMS frame as a dense float32 vector of `param_count` values,
+        decoded by its kind's codec (dense: a view, no copy); MlitbError for a wrong length or kind."""
+        return _decode_payload(self.kind, self.payload, param_count)
 
     def floats(self) -> np.ndarray:
         """The payload as a read-only float32 view (no copy)."""
@@ -122,8 +130,10 @@ def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
     mtype = _TYPES.get(type_)
     if mtype is None:
         raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {type_}")
-    if kind and kind not in _KINDS.get(mtype, ()):
-        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"payload kind {kind} is not defined for {mtype.name}")
+    if kind and not (mtype in F32_PAYLOAD and _supported(kind)):
+        if mtype in F32_PAYLOAD:
+            codec.get(kind)  # raises UNKNOWN_PAYLOAD_KIND, naming the kinds this server has
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"{mtype.name} frames have no payload kind; it must be 0")
     if not _isfinite(value):
         raise MlitbError(ErrorCode.NON_FINITE, "header value is NaN or infinite")
     # Frame(...) without the frozen dataclass's __init__ (one object.__setattr__ per field): ~0.6 us less per frame
@@ -141,9 +151,10 @@ def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
 
 
 _TYPES = {t.value: t for t in MessageType}
-_KINDS = {MessageType.GRADIENT: (1, 2), MessageType.PARAMS: (3, 4)}  # besides 0 = dense float32
 _unpack_header = HEADER.unpack_from
 _isfinite = math.isfinite
+_supported = codec.supported
+_decode_payload = codec.decode
 _new_frame = object.__new__
 
 

@@ -1,33 +1,52 @@
 """In-process simulated workers over the in-memory transport (tests and simulations).
 
-A `MemoryTrainer` joins a `ProjectRuntime` through a `MemoryLink`, reads the same binary
-frames a browser gets, and answers each WORK frame with a gradient from `gradient_fn`
-(given the parameters and its allocated ids), encoded and decoded like a real frame, in the
-project's payload kinds (mlitb/codec/link.py: top-k uploads with error feedback, shadow-delta
-downloads). Under `algorithm: "local_sgd"` it takes `local_steps` plain SGD steps of
+A `MemoryTrainer` connects to a `ProjectRuntime` through a `MemoryLink` and the same sans-I/O
+`ClientSession` the WebSocket endpoint uses: it JOINs with a real JOIN frame, reads the same
+binary frames a browser gets, and answers each WORK frame with a gradient from `gradient_fn`
+(given the parameters and its allocated ids), encoded and fed to its session like a real message,
+in the project's payload kinds (mlitb/codec/link.py: top-k uploads with error feedback,
+shadow-delta downloads). Under `algorithm: "local_sgd"` it takes `local_steps` plain SGD steps of
 `inner_lr` on its own copy, one `gradient_fn` call each, and sends samples x (start - end).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable
 
 import numpy as np
 
 from mlitb.codec.link import Downlink, Uplink
-from mlitb.errors import MlitbError
+from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.transport import MemoryLink
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.protocol.session import ClientSession
+from mlitb.server.auth import join_check
 
 # (params, allocated ids) -> (summed gradient, samples, summed loss)
 GradientFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int, float]]
 
 
+def only(runtime: ProjectRuntime):
+    """A session's project lookup that knows one runtime (ProjectRegistry.get's contract)."""
+    def find(project_id: int) -> ProjectRuntime:
+        if project_id != runtime.id:
+            raise MlitbError(ErrorCode.UNKNOWN_PROJECT, f"no project {project_id}")
+        return runtime
+    return find
+
+
+def memory_session(runtime: ProjectRuntime, link: MemoryLink, clock=time.monotonic) -> ClientSession:
+    """A session as the WebSocket endpoint makes one, reaching only `runtime`."""
+    settings = runtime.settings
+    return ClientSession(link, settings, only(runtime), join_check(settings.admin_token), clock=clock)
+
+
 class MemoryTrainer:
     def __init__(self, runtime: ProjectRuntime, gradient_fn: GradientFn | None, role: str = "trainer",
-                 delay_s: float = 0.0, local_steps: int = 4):
+                 delay_s: float = 0.0, token: str | None = None, clock=time.monotonic, local_steps: int = 4):
         self.runtime = runtime
         self.gradient_fn = gradient_fn
         self.delay_s = delay_s
@@ -35,7 +54,12 @@ class MemoryTrainer:
         self.downlink = Downlink()
         self.uplink = Uplink(runtime.spec.hyper, runtime.param_count)
         self.link = MemoryLink()
-        self.client = runtime.add_client(self.link, role, "memory")
+        self.session = memory_session(runtime, self.link, clock)
+        join = {"role": role, "backend": "memory", **({"token": token} if token else {})}
+        err = self.session.receive(encode(MessageType.JOIN, project=runtime.id, payload=join))
+        if err is not None:
+            raise err
+        self.client = self.session.client
         self.ids = np.zeros(0, dtype=np.uint32)
         self.params: np.ndarray | None = None
         self.rounds_answered: list[int] = []
@@ -48,7 +72,7 @@ class MemoryTrainer:
             if frame.type == MessageType.ALLOC:
                 self.ids = frame.uint32s().copy()
             elif frame.type == MessageType.PARAMS:
-                self.params = self.downlink.apply(frame.kind, frame.payload, frame.round, frame.aux)
+                self.params = self.downlink.apply(frame.kind, frame.payload, frame.round, frame.aux, frame.count)
             elif frame.type == MessageType.ERROR:
                 self.errors.append(frame.json())
             elif frame.type == MessageType.WORK and self.gradient_fn is not None:
@@ -72,14 +96,13 @@ class MemoryTrainer:
         return (self.params - local) * np.float32(samples), samples, loss
 
     def send(self, data: bytes) -> MlitbError | None:
-        """Deliver a raw frame as the WebSocket handler would; returns the error it raised."""
-        try:
-            self.runtime.on_frame(self.client.id, decode(data, self.runtime.max_frame_bytes))
-        except MlitbError as err:
-            self.runtime.note_rejected()
-            return err
-        return None
+        """Deliver a raw message through the session, as the WebSocket endpoint does; returns the error it
+        was refused with (also answered with an ERROR frame)."""
+        return self.session.receive(data)
 
     def leave(self) -> None:
-        self.runtime.remove_client(self.client.id)
+        """LEAVE, then drop the connection (as a browser closing its socket does)."""
+        if not self.session.closed:
+            self.session.receive(encode(MessageType.LEAVE, project=self.runtime.id))
+        self.session.connection_lost()
         self.link.close()

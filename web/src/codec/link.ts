@@ -31,16 +31,26 @@ export class Uplink {
     if (this.kind === DENSE_F32) return [DENSE_F32, new Uint8Array(result.buffer, result.byteOffset, result.byteLength)];
     const k = topk.countFor(topk.densityAt(round, this.cfg.topk_density, this.cfg.topk_warmup_rounds), result.length);
     if (this.feedback.residual.length !== result.length) this.feedback.reset(result.length);
-    return [this.kind, this.feedback.compress(result, k, this.kind === TOPK_Q8)];
+    const acc = this.feedback.residual;
+    for (let i = 0; i < acc.length; i++) acc[i] = acc[i] + result[i];
+    const [payload, idx, sent] = topk.encode(acc, k, this.kind === TOPK_Q8);
+    if (payload.length >= 4 * acc.length) { // no smaller than dense (a high density): send all of it, keep nothing
+      this.feedback.reset(acc.length);
+      return [DENSE_F32, new Uint8Array(acc.buffer, acc.byteOffset, acc.byteLength)];
+    }
+    for (let i = 0; i < idx.length; i++) acc[idx[i]] = acc[idx[i]] - sent[i];
+    return [this.kind, payload];
   }
 }
 
 export class Downlink {
   params: Float32Array | null = null;
   round = -1;
-  // The parameters after a PARAMS frame: dense replaces, a delta must be built on the round this client holds.
-  apply(kind: number, payload: Uint8Array, round: number, baseRound: number): Float32Array {
+  // The parameters after a PARAMS frame (`count` = its header's parameter count): dense replaces, a delta must be
+  // built on the round this client holds.
+  apply(kind: number, payload: Uint8Array, round: number, baseRound: number, count: number): Float32Array {
     if (kind === DENSE_F32) {
+      if (payload.length !== 4 * count) throw new CodecError("WRONG_LENGTH", `${payload.length} bytes for ${count} float32`);
       this.params = new Float32Array(payload.slice().buffer);
     } else if (kind === DELTA_Q8 || kind === DELTA_Q4) {
       if (!this.params || baseRound !== this.round) {

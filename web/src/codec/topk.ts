@@ -76,6 +76,9 @@ export function encode(acc: Float32Array, k: number, quantized: boolean): [Uint8
   return [out, idx, sent];
 }
 
+// Largest payload a trainer sends in a sparse kind (a sparse payload no smaller than dense goes dense: Uplink).
+export const maxPayloadBytes = (length: number): number => 4 * length - 1;
+
 // The dense float32 vector a payload stands for; CodecError (same codes, same check order as Python) otherwise.
 export function decode(payload: Uint8Array, length: number, maxCount: number, quantized: boolean): Float32Array {
   if (payload.length < HEAD) throw new CodecError("CODEC_LENGTH", `sparse payload of ${payload.length} bytes is shorter than its header`);

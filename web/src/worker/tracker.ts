@@ -69,7 +69,7 @@ async function onFrame(f: Frame) {
   // (a WELCOME does not reset the downlink: a (re)joined client's first PARAMS is dense, and it may come first)
   if (f.type === MessageType.WELCOME) prepare().catch((e) => post({ state: "error", error: String(e) }));
   if (f.type === MessageType.PARAMS) {
-    latest = { round: f.round, params: downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux).slice() };
+    latest = { round: f.round, params: downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux, f.count).slice() };
     evaluateLatest();
   }
 }

@@ -90,7 +90,7 @@ async function onFrame(f: Frame) {
       download(uint32s(f)).catch((e) => post({ state: "error", error: String(e) }));
       break;
     case MessageType.PARAMS:
-      params = downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux);
+      params = downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux, f.count);
       break;
     case MessageType.WORK: {
       if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mlitb.codec import delta, topk
+from types import SimpleNamespace
+
+from mlitb.codec import delta, link, topk
 from mlitb.errors import MlitbError
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 SCRIPT = """
 import * as topk from %(topk)s;
 import * as delta from %(delta)s;
+import * as link from %(link)s;
 const b64 = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength).toString("base64");
 const bytes = (s) => new Uint8Array(Buffer.from(s, "base64"));
 const f32 = (s) => { const b = bytes(s); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
@@ -39,6 +42,10 @@ function run(op) {
     const payloads = op.params.map((p) => b64(sh.advance(f32(p), op.bits)));
     return { payloads, values: b64(u8(sh.values)) };
   }
+  if (op.op === "uplink") {
+    const up = new link.Uplink(op.config, op.length);
+    return op.grads.map((g, r) => { const [kind, p] = up.encode(f32(g), r); return [kind, b64(p)]; });
+  }
   if (op.op === "topk_decode") return attempt(() => topk.decode(bytes(op.payload), op.length, op.max, op.q));
   if (op.op === "delta_decode") return attempt(() => delta.decode(bytes(op.payload), op.length, op.bits));
   if (op.op === "count") return op.rounds.map((r) => topk.countFor(topk.densityAt(r, op.density, op.warmup), op.length));
@@ -56,7 +63,8 @@ def available() -> bool:
 def bundle(out_dir: Path) -> Path:
     entry = out_dir / "twin.mjs"
     entry.write_text(SCRIPT % {"topk": json.dumps(str(WEB / "src/codec/topk.ts")),
-                               "delta": json.dumps(str(WEB / "src/codec/delta.ts"))})
+                               "delta": json.dumps(str(WEB / "src/codec/delta.ts")),
+                               "link": json.dumps(str(WEB / "src/codec/link.ts"))})
     out = out_dir / "twin.bundle.mjs"
     subprocess.run([str(WEB / "node_modules/.bin/esbuild"), str(entry), "--bundle", "--format=esm", "--platform=node",
                     f"--outfile={out}", "--log-level=warning"], check=True)
@@ -100,6 +108,9 @@ def run_py(ops: list[dict]) -> list:
         elif op["op"] == "delta_decode":
             pl = base64.b64decode(op["payload"])
             out.append(_attempt(lambda: delta.decode(pl, op["length"], op["bits"])))
+        elif op["op"] == "uplink":
+            up = link.Uplink(SimpleNamespace(**op["config"]), op["length"])
+            out.append([[kind, b64(p)] for kind, p in (up.encode(f32(g), r) for r, g in enumerate(op["grads"]))])
         elif op["op"] == "count":
             out.append([topk.count_for(topk.density_at(r, op["density"], op["warmup"]), op["length"]) for r in op["rounds"]])
     return out

@@ -103,3 +103,17 @@ def test_hostile_payloads_get_the_same_verdict_from_both(bundled):
         assert a == b, op
     verdicts = {r.get("error", "ok") for r in py}
     assert {"ok", "CODEC_LENGTH", "CODEC_MALFORMED", "CODEC_BAD_SCALE"} <= verdicts, verdicts
+
+
+def test_trainer_uplinks_send_the_same_kinds_and_bytes_round_after_round(bundled):
+    rng = np.random.default_rng(4)
+    ops = []
+    for n in (1, 40, 5000):
+        grads = [twin.b64(rng.standard_normal(n).astype(np.float32)) for _ in range(6)]
+        for codec_name, density, warmup in (("topk", 0.01, 4), ("topk_q8", 0.05, 0), ("topk_q8", 0.97, 0)):
+            config = {"upload_codec": codec_name, "topk_density": density, "topk_warmup_rounds": warmup}
+            ops.append({"op": "uplink", "config": config, "length": n, "grads": grads})
+    py, ts = twin.run_py(ops), twin.run_ts(bundled, ops)
+    assert py == ts
+    kinds = {kind for result in py for kind, _ in result}
+    assert kinds == {0, 1, 2}, kinds  # a density near 1 is sent dense: never larger than float32

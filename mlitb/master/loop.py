@@ -30,6 +30,7 @@ from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
 from mlitb.master.closure_record import ClosureRecord
 from mlitb.master.model_state import ModelState
+from mlitb.master.params_out import ParamsOut
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
 from mlitb.master.telemetry import Telemetry
@@ -66,10 +67,7 @@ class ProjectRuntime(ModelState):
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
-        # download codec: one shadow of the parameters per project, and the broadcast whose shadow each client
-        # holds (mlitb/codec/link.py)
-        self._broadcast = codec_link.ShadowBroadcast(spec.hyper)
-        self._shadow_rounds: dict[int, int] = {}
+        self.params_out = ParamsOut(spec.hyper)  # PARAMS frames: dense, or shadow deltas under a download codec
 
     # ---- read-only views -----------------------------------------------------------------------
     @property
@@ -125,13 +123,13 @@ class ProjectRuntime(ModelState):
         if role == "tracker":
             client.admitted = True
             link.send(self.params_frame())
-            self._shadow_rounds[client.id] = self._broadcast.round
+            self.params_out.mark(client.id)
         self._wake.set()
         return client
 
     def remove_client(self, client_id: int) -> None:
         client = self.clients.pop(client_id, None)
-        self._shadow_rounds.pop(client_id, None)
+        self.params_out.forget(client_id)
         if client is None:
             return
         if client.role == "trainer" and client.admitted:
@@ -156,28 +154,9 @@ class ProjectRuntime(ModelState):
 
     def params_frame(self) -> bytes:
         """The parameters clients hold, dense: the shadow under a download codec, else the parameters."""
-        shadow = self._broadcast.shadow
-        if shadow is None:
-            return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
-                          payload=self.params)
-        return encode(MessageType.PARAMS, project=self.id, round=self._broadcast.round, count=self.param_count,
-                      payload=shadow.values)
+        return self.params_out.dense(self.id, self.round, self.params)
 
-    def _broadcast_frames(self) -> tuple[bytes, bytes | None, int, np.ndarray]:
-        """(dense frame, delta frame or None, the round the delta is built on, the values clients will hold)."""
-        base = self._broadcast.round
-        payload, values = self._broadcast.advance(self.params, self.round)
-        dense = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=values)
-        if payload is None:
-            return dense, None, base, values
-        return dense, encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, aux=base,
-                             payload=payload, kind=self._broadcast.kind), base, values
-
-    def _send_params(self, client: Client, frames: tuple[bytes, bytes | None, int, np.ndarray]) -> None:
-        """The shared delta frame to a client whose shadow it is built on; the dense shadow to any other."""
-        dense, delta, base, _ = frames
-        frame = delta if delta is not None and self._shadow_rounds.get(client.id) == base else dense
-        self._shadow_rounds[client.id] = self._broadcast.round
+    def _send_params(self, client: Client, frame: bytes) -> None:
         if self._stats is not None:
             self._stats.down_bytes += len(frame)
             self._stats.down_frames += 1
@@ -186,15 +165,15 @@ class ProjectRuntime(ModelState):
     # ---- model changes that replace the parameters: clients get them dense next -------------------
     def replace_params(self, params: np.ndarray) -> None:
         super().replace_params(params)
-        self._broadcast.reset()
+        self.params_out.reset()
 
     def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
         super().restore(round, params, history, metrics)
-        self._broadcast.reset()
+        self.params_out.reset()
 
     def grow_to(self, layers: list[dict]) -> None:
         super().grow_to(layers)
-        self._broadcast.reset()
+        self.params_out.reset()
 
     # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -269,8 +248,8 @@ class ProjectRuntime(ModelState):
         return stats
 
     def broadcast(self, due: set[int]) -> None:
-        shared = self._broadcast_frames()
-        self.record.broadcast(self.round, shared[3])  # what the clients compute on (the shadow, under a codec)
+        values = self.params_out.start(self.id, self.round, self.params)
+        self.record.broadcast(self.round, values)  # what the clients compute on (the shadow, under a codec)
         # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
@@ -278,17 +257,18 @@ class ProjectRuntime(ModelState):
         k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
-                self._send_work(c, shared, (n - 1 - k) * ingest_ms if c.id in due else 0.0)
+                self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0)
                 k += c.id in due
             elif c.role == "tracker":
-                self._send_params(c, shared)
+                self._send_params(c, self.params_out.frame_for(c.id))
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
         if client is not None:
-            self._send_work(client, (self.params_frame(), None, -1, self.params), 0.0)
+            self.params_out.mark(client.id)
+            self._send_work(client, self.params_frame(), 0.0)
 
-    def _send_work(self, c: Client, shared: tuple[bytes, bytes | None, int, np.ndarray], queue_ms: float) -> None:
+    def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
         self._send_params(c, shared)

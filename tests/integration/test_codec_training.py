@@ -134,3 +134,21 @@ async def test_dgc_warm_up_helps_the_early_rounds_of_a_very_sparse_upload():
         rt, _, _ = await _train(rounds=8, upload_codec="topk_q8", topk_density=0.001, topk_warmup_rounds=warmup)
         errors.append(error_rate(rt.params, _data().test))
     assert errors[1] < errors[0] - 0.1, errors  # measured: 0.598 without, 0.214 with
+
+
+async def test_local_sgd_runs_long_rounds_with_robust_aggregation_and_both_codecs(dense_error):
+    rt, trainers, records = await _train(period_s=45, algorithm="local_sgd", inner_lr=0.1, outer_lr=0.7,
+                                         outer_momentum=0.9, aggregation="trimmed_mean", trim_fraction=0.2,
+                                         upload_codec="topk_q8", topk_density=0.05, download_codec="delta_q8")
+    assert records[-1]["period_s"] == 45 and all(t.errors == [] for t in trainers)
+    assert error_rate(rt.params, _data().test) < dense_error + 0.03
+
+
+def test_rounds_over_30_s_are_for_local_sgd_only():
+    from mlitb.master.project import parse_project_spec
+
+    spec = {"name": "x", "network": SOFTMAX_REGRESSION}
+    assert parse_project_spec({**spec, "hyper": {"period_s": 60, "algorithm": "local_sgd"}}).hyper.period_s == 60
+    with pytest.raises(MlitbError) as err:
+        parse_project_spec({**spec, "hyper": {"period_s": 31}})
+    assert err.value.code == ErrorCode.INVALID_HYPER and "local_sgd" in err.value.detail

@@ -222,7 +222,7 @@ def main() -> int:
     if best:
         _, name, up_ratio, down_ratio, speedup = best
         print(f"best: {name} ({net}): upload {up_ratio:.0f}x and download {down_ratio:.1f}x fewer bytes than float32; "
-              f"time to {args.target:.0%} test error {f'{speedup:.2f}x faster' if speedup else 'not measured'}")
+              f"time-to-target ({args.target:.0%} test error) speed-up {f'{speedup:.2f}x' if speedup else 'not measured'}")
     return 0
 
 

@@ -213,7 +213,7 @@ class NativeWorker:
                 self._download.cancel()
             self._download = asyncio.create_task(self._fetch_allocation(ids))
         elif t == MessageType.PARAMS:
-            params = f.floats().copy()
+            params = f.vector(f.count).copy()  # decoded by its payload kind (mlitb.codec)
             if self.engine is not None and params.size != self.engine.param_count:
                 raise Reconnect(f"PARAMS of round {f.round} has {params.size} values; the loaded model has "
                                 f"{self.engine.param_count}: reconnecting")

@@ -66,7 +66,8 @@ class Shadow:
     def advance(self, params: np.ndarray, bits: int) -> bytes:
         """Master side: encode params - shadow and add what was sent to the shadow."""
         payload, sent = encode(params.astype(np.float32, copy=False) - self.values, bits)
-        self.values += sent
+        # a new array, never written in place: the closure record keeps each round's values by reference
+        self.values = self.values + sent
         return payload
 
     def apply(self, payload: bytes | memoryview, bits: int) -> np.ndarray:

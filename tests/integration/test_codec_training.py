@@ -152,3 +152,12 @@ def test_rounds_over_30_s_are_for_local_sgd_only():
     with pytest.raises(MlitbError) as err:
         parse_project_spec({**spec, "hyper": {"period_s": 31}})
     assert err.value.code == ErrorCode.INVALID_HYPER and "local_sgd" in err.value.detail
+
+
+async def test_the_closure_record_keeps_each_rounds_shadow_unchanged_by_later_rounds():
+    rt, trainers, _ = await _train(rounds=4, download_codec="delta_q8")
+    kept = {r: v.copy() for r, v in rt.record._params_of_round.items()}
+    for _ in range(2):
+        await rt.run_round()
+    assert all(np.array_equal(rt.record._params_of_round[r], v) for r, v in kept.items() if r in
+               rt.record._params_of_round)

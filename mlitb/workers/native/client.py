@@ -27,6 +27,7 @@ import torch
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from mlitb.codec.link import Downlink
 from mlitb.errors import MlitbError
 from mlitb.protocol import MessageType, Welcome, decode, encode
 from mlitb.workers.native.data import Held, RangeFetcher, fill
@@ -91,6 +92,7 @@ class NativeWorker:
         self.engine: TorchEngine | None = None
         self.welcome: Welcome | None = None
         self.params: tuple[int, np.ndarray] | None = None  # (round, parameters in our order)
+        self.downlink = Downlink()  # dense PARAMS replace, shadow deltas (download codecs) advance the parameters
         self.held: Held | None = None
         self._fresh: Held | None = None  # downloaded examples the next WORK picks up
         self._download: asyncio.Task | None = None
@@ -213,7 +215,7 @@ class NativeWorker:
                 self._download.cancel()
             self._download = asyncio.create_task(self._fetch_allocation(ids))
         elif t == MessageType.PARAMS:
-            params = f.vector(f.count).copy()  # decoded by its payload kind (mlitb.codec)
+            params = self.downlink.apply(f.kind, f.payload, f.round, f.aux, f.count).copy()  # mlitb/codec/link.py
             if self.engine is not None and params.size != self.engine.param_count:
                 raise Reconnect(f"PARAMS of round {f.round} has {params.size} values; the loaded model has "
                                 f"{self.engine.param_count}: reconnecting")
@@ -224,6 +226,10 @@ class NativeWorker:
             await self._on_work(f, arrived)
 
     async def _on_welcome(self, w: Welcome) -> None:
+        if w.algorithm != "gradient" and self.opts.role == "trainer":
+            # local-SGD rounds expect a parameter change, which this worker does not compute yet
+            self.fatal = f"this worker sends gradients; project {w.project_id} trains with {w.algorithm} rounds"
+            raise Reconnect(self.fatal)
         self.welcome = w
         self.status.client_id = w.client_id
         if self.engine is None or self.engine.param_count != w.param_count:  # a reconnect keeps the loaded model

@@ -28,7 +28,6 @@ from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
-from mlitb.master.closure_record import ClosureRecord
 from mlitb.master.model_state import ModelState
 from mlitb.master.params_out import ParamsOut
 from mlitb.master.project import Hyper, ProjectSpec
@@ -38,7 +37,7 @@ from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training.optimizers import ServerOptimizer
-from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
+from mlitb.training.strategies import Result, Strategy, UpdateStats, make_strategy
 
 log = logging.getLogger("mlitb.master")
 
@@ -62,8 +61,9 @@ class ProjectRuntime(ModelState):
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
-        self.strategy: Strategy = strategy or SyncRounds()
+        self.strategy: Strategy = strategy or make_strategy(spec.hyper)
         self.strategy.bind(self)
+        self._params_frame: tuple[int, np.ndarray, bytes] | None = None  # (version, parameters, encoded frame)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
@@ -153,8 +153,16 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        """The parameters clients hold, dense: the shadow under a download codec, else the parameters."""
-        return self.params_out.dense(self.id, self.round, self.params)
+        """The parameters clients hold as one dense PARAMS frame: the shadow under a download codec; else the
+        current version, encoded once and shared by every send of it."""
+        if self.params_out.shadow is not None:
+            return self.params_out.dense(self.id, self.round, self.params)
+        cached = self._params_frame
+        if cached is None or cached[0] != self.round or cached[1] is not self._params:
+            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
+                           payload=self._params)
+            cached = self._params_frame = (self.round, self._params, frame)
+        return cached[2]
 
     def _send_params(self, client: Client, frame: bytes) -> None:
         if self._stats is not None:
@@ -225,7 +233,7 @@ class ProjectRuntime(ModelState):
     # ---- the Host interface of strategies (mlitb/training/strategies/base.py) ---------------------
     @property
     def hyper(self) -> Hyper:
-        return self.spec.hyper
+        return self._spec.hyper
 
     def begin_update(self) -> UpdateStats:
         if self._pending_change is not None:
@@ -248,8 +256,7 @@ class ProjectRuntime(ModelState):
         return stats
 
     def broadcast(self, due: set[int]) -> None:
-        values = self.params_out.start(self.id, self.round, self.params)
-        self.record.broadcast(self.round, values)  # what the clients compute on (the shadow, under a codec)
+        self._start_version()
         # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
@@ -259,14 +266,26 @@ class ProjectRuntime(ModelState):
             if c.role == "trainer":
                 self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0)
                 k += c.id in due
-            elif c.role == "tracker":
-                self._send_params(c, self.params_out.frame_for(c.id))
+        self._to_trackers()
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
         if client is not None:
             self.params_out.mark(client.id)
             self._send_work(client, self.params_frame(), 0.0)
+
+    def publish(self) -> None:
+        self._start_version()
+        self._to_trackers()
+
+    def _start_version(self) -> None:
+        """This version's PARAMS frames; the record keeps what clients compute on (the shadow, under a codec)."""
+        self.record.broadcast(self.round, self.params_out.start(self.id, self.round, self.params))
+
+    def _to_trackers(self) -> None:
+        for c in list(self.clients.values()):
+            if c.role == "tracker":
+                self._send_params(c, self.params_out.frame_for(c.id))
 
     def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
@@ -275,15 +294,14 @@ class ProjectRuntime(ModelState):
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
                              payload=self._chosen_ids(c)))
 
-    def observe(self, result: Result, since: float) -> float:
+    def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         client = self.clients.get(result.client_id)
-        if client is None:
-            return 0.0
-        return scheduler.observe(client, result.samples, result.compute_ms, (self.clock() - since) * 1000,
-                                 self.settings.max_samples_per_s)
-
-    def ingested(self, stats: UpdateStats) -> None:
-        self.ingest.took_one(stats.ingest)
+        latency = 0.0 if client is None else scheduler.observe(
+            client, result.samples, result.compute_ms, (self.clock() - since) * 1000, self.settings.max_samples_per_s)
+        if stats is not None:
+            stats.latencies.append(latency)
+            self.ingest.took_one(stats.ingest)
+        return latency
 
     def count_late(self, applied: bool) -> None:
         self.telemetry.late_total += 1

@@ -80,7 +80,9 @@ def _simulate(args: argparse.Namespace) -> int:
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
                         late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
-                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
+                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV),
+                        codecs={"upload_codec": args.upload_codec, "download_codec": args.download_codec,
+                                "topk_density": args.topk_density})
 
 
 def _closure_save(args: argparse.Namespace) -> int:
@@ -331,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--late-policy", default="drop", choices=["drop", "stale_weighted"],
                    help="late-gradient policy of a created project")
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
+    m.add_argument("--upload-codec", default="float32", choices=["float32", "topk", "topk_q8"],
+                   help="upload codec of a created project (docs/protocol.md, payload kinds)")
+    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4"],
+                   help="download codec of a created project")
+    m.add_argument("--topk-density", type=float, default=0.01, help="share of coordinates a top-k upload sends")
     m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")

@@ -106,6 +106,18 @@ def unreported_reason(runtime) -> str | None:
                   "page), then save again")
 
 
+def communication(hyper) -> dict:
+    """How updates travelled (docs/protocol.md "Payload kinds"): codecs both ways and the algorithm."""
+    return {"upload_codec": hyper.upload_codec, "download_codec": hyper.download_codec,
+            "topk_density": hyper.topk_density, "topk_warmup_rounds": hyper.topk_warmup_rounds,
+            "algorithm": hyper.algorithm}
+
+
+def compressed(hyper) -> bool:
+    """A run whose updates depend on client-side state the record does not hold (residuals, shadows, inner steps)."""
+    return hyper.upload_codec != "float32" or hyper.download_codec != "float32" or hyper.algorithm != "gradient"
+
+
 def snapshot(runtime, description: str = "") -> Snapshot:
     """Copy what a closure needs from a running project; cheap enough for the event loop (no pause)."""
     record = runtime.record
@@ -130,8 +142,10 @@ def build_closure(snap: Snapshot) -> bytes:
         "model/model.json": json.dumps(model_json(net, snap.name)).encode(),
         "model/weights.bin": snap.params.astype("<f4").tobytes(),
         "optimizer/history.bin": snap.history.astype("<f4").tobytes(),
-        "config.json": json.dumps({"project": snap.spec, "optimizer": "adagrad",
-                                   "aggregation": spec.hyper.aggregation, "rounds": snap.round}, indent=1).encode(),
+        "config.json": json.dumps({"project": snap.spec,
+                                   "optimizer": "nesterov" if spec.hyper.algorithm == "local_sgd" else "adagrad",
+                                   "aggregation": spec.hyper.aggregation, "rounds": snap.round,
+                                   "communication": communication(spec.hyper)}, indent=1).encode(),
         "data.json": json.dumps(data_manifest(snap.dataset, snap.owner), indent=1).encode(),
         **({APPENDED_PART: appended_bytes(snap.dataset)} if getattr(snap.dataset, "appended", 0) else {}),
         "metrics.json": json.dumps(snap.metrics).encode(),

@@ -108,6 +108,10 @@ PROJECT_METRICS = (
     ("mlitb_bytes_in_total", "counter", "WebSocket message bytes received from the project's workers",
      lambda rt: rt.bytes_in),
     ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt: rt.bytes_out),
+    ("mlitb_bytes_up_per_result", "gauge", "GRADIENT frame bytes per result taken in the newest round that had results, "
+     "in the project's upload codec; NaN before any", lambda rt: _measured(rt, "bytes_up_per_result")),
+    ("mlitb_bytes_down_per_client", "gauge", "PARAMS frame bytes per client sent for the newest round that had "
+     "results, in the project's download codec; NaN before any", lambda rt: _measured(rt, "bytes_down_per_client")),
 )
 
 

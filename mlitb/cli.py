@@ -18,7 +18,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
                         open_creation=not args.admin_only, data_url=args.data_url,
-                        trainer_capacity=args.trainer_capacity,
+                        trainer_capacity=args.trainer_capacity, creations_per_window=args.creations_per_window,
+                        creation_window_s=args.creation_window, max_projects_per_address=args.max_projects_per_address,
+                        max_project_bytes=args.project_quota, max_server_bytes=args.server_quota,
+                        min_free_disk_bytes=args.min_free_disk,
                         max_connections_per_address=args.max_connections_per_address)
     if args.ray:  # the only path that imports Ray (docs/cluster.md); a plain server never does
         from mlitb.cluster.launch import serve_cluster
@@ -99,7 +102,9 @@ def _simulate(args: argparse.Namespace) -> int:
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
                         late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
-                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
+                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV),
+                        codecs={"upload_codec": args.upload_codec, "download_codec": args.download_codec,
+                                "topk_density": args.topk_density})
 
 
 def _closure_save(args: argparse.Namespace) -> int:
@@ -236,6 +241,8 @@ def _data_upload(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlitb.config import Settings, byte_size, size_text
+
     fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,
                                 description="MLitB: distributed neural-network training in web browsers.")
@@ -261,6 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "proxy, or a load test from one machine)")
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
+    defaults = Settings()
+    s.add_argument("--creations-per-window", type=int, default=defaults.creations_per_window,
+                   help="projects (forks, zoo uploads) one address may create per --creation-window; admin exempt")
+    s.add_argument("--creation-window", type=float, default=defaults.creation_window_s,
+                   help="seconds of the sliding window of --creations-per-window")
+    s.add_argument("--max-projects-per-address", type=int, default=defaults.max_projects_per_address,
+                   help="projects created by one address (IPv4, or IPv6 /64) that may exist at once; admin exempt")
+    s.add_argument("--project-quota", type=byte_size, default=size_text(defaults.max_project_bytes),
+                   help="bytes one project may store: uploaded data (decoded) and added examples; K/M/G/T suffixes")
+    s.add_argument("--server-quota", type=byte_size, default=size_text(defaults.max_server_bytes),
+                   help="bytes the server may store in --data-dir, uploads in flight included")
+    s.add_argument("--min-free-disk", type=byte_size, default=size_text(defaults.min_free_disk_bytes),
+                   help="uploads, examples and closures are refused when the disk would have less free")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--ray", action="store_true",
                    help="serve on a Ray cluster: one project actor per project, --gateways gateway processes on "
@@ -351,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--late-policy", default="drop", choices=["drop", "stale_weighted"],
                    help="late-gradient policy of a created project")
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
+    m.add_argument("--upload-codec", default="float32", choices=["float32", "topk", "topk_q8"],
+                   help="upload codec of a created project (docs/protocol.md, payload kinds)")
+    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4"],
+                   help="download codec of a created project")
+    m.add_argument("--topk-density", type=float, default=0.01, help="share of coordinates a top-k upload sends")
     m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")

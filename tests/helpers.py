@@ -24,9 +24,11 @@ def tiny_dataset(n: int = 30) -> Dataset:
     return Dataset("tiny", ("a", "b", "c"), Split(images, labels), Split(images[:6], labels[:6]))
 
 
-def make_runtime(period_s: float = 1.0, n: int = 30, **hyper) -> ProjectRuntime:
+def make_runtime(period_s: float = 1.0, n: int = 30, clock=None, **hyper) -> ProjectRuntime:
+    """A runtime of the tiny network on `n` examples; `clock`: its time source (default: time.monotonic)."""
     spec = ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": period_s, **hyper})
-    return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(n), Settings())
+    return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(n), Settings(),
+                          **({"clock": clock} if clock else {}))
 
 
 def digits_zip(per_class: int, classes=range(10), split: str = "train", offset: int = 0) -> bytes:

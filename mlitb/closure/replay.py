@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mlitb.closure.browser import ClosurePage, b64, closure_files
-from mlitb.closure.format import read_closure
+from mlitb.closure.format import communication, compressed, read_closure
 from mlitb.closure.verify import load_split
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.training import make_aggregator, make_optimizer
@@ -41,6 +41,11 @@ class ReplayReport:
 def replay(path: str | Path, data: str | Path | None = None, backend: str = "wasm",
            weight_tolerance: float = DEFAULT_WEIGHT_TOLERANCE, loss_tolerance: float = DEFAULT_LOSS_TOLERANCE) -> ReplayReport:
     closure = read_closure(path)
+    if compressed(closure.spec.hyper):
+        raise MlitbError(ErrorCode.NOT_REPLAYABLE, f"the run used {communication(closure.spec.hyper)}: its updates "
+                         "depend on the trainers' error-feedback residuals, the shadow parameters they computed on "
+                         "and their inner steps, which the record does not hold; replay recomputes dense gradients "
+                         "only. `mlitb closure verify` still recomputes its test error")
     info = closure.manifest.get("replay")
     if not info or "replay/rounds.json" not in closure.parts:
         raise MlitbError(ErrorCode.NOT_REPLAYABLE, "the closure has no deterministic record: train with "

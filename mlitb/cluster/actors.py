@@ -133,7 +133,10 @@ class GatewayActor:
             d = ray.get(handle.describe.remote())
             self.registry.add(pid, d["spec"], d["dataset"], d["owner_hash"], d["invite_hash"])
         self.url = f"http://{host}:{port}"
-        gw_settings = Settings(**{**settings.__dict__, "port": port})
+        # a folder of its own: the app's local store (quotas, upload staging) never touches the project's files
+        own_dir = settings.data_dir / "gateways" / name
+        own_dir.mkdir(parents=True, exist_ok=True)
+        gw_settings = Settings(**{**settings.__dict__, "port": port, "data_dir": own_dir})
         app = create_app(gw_settings, registry=self.registry)
         add_gateway_routes(app, self)
         self.server = BackgroundServer(gw_settings, log_level="warning", app_factory=lambda _: app).start()

@@ -22,12 +22,14 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from mlitb.codec import link as codec_link
 from mlitb.config import Settings
 from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
 from mlitb.master.model_state import ModelState
+from mlitb.master.params_out import ParamsOut
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
 from mlitb.master.telemetry import Telemetry
@@ -65,6 +67,7 @@ class ProjectRuntime(ModelState):
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
+        self.params_out = ParamsOut(spec.hyper)  # PARAMS frames: dense, or shadow deltas under a download codec
 
     # ---- read-only views -----------------------------------------------------------------------
     @property
@@ -120,11 +123,13 @@ class ProjectRuntime(ModelState):
         if role == "tracker":
             client.admitted = True
             link.send(self.params_frame())
+            self.params_out.mark(client.id)
         self._wake.set()
         return client
 
     def remove_client(self, client_id: int) -> None:
         client = self.clients.pop(client_id, None)
+        self.params_out.forget(client_id)
         if client is None:
             return
         if client.role == "trainer" and client.admitted:
@@ -148,13 +153,35 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        """The PARAMS frame of the current version, encoded once and shared by every send of it."""
+        """The parameters clients hold as one dense PARAMS frame: the shadow under a download codec; else the
+        current version, encoded once and shared by every send of it."""
+        if self.params_out.shadow is not None:
+            return self.params_out.dense(self.id, self.round, self.params)
         cached = self._params_frame
         if cached is None or cached[0] != self.round or cached[1] is not self._params:
             frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
                            payload=self._params)
             cached = self._params_frame = (self.round, self._params, frame)
         return cached[2]
+
+    def _send_params(self, client: Client, frame: bytes) -> None:
+        if self._stats is not None:
+            self._stats.down_bytes += len(frame)
+            self._stats.down_frames += 1
+        self._send(client, frame)
+
+    # ---- model changes that replace the parameters: clients get them dense next -------------------
+    def replace_params(self, params: np.ndarray) -> None:
+        super().replace_params(params)
+        self.params_out.reset()
+
+    def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
+        super().restore(round, params, history, metrics)
+        self.params_out.reset()
+
+    def grow_to(self, layers: list[dict]) -> None:
+        super().grow_to(layers)
+        self.params_out.reset()
 
     # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -176,11 +203,16 @@ class ProjectRuntime(ModelState):
         for finiteness where the strategy adds them."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
-        grad = frame.vector(self.param_count)  # decoded by the frame's payload kind (mlitb.codec): dense is a view
+        # the project's upload policy first (dense, or its codec within its density: mlitb/codec/link.py), then
+        # the frame's payload kind decodes it (mlitb.codec): dense is a view
+        codec_link.check_upload(frame.kind, frame.payload, self.param_count, self.hyper, frame.round)
+        grad = frame.vector(self.param_count)
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
+        if self._stats is not None:
+            self._stats.up_bytes += 24 + len(frame.payload)
         return Result(client.id, frame.round, grad, frame.count, frame.value, frame.aux)
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
@@ -224,7 +256,7 @@ class ProjectRuntime(ModelState):
         return stats
 
     def broadcast(self, due: set[int]) -> None:
-        shared = self.params_frame()
+        self._start_version()
         # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
@@ -232,26 +264,33 @@ class ProjectRuntime(ModelState):
         k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
-                self._send_work(c, shared, (n - 1 - k) * ingest_ms if c.id in due else 0.0)
+                self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0)
                 k += c.id in due
-        self.publish()
+        self._to_trackers()
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
         if client is not None:
+            self.params_out.mark(client.id)
             self._send_work(client, self.params_frame(), 0.0)
 
     def publish(self) -> None:
-        shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
+        self._start_version()
+        self._to_trackers()
+
+    def _start_version(self) -> None:
+        """This version's PARAMS frames; the record keeps what clients compute on (the shadow, under a codec)."""
+        self.record.broadcast(self.round, self.params_out.start(self.id, self.round, self.params))
+
+    def _to_trackers(self) -> None:
         for c in list(self.clients.values()):
             if c.role == "tracker":
-                self._send(c, shared)
+                self._send_params(c, self.params_out.frame_for(c.id))
 
     def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
-        self._send(c, shared)
+        self._send_params(c, shared)
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
                              payload=self._chosen_ids(c)))
 
@@ -324,9 +363,13 @@ class ProjectRuntime(ModelState):
             test_url=f"{data_base}/test" if ds.test else None,
             shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
+        h = self.hyper
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
-                       param_count=self.param_count, period_s=self.hyper.period_s,
-                       batch_size=self.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
+                       param_count=self.param_count, period_s=h.period_s,
+                       batch_size=h.batch_size, model_url=f"{base}/model/model.json", data=data,
+                       upload_codec=h.upload_codec, topk_density=h.topk_density,
+                       topk_warmup_rounds=h.topk_warmup_rounds, download_codec=h.download_codec,
+                       algorithm=h.algorithm, inner_optimizer=h.inner_optimizer, inner_lr=h.inner_lr)
 
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell

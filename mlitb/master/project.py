@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlitb.errors import ErrorCode, MlitbError, first_problem
 from mlitb.model import Network, parse_network
@@ -17,7 +17,8 @@ class Hyper(BaseModel):
     model (mlitb/master/hyper_docs.py); a test fails until it is regenerated after a change here."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    period_s: float = Field(4.0, ge=1, le=30, description="round duration T in seconds")
+    period_s: float = Field(4.0, ge=1, le=60, description="round duration T in seconds (over 30 only for local_sgd, "
+                                                          "whose trainers take many steps between synchronisations)")
     learning_rate: float = Field(0.01, gt=0, le=10, description="AdaGrad learning rate")
     epsilon: float = Field(1e-8, gt=0, le=1, description="AdaGrad epsilon")
     l1: float = Field(0.0, ge=0, le=1, description="L1 decay")
@@ -41,6 +42,32 @@ class Hyper(BaseModel):
                                                    "trainer's examples every round (a seeded draw of "
                                                    "samples_per_round from its allocation) and records them")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
+    # communication (docs/protocol.md "Payload kinds"); fixed at creation, like the network
+    upload_codec: Literal["float32", "topk", "topk_q8"] = Field(
+        "float32", description="how trainers send results: dense float32, or the top-k share of coordinates with "
+                               "error feedback (values float32, or 8-bit with per-block scales)")
+    topk_density: float = Field(0.01, gt=0, le=1, description="topk, topk_q8: share of coordinates sent per round")
+    topk_warmup_rounds: int = Field(0, ge=0, le=100_000, description="topk: DGC warm-up, density 0.25 falling by "
+                                                                       "quarters to topk_density over these rounds "
+                                                                       "(measured: helps the early rounds, most at "
+                                                                       "low densities)")
+    download_codec: Literal["float32", "delta_q8", "delta_q4"] = Field(
+        "float32", description="how parameters reach clients: dense float32, or the 8/4-bit quantised change of a "
+                               "shadow copy every client holds (a joining client gets the shadow in float32)")
+    algorithm: Literal["gradient", "local_sgd"] = Field(
+        "gradient", description="'gradient': trainers send summed gradients for the server's AdaGrad step; "
+                                "'local_sgd': trainers take inner steps on their own copy and send the change, "
+                                "which the server applies with Nesterov momentum (DiLoCo)")
+    inner_optimizer: Literal["sgd", "adam"] = Field("sgd", description="local_sgd: the trainers' inner optimizer")
+    inner_lr: float = Field(0.05, gt=0, le=10, description="local_sgd: inner learning rate")
+    outer_lr: float = Field(0.7, gt=0, le=10, description="local_sgd: outer (server) learning rate")
+    outer_momentum: float = Field(0.9, ge=0, lt=1, description="local_sgd: outer Nesterov momentum")
+
+    @model_validator(mode="after")
+    def _long_rounds_are_local(self) -> "Hyper":
+        if self.period_s > 30 and self.algorithm != "local_sgd":
+            raise ValueError(f"period_s {self.period_s} over 30 s needs algorithm local_sgd")
+        return self
 
 
 class ProjectSpec(BaseModel):

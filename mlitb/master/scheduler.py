@@ -25,6 +25,10 @@ RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the movin
 SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
 TIMING_WINDOW = 8  # results whose timing sets a trainer's margin
 MIN_TIMING_SAMPLES = 3  # results before their spread sets the margin
+# the least margin, for a stall no recent result showed (bench/work_fill.py on a 2-core machine at load ~20:
+# late results of a fast trainer 2 in 16 rounds with 0.5% of T, 2 in 32 with 2.5%; before issue 14, 0 in 16)
+MIN_MARGIN_MS = 20.0
+MIN_MARGIN_SHARE = 0.025
 MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation of a normal distribution
 
 
@@ -91,7 +95,7 @@ def timing_margin_ms(client: Client, period_ms: float, batch_size: int) -> float
     """Time kept back, besides the latency estimate (which rises at once with a slower round trip), so the
     result still arrives by the deadline: the median of the trainer's recent overshoots past its work time (one
     that checks its clock between sub-batches overshoots by milliseconds, one that finishes whole batches by up
-    to one batch) plus the spread of its overshoot and latency together, at least max(10 ms, 0.5% of T).
+    to one batch) plus the spread of its overshoot and latency together, at least max(20 ms, 2.5% of T).
     Until MIN_TIMING_SAMPLES results have shown that spread: its largest overshoot so far (before the first,
     one mini-batch at its rate) and 5% of T."""
     if len(client.overshoots) < MIN_TIMING_SAMPLES:
@@ -99,7 +103,7 @@ def timing_margin_ms(client: Client, period_ms: float, batch_size: int) -> float
         first = max(client.overshoots) if client.overshoots else batch_ms
         return min(first, period_ms) + max(50.0, 0.05 * period_ms)
     timing = [o + lat for o, lat in zip(client.overshoots, client.latencies)]
-    margin = float(np.median(client.overshoots)) + max(spread_ms(timing), 10.0, 0.005 * period_ms)
+    margin = float(np.median(client.overshoots)) + max(spread_ms(timing), MIN_MARGIN_MS, MIN_MARGIN_SHARE * period_ms)
     return min(margin, period_ms)
 
 

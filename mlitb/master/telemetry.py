@@ -69,4 +69,10 @@ class Telemetry:
             "unallocated": unallocated,  # ids no trainer holds although some trainer has room (0 is the steady state)
             "refreshed": stats.refreshed,
             "classes": classes,
+            # communication (docs/protocol.md "Payload kinds"): frame bytes per result taken and per client sent
+            "upload_codec": hyper.upload_codec,
+            "download_codec": hyper.download_codec,
+            "algorithm": hyper.algorithm,
+            "bytes_up_per_result": round(stats.up_bytes / acc.contributions) if acc.contributions else None,
+            "bytes_down_per_client": round(stats.down_bytes / stats.down_frames) if stats.down_frames else None,
         }

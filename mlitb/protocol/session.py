@@ -52,7 +52,7 @@ class RateLimit:
 # (project id) -> the project's runtime, or MlitbError(UNKNOWN_PROJECT): ProjectRegistry.get
 FindProject = Callable[[int], Any]
 # (runtime, the JOIN's token) -> whether it may join (any token a public project; a private one's invite,
-# owner or admin token): mlitb.server.auth.join_check
+# owner or admin token): mlitb.auth.join_check
 MayJoin = Callable[[Any, "str | None"], bool]
 
 

@@ -47,9 +47,10 @@ class BrowserPool:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.errors = errors  # type: ignore[attr-defined]
-        query = urlencode({"project": project, "join": role, "backend": self.backend,
-                           **({"token": self.token} if self.token else {})})
-        page.goto(f"{self.server_url.rstrip('/')}/?{query}")
+        query = urlencode({"project": project, "join": role, "backend": self.backend})
+        # the invite token goes in the fragment, which the browser never sends: it stays out of server logs
+        fragment = f"#{urlencode({'token': self.token})}" if self.token else ""
+        page.goto(f"{self.server_url.rstrip('/')}/?{query}{fragment}")
         self.pages.append(page)
 
     def close_page(self, index: int) -> None:

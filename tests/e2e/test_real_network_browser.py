@@ -27,7 +27,7 @@ def cifar_run(server) -> Run:
 def test_a_cifar_size_project_trains_in_a_real_browser_and_its_loss_falls(cifar_run):
     losses = [r["loss"] for r in cifar_run.metrics]
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    assert last < 0.7 * first, losses
+    assert last < 0.8 * first, losses
 
 
 def test_a_slow_trainer_works_most_of_t_minus_its_round_trip_and_is_rarely_late(cifar_run):

@@ -10,7 +10,9 @@ import numpy as np
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
+from mlitb.master.transport import MemoryLink
 from mlitb.config import Settings
+from mlitb.protocol import MessageType, decode
 from mlitb.training.aggregate import GradientAccumulator, all_finite
 from mlitb.training.optimizers import AdaGrad
 from mlitb.training.strategies import Result, SyncRounds
@@ -137,3 +139,14 @@ async def test_the_default_strategy_and_optimizer_are_sync_rounds_and_adagrad():
     MemoryTrainer(rt, quadratic)
     await rt.run_round()
     assert rt.history.shape == rt.params.shape and (rt.history > 0).any()
+
+
+async def test_in_synchronous_rounds_a_tracker_gets_the_parameters_on_joining_and_every_round():
+    rt = runtime()
+    link = MemoryLink()
+    rt.add_client(link, "tracker", "memory")
+    MemoryTrainer(rt, quadratic)
+    for _ in range(3):
+        await rt.run_round()
+    frames = [decode(link.inbox.get_nowait(), 1 << 30) for _ in range(link.inbox.qsize())]
+    assert [f.round for f in frames if f.type == MessageType.PARAMS] == [0, 0, 1, 2]

@@ -219,3 +219,23 @@ async def test_in_deterministic_rounds_a_torch_trainer_sums_exactly_the_examples
     rows = [r for r in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json() if r["contributions"]]
     assert all(r["samples"] == 48 for r in rows), rows
     assert worker.status.samples == 48
+
+
+async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_rounds(srv, tmp_path):
+    p = _project(srv, download_codec="delta_q4", upload_codec="topk_q8")
+    stop = asyncio.Event()
+    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await _until(lambda: len([m for m in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()
+                                  if m["samples"] > 0]) >= 5, 90, "5 trained rounds")
+    finally:
+        stop.set()
+        await task
+    rt = _runtime(srv, p["id"])
+    sent = rt.record._params_of_round[worker.downlink.round]  # what the master broadcast (its shadow) that round
+    assert worker.downlink.round >= 4 and np.array_equal(worker.downlink.params, sent)
+    local = _project(srv, algorithm="local_sgd")
+    refused = NativeWorker(Options(srv.url, local["id"], "trainer", cache_dir=tmp_path))
+    await asyncio.wait_for(refused.run(asyncio.Event()), 30)
+    assert refused.fatal is not None and "local_sgd" in refused.fatal

@@ -50,6 +50,9 @@ class UpdateStats:
     refreshed: int = 0
     late_applied: int = 0
     ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive results
+    up_bytes: int = 0  # bytes of the result frames taken in (compressed uploads: docs/protocol.md)
+    down_bytes: int = 0  # bytes of the PARAMS frames sent for this update
+    down_frames: int = 0
 
 
 class Host(Protocol):

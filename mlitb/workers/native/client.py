@@ -28,6 +28,7 @@ import torch
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from mlitb.codec.link import Downlink
 from mlitb.errors import MlitbError
 from mlitb.protocol import MessageType, Welcome, decode, encode
 from mlitb.workers.native.data import Held, RangeFetcher, fill
@@ -93,6 +94,7 @@ class NativeWorker:
         self.engine: TorchEngine | None = None
         self.welcome: Welcome | None = None
         self.params: tuple[int, np.ndarray] | None = None  # (round, parameters in our order)
+        self.downlink = Downlink()  # dense PARAMS replace, shadow deltas (download codecs) advance the parameters
         self.held: Held | None = None
         self._fresh: Held | None = None  # downloaded examples the next WORK picks up
         self._download: asyncio.Task | None = None
@@ -220,7 +222,8 @@ class NativeWorker:
                 raise Reconnect(f"PARAMS of round {f.round} has {len(f.payload) // 4} values; the loaded model has "
                                 f"{n}: reconnecting")
             try:
-                params = f.vector(n).copy()  # decoded by the frame's payload kind (mlitb.codec)
+                # dense frames replace, shadow deltas (download codecs) advance the parameters: mlitb/codec/link.py
+                params = self.downlink.apply(f.kind, f.payload, f.round, f.aux, n).copy()
             except MlitbError as exc:
                 raise Reconnect(f"PARAMS of round {f.round}: {exc.detail}: reconnecting") from None
             self.params = (f.round, params)
@@ -230,6 +233,10 @@ class NativeWorker:
             await self._on_work(f, arrived)
 
     async def _on_welcome(self, w: Welcome) -> None:
+        if w.algorithm != "gradient" and self.opts.role == "trainer":
+            # local-SGD rounds expect a parameter change, which this worker does not compute yet
+            self.fatal = f"this worker sends gradients; project {w.project_id} trains with {w.algorithm} rounds"
+            raise Reconnect(self.fatal)
         self.welcome = w
         self.status.client_id = w.client_id
         if self.engine is None or self.engine.param_count != w.param_count:  # a reconnect keeps the loaded model

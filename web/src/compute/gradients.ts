@@ -149,6 +149,33 @@ export class GradientComputer {
     else this.msPerSample += PER_SAMPLE_SMOOTHING * (n / full) * (sample - this.msPerSample);
   }
 
+  /** Local SGD (DiLoCo's inner loop): steps of `optimizer` on the model's own weights, one per mini-batch, until
+   * `workMs` has passed; `grad` is samples x (weights before - weights after), the pseudo-gradient the master
+   * averages by samples for its outer Nesterov step. */
+  trainFor(workMs: number, data: LabelledImages, batchSize: number | undefined, optimizer: tf.Optimizer): GradientResult {
+    this.check(data);
+    const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
+    const before = this.getParams();
+    const start = performance.now();
+    let samples = 0;
+    let lossSum = 0;
+    do {
+      const idx = this.nextIndices(data, bs);
+      const value = tf.tidy(() => {
+        const { x, y } = this.batch(data, idx);
+        const { value, grads } = tf.variableGrads(() => tf.mean(this.loss(x, y, true)) as tf.Scalar, this.vars);
+        optimizer.applyGradients(grads);
+        return value;
+      });
+      lossSum += value.dataSync()[0] * idx.length; // also waits for asynchronous backends: an honest clock
+      value.dispose();
+      samples += idx.length;
+    } while (performance.now() - start < workMs);
+    const grad = this.getParams();
+    for (let i = 0; i < grad.length; i++) grad[i] = (before[i] - grad[i]) * samples;
+    return { grad, samples, lossSum, ms: performance.now() - start };
+  }
+
   /** Deterministic mode: the summed gradient over exactly these examples, in this order, `batchSize` at a time
    * (the master chose them; a replay recomputes the same sums). Indices are positions in `data`. */
   computeOn(data: LabelledImages, indices: Uint32Array, batchSize?: number): GradientResult {

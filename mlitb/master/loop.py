@@ -32,7 +32,7 @@ from mlitb.master.model_state import ModelState
 from mlitb.master.params_out import ParamsOut
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
-from mlitb.master.telemetry import Telemetry
+from mlitb.master.telemetry import Telemetry, TelemetryViews
 from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
@@ -44,7 +44,7 @@ log = logging.getLogger("mlitb.master")
 __all__ = ["Client", "ProjectRuntime"]
 
 
-class ProjectRuntime(ModelState):
+class ProjectRuntime(ModelState, TelemetryViews):
     def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
                  settings: Settings, params: np.ndarray | None = None, clock=time.monotonic,
                  on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None,
@@ -63,7 +63,6 @@ class ProjectRuntime(ModelState):
         self.ingest = IngestClock()
         self.strategy: Strategy = strategy or make_strategy(spec.hyper)
         self.strategy.bind(self)
-        self._params_frame: tuple[int, np.ndarray, bytes] | None = None  # (version, parameters, encoded frame)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
@@ -84,30 +83,6 @@ class ProjectRuntime(ModelState):
     def open_round(self) -> int | None:
         """The version an update is being built for (the open round), None between updates."""
         return self.strategy.open_version
-
-    @property
-    def samples_total(self) -> int:
-        return self.telemetry.samples_total
-
-    @property
-    def late_total(self) -> int:
-        return self.telemetry.late_total
-
-    @property
-    def late_applied_total(self) -> int:
-        return self.telemetry.late_applied_total
-
-    @property
-    def rejected_total(self) -> int:
-        return self.telemetry.rejected_total
-
-    @property
-    def bytes_in(self) -> int:
-        return self.meter.bytes_in
-
-    @property
-    def bytes_out(self) -> int:
-        return self.meter.bytes_out
 
     def trainers(self) -> list[Client]:
         return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
@@ -153,16 +128,8 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        """The parameters clients hold as one dense PARAMS frame: the shadow under a download codec; else the
-        current version, encoded once and shared by every send of it."""
-        if self.params_out.shadow is not None:
-            return self.params_out.dense(self.id, self.round, self.params)
-        cached = self._params_frame
-        if cached is None or cached[0] != self.round or cached[1] is not self._params:
-            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
-                           payload=self._params)
-            cached = self._params_frame = (self.round, self._params, frame)
-        return cached[2]
+        """The parameters clients hold as one dense PARAMS frame (ParamsOut.dense)."""
+        return self.params_out.dense(self.id, self.round, self.params)
 
     def _send_params(self, client: Client, frame: bytes) -> None:
         if self._stats is not None:
@@ -170,17 +137,7 @@ class ProjectRuntime(ModelState):
             self._stats.down_frames += 1
         self._send(client, frame)
 
-    # ---- model changes that replace the parameters: clients get them dense next -------------------
-    def replace_params(self, params: np.ndarray) -> None:
-        super().replace_params(params)
-        self.params_out.reset()
-
-    def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
-        super().restore(round, params, history, metrics)
-        self.params_out.reset()
-
-    def grow_to(self, layers: list[dict]) -> None:
-        super().grow_to(layers)
+    def _params_replaced(self) -> None:  # weights upload, restore, growth: clients get the parameters dense next
         self.params_out.reset()
 
     # ---- incoming frames ------------------------------------------------------------------------

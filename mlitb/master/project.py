@@ -22,9 +22,12 @@ class Hyper(BaseModel):
     l2: float = Field(0.0, ge=0, le=1, description="L2 decay")
     dropout: float = Field(0.5, ge=0, lt=1, description="rate of dropout layers that give none")
     batch_size: int = Field(32, ge=1, le=4096, description="trainer mini-batch; samples per round are clock-bounded")
-    aggregation: Literal["mean", "clipped_mean", "median", "trimmed_mean"] = Field(
-        "mean", description="how a round's gradients are combined: the sample-weighted mean, or a rule robust to "
-                            "hostile clients (norm-clipped mean, coordinate-wise median, coordinate-wise trimmed mean)")
+    aggregation: Literal["centered_clip", "mean", "clipped_mean", "median", "trimmed_mean"] = Field(
+        "centered_clip", description="how a round's gradients are combined: by default each client's deviation from "
+                                     "the coordinate-wise median is clipped to the round's median deviation (robust to "
+                                     "a minority of hostile clients, no threshold to tune); 'mean' is the fast "
+                                     "sample-weighted mean, for trusted trainers only; other robust rules: norm-clipped "
+                                     "mean, coordinate-wise median, coordinate-wise trimmed mean")
     clip_norm: float = Field(1.0, gt=0, le=1e6, description="clipped_mean: largest L2 norm of one client's "
                                                              "per-sample mean gradient")
     trim_fraction: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: fraction of clients dropped at each "

@@ -1,7 +1,9 @@
 """The per-project choice of aggregation rule: `make_aggregator(hyper, size)` for one round.
 
-"mean" is the streaming sample-weighted mean of MLitB (one vector, whatever the number of
-clients). The robust rules (clipped_mean, median, trimmed_mean) need every client's vector
+"centered_clip" (the default; centered_clip.py says why) clips each client's deviation from the
+coordinate-wise median to the round's median deviation. "mean" is the streaming sample-weighted
+mean of MLitB (one vector, whatever the number of clients), fast but open to one hostile client.
+The robust rules (centered_clip, clipped_mean, median, trimmed_mean) need every client's vector
 at once, so their aggregator keeps a copy of each gradient sum of the round (clients x
 parameters float32) and applies the pure rule in `mean()`. Both have the same interface:
 `add(grad_sum, samples, loss_sum)`, `add_finite(...)` (False and nothing kept when a value is not
@@ -16,11 +18,12 @@ from typing import Callable, Protocol
 import numpy as np
 
 from mlitb.training.aggregate import GradientAccumulator, all_finite
+from mlitb.training.centered_clip import centered_clip
 from mlitb.training.clipping import clipped_mean
 from mlitb.training.median import coordinate_median
 from mlitb.training.trimmed_mean import trimmed_mean
 
-AGGREGATION_RULES = ("mean", "clipped_mean", "median", "trimmed_mean")
+AGGREGATION_RULES = ("centered_clip", "mean", "clipped_mean", "median", "trimmed_mean")
 
 
 class Aggregator(Protocol):
@@ -83,6 +86,8 @@ def make_aggregator(hyper: AggregationHyper, size: int) -> Aggregator:
     rule = hyper.aggregation
     if rule == "mean":
         return GradientAccumulator(size)
+    if rule == "centered_clip":
+        return RobustAggregator(size, centered_clip)
     if rule == "clipped_mean":
         return RobustAggregator(size, partial(clipped_mean, max_norm=hyper.clip_norm))
     if rule == "median":

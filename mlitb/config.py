@@ -18,6 +18,11 @@ class Settings:
     refresh_every: int = 10  # rounds between data refreshments when the data exceeds all trainers' capacity
     refresh_fraction: float = 0.1  # share of each trainer's ids swapped for unallocated ones at a refreshment
     max_samples_per_s: int = 200_000  # a gradient claiming more samples per second of work is rejected
+    # a result's sample count is held to what the master measures (mlitb/trust/claims.py); above it the result
+    # keeps its per-sample mean and counts for the allowed number of samples:
+    claim_start_samples_per_s: float = 2_000.0  # samples/s any trainer may claim before there is a record
+    claim_growth: float = 2.0  # times its own measured samples/s (wall clock) a trainer may claim next
+    claim_fleet_factor: float = 8.0  # times the project's median measured samples/s a trainer may claim
     client_queue_frames: int = 32  # frames queued for one slow client before it is dropped
     min_work_ms: int = 50  # ms: the least work time a trainer is given
     seed: int = 0  # default seed of new projects' initial weights

@@ -38,6 +38,7 @@ from mlitb.model import Network, glorot_init
 from mlitb.model.grow import grow_arrays
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training import adagrad_step, make_aggregator
+from mlitb.trust.claims import allowed_samples, measured_rate, median_rate
 from mlitb.training.aggregate import all_finite
 
 log = logging.getLogger("mlitb.master")
@@ -61,6 +62,8 @@ class Client:
     rate_sps: float | None = None  # processing rate estimate: samples per second of compute
     work_ms: int = 0
     max_samples: int = 1  # most samples a gradient may claim: max_samples_per_s x max(work time, 1 s)
+    allowed_samples: int = 1  # most samples it counts for, from measured rates (mlitb/trust/claims.py)
+    measured_sps: float | None = None  # accepted samples per wall second of its last result
     alloc_size: int = 0
     answered_round: int = -1
     applied_round: int = -1  # newest round whose gradient was applied (on time or late)
@@ -74,6 +77,7 @@ class RoundStats:
     trainers: int = 0
     latencies: list[float] = field(default_factory=list)
     rejected: int = 0
+    clamped: int = 0  # results whose sample count was cut to the allowance
     late: int = 0
     refreshed: int = 0
     late_applied: int = 0
@@ -145,6 +149,7 @@ class ProjectRuntime:
     def add_client(self, link: Link, role: str, backend: str) -> Client:
         client = Client(next(_client_ids), role, backend, link)
         client.max_samples = self._max_samples(client)
+        client.allowed_samples = self._allowed_samples(client, None)
         self.clients[client.id] = client
         if role == "tracker":
             client.admitted = True
@@ -204,13 +209,15 @@ class ProjectRuntime:
             return
         if client.answered_round == frame.round:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
-        count = frame.count
-        grad = self._gradient_of(client, frame)
-        record = self.record.contribution(client.id, count, frame.value) if self.spec.hyper.deterministic else None
+        grad, count, loss = self._gradient_of(client, frame)
+        record = self.record.contribution(client.id, count, loss) if self.spec.hyper.deterministic else None
         # the accumulator checks every value before the add that could change it (block by block for large
         # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
-        if not self._acc.add_finite(grad, count, frame.value):
+        if not self._acc.add_finite(grad, count, loss):
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
+        if count < frame.count:
+            stats.clamped += 1
+        client.measured_sps = measured_rate(count, self.clock() - stats.started, client.work_ms)
         if record is not None:
             self.record.reduced(record)
         client.answered_round = client.applied_round = frame.round
@@ -225,9 +232,10 @@ class ProjectRuntime:
         if not pending:  # _check_all_answered: the round is open
             self._all_answered.set()
 
-    def _gradient_of(self, client: Client, frame: Frame) -> np.ndarray:
-        """The frame's gradient sum (a float32 view), after the length, sample-count and loss checks; its values
-        are checked for finiteness where it is added (`add_finite`)."""
+    def _gradient_of(self, client: Client, frame: Frame) -> tuple[np.ndarray, int, float]:
+        """The frame's gradient sum (a float32 view), sample count and summed loss, after the length, sample-count
+        and loss checks; its values are checked for finiteness where it is added (`add_finite`). A count above
+        the client's allowance (mlitb/trust/claims.py) is cut to it, the sum and loss scaled alike (a copy)."""
         payload, param_count = frame.payload, self.param_count
         if len(payload) != 4 * param_count:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
@@ -236,10 +244,19 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        return np.frombuffer(payload, FLOAT32_LE)
+        grad, count, loss = np.frombuffer(payload, FLOAT32_LE), frame.count, frame.value
+        if count > client.allowed_samples:
+            share = client.allowed_samples / count
+            grad, count, loss = grad * np.float32(share), client.allowed_samples, loss * share
+        return grad, count, loss
 
     def _max_samples(self, client: Client) -> int:
         return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
+
+    def _allowed_samples(self, client: Client, fleet_sps: float | None) -> int:
+        s = self.settings
+        return allowed_samples(client.measured_sps, fleet_sps, client.work_ms, start_sps=s.claim_start_samples_per_s,
+                               growth=s.claim_growth, fleet_factor=s.claim_fleet_factor, hard_sps=s.max_samples_per_s)
 
     def _on_late_gradient(self, client: Client, frame: Frame, stats: RoundStats | None) -> None:
         """A gradient for a closed round is counted as late and still tells how slow its client is (so its next
@@ -253,7 +270,7 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
         hyper = self.spec.hyper
         apply = hyper.late_policy == "stale_weighted" and self.open_round is not None
-        grad = self._gradient_of(client, frame) if apply else None
+        grad, count, loss = self._gradient_of(client, frame) if apply else (None, frame.count, frame.value)
         if grad is not None and not all_finite(grad):
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
         stats.late += 1
@@ -263,9 +280,9 @@ class ProjectRuntime:
         if grad is None:
             raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
         weight = hyper.staleness_weight ** (self.open_round - frame.round)
-        samples = max(1, round(frame.count * weight))
-        scale = samples / frame.count
-        self._acc.add(grad * np.float32(scale), samples, frame.value * scale)
+        samples = max(1, round(count * weight))
+        scale = samples / count
+        self._acc.add(grad * np.float32(scale), samples, loss * scale)
         client.applied_round = frame.round
         stats.late_applied += 1
         self.late_applied_total += 1
@@ -469,12 +486,14 @@ class ProjectRuntime:
         # the k-th of n trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before the
         # last, so the server takes the gradients in turn rather than all at the deadline
         n = len(self._pending)
+        fleet_sps = median_rate([c.measured_sps for c in self.trainers() if c.measured_sps is not None])
         ingest_ms = 1000 * min(self.ingest_s, MAX_INGEST_SHARE * self.spec.hyper.period_s / max(n, 1))
         k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
                 c.work_ms = self.work_ms_for(c, (n - 1 - k) * ingest_ms if c.id in self._pending else 0.0)
                 c.max_samples = self._max_samples(c)
+                c.allowed_samples = self._allowed_samples(c, fleet_sps)
                 k += c.id in self._pending
                 self._send(c, shared)
                 self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
@@ -532,6 +551,7 @@ class ProjectRuntime:
             "late": stats.late,
             "late_applied": stats.late_applied,
             "rejected": stats.rejected,
+            "clamped": stats.clamped,
             "step_skipped": step_skipped,
             "cpu_s": round(self._marks[0] - cpu, 4),  # server process CPU time since the previous round closed
             "ingest_ms": round(self.ingest_s * 1000, 4),  # estimated server CPU time per gradient

@@ -32,6 +32,11 @@ class Settings:
     admin_token: str | None = None  # server admin's token (MLITB_ADMIN_TOKEN); may do anything
     open_creation: bool = True  # anyone may create projects (as in the paper); False = admin only
     max_connections_per_address: int = 2048  # WebSocket connections from one IP address
+    max_trainers_per_address: int = 4  # trainers from one IP address in one project (a project may set fewer)
+    # addresses without the per-address trainer cap, whose trainers each vote on their own: the server's own
+    # machine (the demo, the owner's local workers). Behind a reverse proxy, run uvicorn with proxy headers so
+    # clients' real addresses are seen, or every client looks like the proxy
+    address_limits_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
 

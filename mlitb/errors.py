@@ -58,6 +58,9 @@ class ErrorCode(enum.Enum):
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")
+    # trust in open projects (mlitb/trust/)
+    TOO_MANY_TRAINERS_FROM_ADDRESS = ErrorInfo(5001, 429, "this address already runs the most trainers this project "
+                                                          "allows from one address", close=True)
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

@@ -38,6 +38,7 @@ from mlitb.model import Network, glorot_init
 from mlitb.model.grow import grow_arrays
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training import adagrad_step, make_aggregator
+from mlitb.trust.addresses import AddressPolicy
 from mlitb.trust.claims import allowed_samples, measured_rate, median_rate
 from mlitb.training.aggregate import all_finite
 
@@ -64,6 +65,8 @@ class Client:
     max_samples: int = 1  # most samples a gradient may claim: max_samples_per_s x max(work time, 1 s)
     allowed_samples: int = 1  # most samples it counts for, from measured rates (mlitb/trust/claims.py)
     measured_sps: float | None = None  # accepted samples per wall second of its last result
+    address: str | None = None  # the peer's IP address (None: in memory)
+    vote: object = None  # robust rules sum the results of one vote first (mlitb/trust/addresses.py)
     alloc_size: int = 0
     answered_round: int = -1
     applied_round: int = -1  # newest round whose gradient was applied (on time or late)
@@ -106,6 +109,7 @@ class ProjectRuntime:
         self.allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
         self.latest_eval: tuple[int, float] | None = None  # (round evaluated, test error)
         self._acc = make_aggregator(self.spec.hyper, self.param_count)
+        self.addresses = AddressPolicy(settings)
         self._stats: RoundStats | None = None
         self._all_answered = asyncio.Event()
         self._wake = asyncio.Event()
@@ -146,8 +150,13 @@ class ProjectRuntime:
         return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
     # ---- clients --------------------------------------------------------------------------
-    def add_client(self, link: Link, role: str, backend: str) -> Client:
-        client = Client(next(_client_ids), role, backend, link)
+    def add_client(self, link: Link, role: str, backend: str, address: str | None = None) -> Client:
+        """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap."""
+        if role == "trainer":
+            self.addresses.admit(address, [c.address for c in self.clients.values() if c.role == "trainer"],
+                                 self.spec.max_trainers_per_address)
+        client = Client(next(_client_ids), role, backend, link, address=address)
+        client.vote = self.addresses.vote(address, client.id)
         client.max_samples = self._max_samples(client)
         client.allowed_samples = self._allowed_samples(client, None)
         self.clients[client.id] = client
@@ -213,7 +222,7 @@ class ProjectRuntime:
         record = self.record.contribution(client.id, count, loss) if self.spec.hyper.deterministic else None
         # the accumulator checks every value before the add that could change it (block by block for large
         # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
-        if not self._acc.add_finite(grad, count, loss):
+        if not self._acc.add_finite(grad, count, loss, client.vote):
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
         if count < frame.count:
             stats.clamped += 1
@@ -282,7 +291,7 @@ class ProjectRuntime:
         weight = hyper.staleness_weight ** (self.open_round - frame.round)
         samples = max(1, round(count * weight))
         scale = samples / count
-        self._acc.add(grad * np.float32(scale), samples, loss * scale)
+        self._acc.add(grad * np.float32(scale), samples, loss * scale, client.vote)
         client.applied_round = frame.round
         stats.late_applied += 1
         self.late_applied_total += 1

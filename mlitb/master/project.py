@@ -54,6 +54,8 @@ class ProjectSpec(BaseModel):
     hyper: Hyper = Field(default_factory=Hyper)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
     private: bool = Field(False, description="joining and reading need the invite token returned at creation")
+    max_trainers_per_address: int | None = Field(None, ge=1, le=1024, description="trainers from one IP address in "
+                                                 "this project; at most the server's limit (None: the server's)")
 
     def build_network(self) -> Network:
         layers = copy.deepcopy(self.network)

@@ -200,3 +200,17 @@ def test_the_robust_aggregator_refuses_a_wrong_length_and_an_empty_round():
         agg.mean()
     with pytest.raises(ValueError):
         agg.add(np.zeros(2, np.float32), 1)
+
+
+def test_results_of_one_group_are_one_vote_their_summed_gradient_over_their_summed_count():
+    agg = make_aggregator(Hyper(aggregation="median"), 1)
+    agg.add(np.array([1.0], np.float32), 1, group="10.0.0.1")
+    agg.add(np.array([2.0], np.float32), 1, group="10.0.0.2")
+    for _ in range(3):  # three colluding trainers of one address, far away: one vote of per-sample mean 100
+        agg.add(np.array([100.0], np.float32), 1, group="10.0.0.9")
+    np.testing.assert_allclose(agg.mean(), [2.0])  # median of 1, 2, 100; three separate votes would give 100
+    assert (agg.samples, agg.contributions) == (5, 5)
+    alone = make_aggregator(Hyper(aggregation="median"), 1)
+    alone.add(np.array([2.0], np.float32), 2, group="a")
+    alone.add(np.array([6.0], np.float32), 2, group="a")
+    np.testing.assert_allclose(alone.mean(), [2.0])  # (2 + 6) / (2 + 2)

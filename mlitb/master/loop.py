@@ -1,19 +1,15 @@
-"""The master event loop of one project (MLitB §3.3): synchronised, time-boxed rounds.
+"""The project runtime (MLitB §3.3): the host of one project's training, which drives a `Strategy`.
 
-Each round: (a/b) admit new trainers and allocate data; (e) broadcast the parameters
-(one encoded frame shared by every client) and each trainer's work time; collect
-gradient sums until every trainer answered or the deadline passed, adding each into one
-accumulator as it arrives; (c) reduce to the sample-weighted mean and take an AdaGrad
-step with L1/L2; (d) update each trainer's latency and processing-rate estimates, which
-set its next work time (`work_ms_for`): T minus its round-trip latency, one mini-batch at
-its measured rate (a clock-bounded trainer may finish one batch past its work time), a
-safety margin and its place in the ingest queue, so all results arrive by the deadline:
-the server takes each gradient in turn (measured: its CPU time per gradient), so the
-trainers' arrivals are staggered one ingest time apart, in the order the parameters went
-out, instead of all landing at once at the deadline. A gradient that arrives after its
-round closed is dropped or, by the project's `late_policy`, added to the open round with
-a staleness weight; either way it is counted as late. The loop reaches clients only
-through `Link`s, so it runs the same over WebSockets and in memory.
+The runtime owns what does not depend on how results become updates: membership and data allocation
+(a/b), each trainer's work time from its estimates (d, `scheduler.py`), frames out (e: one encoded
+PARAMS frame shared by every client), the checks that turn a client frame into a `Result`, the model
+and its version, the server optimizer (c: AdaGrad with L1/L2, `mlitb/training/optimizers.py`),
+checkpoints, the closure record, model growth and telemetry. The strategy
+(`mlitb/training/strategies/`; synchronous time-boxed rounds by default) decides when results become
+an update. Only the runtime writes its state: weight upload, hyper-parameter changes, restore and
+model growth are methods here, each keeping the closure record, the optimizer state and the metrics
+consistent. The runtime reaches clients only through `Link`s, so it runs the same over WebSockets and
+in memory.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import asyncio
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import numpy as np
@@ -30,134 +25,101 @@ import numpy as np
 from mlitb.config import Settings
 from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
-from mlitb.master.closure_record import ROUNDS_REMEMBERED, ClosureRecord
-from mlitb.master.project import ProjectSpec
+from mlitb.master.closure_record import ClosureRecord
+from mlitb.master.model_state import ModelState
+from mlitb.master.project import Hyper, ProjectSpec
+from mlitb.master.scheduler import Client, IngestClock
+from mlitb.master.telemetry import Telemetry
 from mlitb.master.transport import Link
-from mlitb.model import Network, glorot_init
-from mlitb.model.grow import grow_arrays
+from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
-from mlitb.training import adagrad_step, make_aggregator
+from mlitb.training.optimizers import ServerOptimizer
+from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
 from mlitb.trust.addresses import AddressPolicy
 from mlitb.trust.claims import allowed_samples, measured_rate, median_rate
-from mlitb.training.aggregate import all_finite
 
 log = logging.getLogger("mlitb.master")
 FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
-_client_ids = itertools.count(1)
-LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
-INGEST_SMOOTHING = 0.3  # weight of the newest per-gradient ingest time in the moving average (when it falls)
-MAX_INGEST_SHARE = 0.5  # the staggered arrivals span at most this share of the period
-RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
-SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
+
+__all__ = ["Client", "ProjectRuntime"]
 
 
-@dataclass
-class Client:
-    id: int
-    role: str
-    backend: str
-    link: Link
-    admitted: bool = False
-    latency_ms: float = 100.0  # round trip estimate (send params -> gradient back, minus compute)
-    rate_sps: float | None = None  # processing rate estimate: samples per second of compute
-    work_ms: int = 0
-    max_samples: int = 1  # most samples a gradient may claim: max_samples_per_s x max(work time, 1 s)
-    allowed_samples: int = 1  # most samples it counts for, from measured rates (mlitb/trust/claims.py)
-    measured_sps: float | None = None  # accepted samples per wall second of its last result
-    address: str | None = None  # the peer's IP address (None: in memory)
-    vote: object = None  # robust rules sum the results of one vote first (mlitb/trust/addresses.py)
-    alloc_size: int = 0
-    answered_round: int = -1
-    applied_round: int = -1  # newest round whose gradient was applied (on time or late)
-    last_samples: int = 0
-
-
-@dataclass
-class RoundStats:
-    round: int
-    started: float
-    trainers: int = 0
-    latencies: list[float] = field(default_factory=list)
-    rejected: int = 0
-    clamped: int = 0  # results whose sample count was cut to the allowance
-    late: int = 0
-    refreshed: int = 0
-    late_applied: int = 0
-    ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive gradients
-
-
-class ProjectRuntime:
+class ProjectRuntime(ModelState):
     def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
                  settings: Settings, params: np.ndarray | None = None, clock=time.monotonic,
-                 on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None):
+                 on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None,
+                 strategy: Strategy | None = None, optimizer: ServerOptimizer | None = None):
+        super().__init__(spec, network, params, optimizer)
         self.id = project_id
-        self.spec = spec
-        self.network = network
-        self._param_count: tuple[Network, int] | None = None
         self.dataset = dataset
         self.settings = settings
         self.clock = clock
-        self.params = glorot_init(network, spec.seed) if params is None else params.astype(np.float32)
-        self.history = np.zeros_like(self.params)
-        self.on_checkpoint = on_checkpoint  # awaited every `settings.checkpoint_every` rounds
-        self.checkpointed_round = -1  # metrics up to this round are stored
-        self.round = 0
-        self.open_round: int | None = None
-        self.metrics: list[dict] = []
+        self.on_checkpoint = on_checkpoint  # awaited every `settings.checkpoint_every` updates
         self.clients: dict[int, Client] = {}
+        self._client_ids = itertools.count(1)  # per runtime: two runtimes in one process share nothing
         self.allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
-        self.latest_eval: tuple[int, float] | None = None  # (round evaluated, test error)
-        self._acc = make_aggregator(self.spec.hyper, self.param_count)
+        self.telemetry = Telemetry()
+        self.meter = self.telemetry.meter  # the transports count message bytes here
+        self.ingest = IngestClock()
         self.addresses = AddressPolicy(settings)
-        self._stats: RoundStats | None = None
-        self._all_answered = asyncio.Event()
+        self.strategy: Strategy = strategy or SyncRounds()
+        self.strategy.bind(self)
+        self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
-        self.rejected_total = 0
-        # cumulative counters (Prometheus); the WebSocket endpoint adds the bytes of each message
-        self.samples_total = 0
-        self.late_total = 0
-        self.late_applied_total = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self._marks: tuple[float, int, int] | None = None  # (CPU s, bytes in, bytes out) at the last close
-        self._pending: set[int] = set()  # admitted trainers yet to answer the open round
-        self.ingest_s = 0.0  # estimated server CPU time to take in one gradient (the loop's thread)
-        self._ingest_mark: float | None = None
-        self._round_starts: dict[int, float] = {}
-        self.owner_hash: str | None = None  # SHA-256 of the owner token (set by the registry)
-        self.record = ClosureRecord(self.round, self.params, self.history)  # for research closures
-        self.invite_hash: str | None = None  # SHA-256 of the invite token of a private project
-        # examples labelled on the fly (mlitb/server/examples.py): the network layers and data they make,
-        # applied between rounds (never mid-round: every gradient of a round has the same size)
-        self._pending_change: tuple[list[dict], Dataset] | None = None
 
-    # ---- limits derived from the model -------------------------------------------------
-    @property
-    def param_count(self) -> int:
-        cached = self._param_count  # summing the weight shapes costs ~30 us: once per network, not per frame
-        if cached is None or cached[0] is not self.network:
-            cached = self._param_count = (self.network, self.network.param_count)
-        return cached[1]
-
+    # ---- read-only views -----------------------------------------------------------------------
     @property
     def max_frame_bytes(self) -> int:
         """Largest frame a client may send to this project: a header plus one gradient."""
         return 24 + 4 * self.param_count
 
+    @property
+    def open_round(self) -> int | None:
+        """The version an update is being built for (the open round), None between updates."""
+        return self.strategy.open_version
+
+    @property
+    def samples_total(self) -> int:
+        return self.telemetry.samples_total
+
+    @property
+    def late_total(self) -> int:
+        return self.telemetry.late_total
+
+    @property
+    def late_applied_total(self) -> int:
+        return self.telemetry.late_applied_total
+
+    @property
+    def rejected_total(self) -> int:
+        return self.telemetry.rejected_total
+
+    @property
+    def bytes_in(self) -> int:
+        return self.meter.bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        return self.meter.bytes_out
+
     def trainers(self) -> list[Client]:
         return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
-    # ---- clients --------------------------------------------------------------------------
+    def trainer_ids(self) -> list[int]:
+        return [c.id for c in self.clients.values() if c.role == "trainer" and c.admitted]
+
+    # ---- clients --------------------------------------------------------------------------------
     def add_client(self, link: Link, role: str, backend: str, address: str | None = None) -> Client:
         """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap."""
         if role == "trainer":
             self.addresses.admit(address, [c.address for c in self.clients.values() if c.role == "trainer"],
                                  self.spec.max_trainers_per_address)
-        client = Client(next(_client_ids), role, backend, link, address=address)
+        client = Client(next(self._client_ids), role, backend, link, address=address)
         client.vote = self.addresses.vote(address, client.id)
-        client.max_samples = self._max_samples(client)
+        client.max_samples = scheduler.max_samples(client, self.settings.max_samples_per_s)
         client.allowed_samples = self._allowed_samples(client, None)
         self.clients[client.id] = client
         if role == "tracker":
@@ -173,8 +135,7 @@ class ProjectRuntime:
         if client.role == "trainer" and client.admitted:
             self.allocator.leave(client_id)
             self._send_allocations()
-        self._pending.discard(client_id)
-        self._check_all_answered()
+        self.strategy.on_leave(client_id)
 
     def _send_allocations(self) -> None:
         for tid in self.allocator.take_changed():
@@ -194,7 +155,7 @@ class ProjectRuntime:
     def params_frame(self) -> bytes:
         return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=self.params)
 
-    # ---- incoming frames ---------------------------------------------------------------------
+    # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
         """Apply one decoded frame from a joined client; raises MlitbError on any violation."""
         client = self.clients.get(client_id)
@@ -203,48 +164,18 @@ class ProjectRuntime:
         if frame.project != self.id:
             raise MlitbError(ErrorCode.WRONG_PROJECT, f"joined project {self.id}, frame names {frame.project}")
         if frame.type == MessageType.GRADIENT:
-            self._on_gradient(client, frame)
+            self.strategy.on_result(self._result_of(client, frame))
         elif frame.type == MessageType.EVAL:
             self._on_eval(client, frame)
         else:
             raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"{frame.type.name} is not accepted after joining")
 
-    def _on_gradient(self, client: Client, frame: Frame) -> None:
+    def _result_of(self, client: Client, frame: Frame) -> Result:
+        """The frame as a `Result`, after the role, length, sample-count and loss checks; its values are checked
+        for finiteness where the strategy adds them. A count above the client's allowance (mlitb/trust/claims.py)
+        is cut to it, the sum and loss scaled alike (a copy), and counted as clamped."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
-        stats = self._stats
-        if self.open_round is None or frame.round != self.open_round or stats is None:
-            self._on_late_gradient(client, frame, stats)
-            return
-        if client.answered_round == frame.round:
-            raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
-        grad, count, loss = self._gradient_of(client, frame)
-        record = self.record.contribution(client.id, count, loss) if self.spec.hyper.deterministic else None
-        # the accumulator checks every value before the add that could change it (block by block for large
-        # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
-        if not self._acc.add_finite(grad, count, loss, client.vote):
-            raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
-        if count < frame.count:
-            stats.clamped += 1
-        client.measured_sps = measured_rate(count, self.clock() - stats.started, client.work_ms)
-        if record is not None:
-            self.record.reduced(record)
-        client.answered_round = client.applied_round = frame.round
-        client.last_samples = count
-        stats.latencies.append(self._observe(client, frame, stats.started))
-        cpu = time.thread_time()  # includes receiving and decoding this frame, which ran since the last one
-        if self._ingest_mark is not None:
-            stats.ingest.append(cpu - self._ingest_mark)
-        self._ingest_mark = cpu
-        pending = self._pending
-        pending.discard(client.id)
-        if not pending:  # _check_all_answered: the round is open
-            self._all_answered.set()
-
-    def _gradient_of(self, client: Client, frame: Frame) -> tuple[np.ndarray, int, float]:
-        """The frame's gradient sum (a float32 view), sample count and summed loss, after the length, sample-count
-        and loss checks; its values are checked for finiteness where it is added (`add_finite`). A count above
-        the client's allowance (mlitb/trust/claims.py) is cut to it, the sum and loss scaled alike (a copy)."""
         payload, param_count = frame.payload, self.param_count
         if len(payload) != 4 * param_count:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
@@ -254,73 +185,13 @@ class ProjectRuntime:
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
         grad, count, loss = np.frombuffer(payload, FLOAT32_LE), frame.count, frame.value
+        client.claimed_samples = count
         if count > client.allowed_samples:
             share = client.allowed_samples / count
             grad, count, loss = grad * np.float32(share), client.allowed_samples, loss * share
-        return grad, count, loss
-
-    def _max_samples(self, client: Client) -> int:
-        return max(1, int(self.settings.max_samples_per_s * max(client.work_ms, 1000) / 1000))
-
-    def _allowed_samples(self, client: Client, fleet_sps: float | None) -> int:
-        s = self.settings
-        return allowed_samples(client.measured_sps, fleet_sps, client.work_ms, start_sps=s.claim_start_samples_per_s,
-                               growth=s.claim_growth, fleet_factor=s.claim_fleet_factor, hard_sps=s.max_samples_per_s)
-
-    def _on_late_gradient(self, client: Client, frame: Frame, stats: RoundStats | None) -> None:
-        """A gradient for a closed round is counted as late and still tells how slow its client is (so its next
-        work time shrinks). It is refused with STALE_ROUND unless the project's `late_policy` is
-        "stale_weighted" and a round is open: then it joins that round's reduce with its sample count (and so
-        its share) scaled by `staleness_weight ** rounds_late`."""
-        started = self._round_starts.get(frame.round)
-        if started is None or stats is None or frame.round >= self.round:
-            raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
-        if frame.round <= client.applied_round:
-            raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {frame.round}")
-        hyper = self.spec.hyper
-        apply = hyper.late_policy == "stale_weighted" and self.open_round is not None
-        grad, count, loss = self._gradient_of(client, frame) if apply else (None, frame.count, frame.value)
-        if grad is not None and not all_finite(grad):
-            raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
-        stats.late += 1
-        self.late_total += 1
-        if 1 <= frame.count <= client.max_samples:
-            self._observe(client, frame, started)
-        if grad is None:
-            raise MlitbError(ErrorCode.STALE_ROUND, f"gradient for round {frame.round}; open round is {self.open_round}")
-        weight = hyper.staleness_weight ** (self.open_round - frame.round)
-        samples = max(1, round(count * weight))
-        scale = samples / count
-        self._acc.add(grad * np.float32(scale), samples, loss * scale, client.vote)
-        client.applied_round = frame.round
-        stats.late_applied += 1
-        self.late_applied_total += 1
-
-    def _observe(self, client: Client, frame: Frame, round_started: float) -> float:
-        """Update the client's processing-rate and latency estimates from one gradient; returns the latency."""
-        if frame.aux > 0:
-            self._observe_rate(client, min(frame.count * 1000.0 / frame.aux, float(self.settings.max_samples_per_s)))
-        return self._observe_latency(client, (self.clock() - round_started) * 1000 - frame.aux)
-
-    @staticmethod
-    def _observe_latency(client: Client, sample_ms: float) -> float:
-        """The estimate rises at once (a trainer that slowed should not be late twice) and falls by a moving
-        average."""
-        sample_ms = max(0.0, sample_ms)
-        if sample_ms >= client.latency_ms:
-            client.latency_ms = sample_ms
-        else:
-            client.latency_ms += LATENCY_SMOOTHING * (sample_ms - client.latency_ms)
-        return sample_ms
-
-    @staticmethod
-    def _observe_rate(client: Client, samples_per_s: float) -> None:
-        """Moving average of the processing rate; a slow-down (a busy tab, a throttled device) replaces it at once."""
-        old = client.rate_sps
-        if old is None or samples_per_s < SLOWDOWN_RATIO * old:
-            client.rate_sps = samples_per_s
-        else:
-            client.rate_sps = (1 - RATE_SMOOTHING) * old + RATE_SMOOTHING * samples_per_s
+            if self._stats is not None:
+                self._stats.clamped += 1
+        return Result(client.id, frame.round, grad, count, loss, frame.aux, client.vote)
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -329,14 +200,133 @@ class ProjectRuntime:
             raise MlitbError(ErrorCode.BAD_VALUE, "test error must be in [0, 1] over at least one example")
         if frame.round > self.round:
             raise MlitbError(ErrorCode.STALE_ROUND, f"evaluation of future round {frame.round}")
-        if self.latest_eval is None or frame.round >= self.latest_eval[0]:
-            self.latest_eval = (frame.round, float(frame.value))
-            self.record.evaluation(frame.round, frame.value, frame.count)
-        for m in reversed(self.metrics):
-            if m["round"] == frame.round:
-                m["test_error_of_round"] = float(frame.value)
-                break
+        self.note_evaluation(frame.round, float(frame.value), frame.count)
 
+    def note_rejected(self) -> None:
+        """Count a frame refused by validation in this update's metrics."""
+        self.telemetry.rejected_total += 1
+        if self._stats is not None:
+            self._stats.rejected += 1
+
+    # ---- the Host interface of strategies (mlitb/training/strategies/base.py) ---------------------
+    @property
+    def hyper(self) -> Hyper:
+        return self.spec.hyper
+
+    def begin_update(self) -> UpdateStats:
+        if self._pending_change is not None:
+            self._apply_change()
+        for c in self.clients.values():
+            if c.role == "trainer" and not c.admitted:
+                c.admitted = True
+                self.allocator.join(c.id)
+        refreshed = 0
+        if self.round and self.round % self.settings.refresh_every == 0:
+            # data refreshment: when the data exceeds what the trainers can hold, swap a share of
+            # their ids for unallocated ones, so every example is eventually trained on
+            refreshed = self.allocator.refresh(self.settings.refresh_fraction)
+        self._send_allocations()
+        stats = UpdateStats(self.round, self.clock())
+        stats.refreshed = refreshed
+        self.telemetry.begin()
+        self.ingest.start()
+        self._stats = stats
+        return stats
+
+    def broadcast(self, due: set[int]) -> None:
+        shared = self.params_frame()
+        self.record.broadcast(self.round, self.params)
+        # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
+        # the last, so the server takes the results in turn rather than all at the deadline
+        n = len(due)
+        ingest_ms = self.ingest.stagger_ms(n, self.hyper.period_s)
+        fleet_sps = self._fleet_rate()
+        k = 0
+        for c in list(self.clients.values()):
+            if c.role == "trainer":
+                self._send_work(c, shared, (n - 1 - k) * ingest_ms if c.id in due else 0.0, fleet_sps)
+                k += c.id in due
+            elif c.role == "tracker":
+                self._send(c, shared)
+
+    def dispatch(self, client_id: int) -> None:
+        client = self.clients.get(client_id)
+        if client is not None:
+            self._send_work(client, self.params_frame(), 0.0, self._fleet_rate())
+
+    def _send_work(self, c: Client, shared: bytes, queue_ms: float, fleet_sps: float | None) -> None:
+        c.work_ms = self.work_ms_for(c, queue_ms)
+        c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
+        c.allowed_samples = self._allowed_samples(c, fleet_sps)
+        self._send(c, shared)
+        self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
+                             payload=self._chosen_ids(c)))
+
+    def _fleet_rate(self) -> float | None:
+        return median_rate([c.measured_sps for c in self.trainers() if c.measured_sps is not None])
+
+    def _allowed_samples(self, client: Client, fleet_sps: float | None) -> int:
+        s = self.settings
+        return allowed_samples(client.measured_sps, fleet_sps, client.work_ms, start_sps=s.claim_start_samples_per_s,
+                               growth=s.claim_growth, fleet_factor=s.claim_fleet_factor, hard_sps=s.max_samples_per_s)
+
+    def observe(self, result: Result, since: float) -> float:
+        client = self.clients.get(result.client_id)
+        if client is None:
+            return 0.0
+        client.measured_sps = measured_rate(result.samples, self.clock() - since, client.work_ms)
+        # the processing rate sets work times only: it follows the claimed count (the scheduler's estimate is
+        # capped at max_samples_per_s), while weight and credit follow the allowed one
+        return scheduler.observe(client, client.claimed_samples, result.compute_ms, (self.clock() - since) * 1000,
+                                 self.settings.max_samples_per_s)
+
+    def ingested(self, stats: UpdateStats) -> None:
+        self.ingest.took_one(stats.ingest)
+
+    def count_late(self, applied: bool) -> None:
+        self.telemetry.late_total += 1
+        if applied:
+            self.telemetry.late_applied_total += 1
+
+    def record_contribution(self, result: Result):
+        if not self.hyper.deterministic:
+            return None
+        return self.record.contribution(result.client_id, result.samples, result.loss_sum)
+
+    def record_reduced(self, token) -> None:
+        self.record.reduced(token)
+
+    def finish_update(self, stats: UpdateStats, aggregate) -> dict:
+        hyper = self.hyper
+        step_skipped = False
+        if aggregate.samples > 0 and not self.apply_update(aggregate.mean()):
+            step_skipped = True
+            log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
+        self.ingest.close(stats.ingest)
+        record = self.telemetry.record(
+            stats, aggregate, self.clock() - stats.started, step_skipped, hyper, latest_eval=self.latest_eval,
+            ingest_s=self.ingest.seconds, unallocated=self.allocator.unallocated_with_room(),
+            classes=self.network.num_classes)
+        self.metrics.append(record)
+        self.record.close_round(stats.round, step_skipped, hyper.deterministic)
+        self.advance()
+        return record
+
+    # ---- work times -------------------------------------------------------------------------------
+    def work_ms_for(self, client: Client, queue_ms: float = 0.0) -> int:
+        """The client's compute time for its next work (scheduler.work_ms_for with this project's settings)."""
+        h = self.hyper
+        return scheduler.work_ms_for(client, h.period_s, h.batch_size, self.settings.min_work_ms, queue_ms)
+
+    def _chosen_ids(self, client: Client) -> np.ndarray | bytes:
+        """Deterministic mode: the examples the trainer must use this round (sent in WORK; docs/closure.md)."""
+        hyper = self.hyper
+        held = self.allocator.ids_of(client.id) if hyper.deterministic else ()
+        if len(held) == 0:
+            return b""
+        return self.record.name_examples(self.spec.seed, self.round, client.id, held, hyper.samples_per_round)
+
+    # ---- joining, data and model changes ------------------------------------------------------
     def capacity_for(self, dataset: Dataset | None) -> int:
         """Examples one trainer may hold: the id cap, and what fits in its byte budget."""
         if dataset is None:
@@ -354,8 +344,8 @@ class ProjectRuntime:
             shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
-                       param_count=self.param_count, period_s=self.spec.hyper.period_s,
-                       batch_size=self.spec.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
+                       param_count=self.param_count, period_s=self.hyper.period_s,
+                       batch_size=self.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
 
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell
@@ -367,21 +357,9 @@ class ProjectRuntime:
             self.allocator.join(tid)
         self._welcome_again()
 
-    # ---- examples labelled on the fly (MLitB §3.6) ------------------------------------------
-    def latest_model_and_data(self) -> tuple[list[dict], Dataset | None]:
-        """The network layers and data the project will have from the next round (a pending change
-        included): what the next added example builds on, and what is stored."""
-        if self._pending_change is not None:
-            return self._pending_change
-        return self.spec.network, self.dataset
-
-    def stored_spec(self) -> ProjectSpec:
-        """The spec to persist: the current one with the pending network, if any."""
-        return self.spec.model_copy(update={"network": self.latest_model_and_data()[0]})
-
     def change_model_and_data(self, layers: list[dict], dataset: Dataset) -> int:
         """Take `dataset` (the current data with examples appended) and `layers` (the network, with more
-        output units for new classes) from the next round; at once if no round is open. Returns that round."""
+        output units for new classes) from the next update; at once if none is open. Returns that version."""
         self._pending_change = (layers, dataset)
         if self.open_round is None:
             self._apply_change()
@@ -389,23 +367,17 @@ class ProjectRuntime:
         return self.round + 1
 
     async def settled(self) -> None:
-        """Returns once no change is pending (at the latest when the open round closes)."""
+        """Returns once no change is pending (at the latest when the open update closes)."""
         while self._pending_change is not None and not self._stopped:
             await asyncio.sleep(0.05)
 
     def _apply_change(self) -> None:
-        """Between rounds: grow the output layer (kernel columns, biases and AdaGrad history, zero-filled),
-        append the new examples to the allocation, and WELCOME every worker again (a new parameter count
-        makes it reload the model; the data's base version lets it keep the examples it holds)."""
+        """Between updates: grow the model (ModelState.grow_to), append the new examples to the allocation, and
+        WELCOME every worker again (a new parameter count makes it reload the model; the data's base version
+        lets it keep the examples it holds)."""
         layers, dataset = self._pending_change
         self._pending_change = None
-        spec = self.spec.model_copy(update={"network": layers})
-        network = spec.build_network()
-        if network.param_count != self.param_count:
-            self.params, self.history = grow_arrays(self.network, network, self.params, self.history)
-            self.network = network
-            self.record = ClosureRecord(self.round, self.params, self.history)  # a replay starts from the grown model
-        self.spec = spec
+        self.grow_to(layers)
         added = len(dataset.train) - len(self.dataset.train)
         self.dataset = dataset
         self.allocator.extend(added)
@@ -417,32 +389,18 @@ class ProjectRuntime:
                                       payload=self.welcome(client).model_dump()))
         self._send_allocations()
 
-    def note_rejected(self) -> None:
-        """Count a frame refused by validation in this round's metrics."""
-        self.rejected_total += 1
-        if self._stats is not None:
-            self._stats.rejected += 1
+    def load_weights(self, params: np.ndarray) -> None:
+        """Replace the parameters with loaded weights (PUT .../weights.bin), only while no trainer is connected
+        (an update would replace them when it closes). See ModelState.replace_params."""
+        if self.open_round is not None or any(c.role == "trainer" for c in self.clients.values()):
+            raise MlitbError(ErrorCode.TRAINING_RUNNING, "the project has trainers: stop them before replacing its weights")
+        self.replace_params(params)
 
-    def _check_all_answered(self) -> None:
-        if self.open_round is not None and not self._pending:
-            self._all_answered.set()
-
-    # ---- the round loop ------------------------------------------------------------------
-    def work_ms_for(self, client: Client, queue_ms: float = 0.0) -> int:
-        """Compute time for the next round so the result is back before the deadline: T minus the client's
-        latency, minus one mini-batch at its measured rate (its clock-bounded loop may finish one batch past
-        the work time), minus a margin, minus `queue_ms` (the ingest time of the gradients due after its
-        own); within [min_work_ms, T]."""
-        period_ms = self.spec.hyper.period_s * 1000
-        margin = max(50.0, 0.05 * period_ms)
-        batch_ms = 1000.0 * self.spec.hyper.batch_size / client.rate_sps if client.rate_sps else 0.0
-        work = period_ms - client.latency_ms - min(batch_ms, period_ms) - margin - queue_ms
-        return int(min(period_ms, max(self.settings.min_work_ms, work)))
-
+    # ---- running ----------------------------------------------------------------------------------
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
-        self._all_answered.set()
+        self.strategy.stop()
 
     async def run(self) -> None:
         while not self._stopped:
@@ -454,132 +412,6 @@ class ProjectRuntime:
             if self.on_checkpoint and self.round % self.settings.checkpoint_every == 0:
                 await self.on_checkpoint(self)
 
-    def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
-        """Resume from a checkpoint: the next round is `round`."""
-        if params.shape != self.params.shape or history.shape != self.params.shape:
-            raise ValueError(f"checkpoint has {params.size} parameters; the network has {self.params.size}")
-        self.round, self.params, self.history = round, params.astype(np.float32), history.astype(np.float32)
-        self.metrics = [m for m in metrics if m["round"] < round]
-        self.checkpointed_round = round - 1
-        self.record = ClosureRecord(self.round, self.params, self.history)
-        last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
-        self.latest_eval = (last["test_error_round"], last["test_error"]) if last else None
-
     async def run_round(self) -> dict:
-        """One synchronised round; returns its metrics record."""
-        if self._pending_change is not None:
-            self._apply_change()
-        for c in self.clients.values():
-            if c.role == "trainer" and not c.admitted:
-                c.admitted = True
-                self.allocator.join(c.id)
-        refreshed = 0
-        if self.round and self.round % self.settings.refresh_every == 0:
-            # data refreshment: when the data exceeds what the trainers can hold, swap a share of
-            # their ids for unallocated ones, so every example is eventually trained on
-            refreshed = self.allocator.refresh(self.settings.refresh_fraction)
-        self._send_allocations()
-        stats = RoundStats(self.round, self.clock())
-        stats.refreshed = refreshed
-        if self._marks is None:
-            self._marks = (time.process_time(), self.bytes_in, self.bytes_out)
-        self._round_starts[self.round] = stats.started
-        self._round_starts.pop(self.round - ROUNDS_REMEMBERED, None)  # late answers older than that are just refused
-        self._stats, self._acc = stats, make_aggregator(self.spec.hyper, self.param_count)
-        self._all_answered.clear()
-        self.open_round = self.round
-        self._pending = {c.id for c in self.trainers()}
-        self._ingest_mark = None
-        shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
-        # the k-th of n trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before the
-        # last, so the server takes the gradients in turn rather than all at the deadline
-        n = len(self._pending)
-        fleet_sps = median_rate([c.measured_sps for c in self.trainers() if c.measured_sps is not None])
-        ingest_ms = 1000 * min(self.ingest_s, MAX_INGEST_SHARE * self.spec.hyper.period_s / max(n, 1))
-        k = 0
-        for c in list(self.clients.values()):
-            if c.role == "trainer":
-                c.work_ms = self.work_ms_for(c, (n - 1 - k) * ingest_ms if c.id in self._pending else 0.0)
-                c.max_samples = self._max_samples(c)
-                c.allowed_samples = self._allowed_samples(c, fleet_sps)
-                k += c.id in self._pending
-                self._send(c, shared)
-                self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
-                                     payload=self._chosen_ids(c)))
-            elif c.role == "tracker":
-                self._send(c, shared)
-        stats.trainers = len(self.trainers())
-        self._check_all_answered()
-        try:
-            await asyncio.wait_for(self._all_answered.wait(), timeout=self.spec.hyper.period_s)
-        except asyncio.TimeoutError:
-            pass
-        self.open_round = None
-        return self._close_round(stats)
-
-    def _close_round(self, stats: RoundStats) -> dict:
-        acc, h = self._acc, self.spec.hyper
-        step_skipped = False
-        if acc.samples > 0:
-            # the step runs on copies: one whose result is not finite (finite but huge gradients
-            # overflowing float32, say) is skipped and counted, never written into the model
-            params, history = self.params.copy(), self.history.copy()
-            adagrad_step(params, history, acc.mean(), learning_rate=h.learning_rate,
-                         epsilon=h.epsilon, l1=h.l1, l2=h.l2)
-            if np.isfinite(params).all() and np.isfinite(history).all():
-                self.params, self.history = params, history
-            else:
-                step_skipped = True
-                log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
-        duration = self.clock() - stats.started
-        lat = stats.latencies
-        if len(stats.ingest) >= 2:  # CPU between the first and the last gradient, per gradient
-            sample = float(np.mean(stats.ingest))
-            rising = sample > self.ingest_s
-            self.ingest_s = sample if rising else self.ingest_s + INGEST_SMOOTHING * (sample - self.ingest_s)
-        cpu, bytes_in, bytes_out = self._marks or (time.process_time(), self.bytes_in, self.bytes_out)
-        self._marks = (time.process_time(), self.bytes_in, self.bytes_out)
-        self.samples_total += acc.samples
-        record = {
-            "round": stats.round,
-            "time": time.time(),
-            "duration_s": round(duration, 4),
-            "trainers": stats.trainers,
-            "contributions": acc.contributions,
-            "samples": acc.samples,
-            "samples_per_s": round(acc.samples / duration, 2) if duration > 0 else 0.0,
-            "latency_ms_mean": round(float(np.mean(lat)), 2) if lat else None,
-            "latency_ms_max": round(float(np.max(lat)), 2) if lat else None,
-            "latency_ms_p95": round(float(np.percentile(lat, 95)), 2) if lat else None,
-            "loss": round(acc.loss_sum / acc.samples, 6) if acc.samples else None,
-            "learning_rate": h.learning_rate,  # live hyper-parameters (PATCH .../hyper) in force this round
-            "period_s": h.period_s,
-            "test_error": self.latest_eval[1] if self.latest_eval else None,
-            "test_error_round": self.latest_eval[0] if self.latest_eval else None,
-            "late": stats.late,
-            "late_applied": stats.late_applied,
-            "rejected": stats.rejected,
-            "clamped": stats.clamped,
-            "step_skipped": step_skipped,
-            "cpu_s": round(self._marks[0] - cpu, 4),  # server process CPU time since the previous round closed
-            "ingest_ms": round(self.ingest_s * 1000, 4),  # estimated server CPU time per gradient
-            "bytes_in": self.bytes_in - bytes_in,  # WebSocket message bytes from / to this project's clients
-            "bytes_out": self.bytes_out - bytes_out,
-            # ids no trainer holds although some trainer has room (0 is the steady state)
-            "unallocated": self.allocator.unallocated_with_room(),
-            "refreshed": stats.refreshed,
-            "classes": self.network.num_classes,
-        }
-        self.metrics.append(record)
-        self.record.close_round(stats.round, step_skipped, h.deterministic)
-        self.round += 1
-        return record
-
-    def _chosen_ids(self, client: Client) -> np.ndarray | bytes:
-        """Deterministic mode: the examples the trainer must use this round (sent in WORK; docs/closure.md)."""
-        hyper = self.spec.hyper
-        held = self.allocator.ids_of(client.id) if hyper.deterministic else ()
-        if len(held) == 0:
-            return b""
-        return self.record.name_examples(self.spec.seed, self.round, client.id, held, hyper.samples_per_round)
+        """Drive the strategy to its next update (one round, in synchronous mode); returns its metrics record."""
+        return await self.strategy.run_update()

@@ -43,7 +43,7 @@ class ProjectRegistry:
                     params, history = fit_checkpoint(runtime.spec.network, runtime.network, saved.params,
                                                      saved.history)
                     runtime.restore(saved.round, params, history, saved.metrics)
-                runtime.owner_hash, runtime.invite_hash = saved.owner_hash, saved.invite_hash
+                runtime.grant(saved.owner_hash, saved.invite_hash)
             except (MlitbError, ValueError) as exc:
                 log.error("project %s could not be restored and is left out: %s", saved.id, exc)
                 continue
@@ -55,11 +55,10 @@ class ProjectRegistry:
         """Store parameters, optimizer state, round and new metrics, off the event loop."""
         if self.store is None:
             return
-        new = [m for m in runtime.metrics if m["round"] > runtime.checkpointed_round]
-        args = (runtime.id, runtime.round, runtime.params.copy(), runtime.history.copy(), new, time.time(),
-                runtime.allocator.owner.copy())
-        await asyncio.to_thread(self.store.save_checkpoint, *args)
-        runtime.checkpointed_round = runtime.round - 1
+        round_, params, state, new = runtime.checkpoint_view()
+        await asyncio.to_thread(self.store.save_checkpoint, runtime.id, round_, params, state, new, time.time(),
+                                runtime.allocator.owner.copy())
+        runtime.mark_checkpointed(round_)
 
     def load_dataset(self, name: str | None) -> Dataset | None:
         if name is None:
@@ -75,8 +74,8 @@ class ProjectRegistry:
         secrets = {"owner_token": new_token()}
         if runtime.spec.private:
             secrets["invite_token"] = new_token()
-        runtime.owner_hash = token_hash(secrets["owner_token"])
-        runtime.invite_hash = token_hash(secrets["invite_token"]) if runtime.spec.private else None
+        runtime.grant(token_hash(secrets["owner_token"]),
+                      token_hash(secrets["invite_token"]) if runtime.spec.private else None)
         if self.store is not None:
             self.store.add_project(runtime.id, runtime.spec.model_dump(), time.time(), runtime.owner_hash,
                                    runtime.invite_hash)
@@ -165,7 +164,6 @@ class ProjectRegistry:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         for runtime in self.projects.values():
-            runtime.open_round = None
             await self.checkpoint(runtime)
             for client in list(runtime.clients.values()):
                 client.link.close(*RESTART_CLOSE)

@@ -41,9 +41,7 @@ async def patch_hyper(project_id: int, request: Request) -> dict:
     except ValidationError as exc:
         _, message = first_problem(exc.errors())
         raise MlitbError(ErrorCode.INVALID_HYPER, message) from None
-    # ProjectRuntime reads spec.hyper each round: the open round's step (when it closes) already uses the
-    # new learning rate; its period was already running, so a new T times the rounds after it
-    rt.spec = rt.spec.model_copy(update={"hyper": hyper})
+    rt.change_hyper(hyper)
     if registry.store is not None:
         registry.store.update_spec(project_id, rt.stored_spec().model_dump())
     return {"hyper": hyper.model_dump(), "from_round": rt.round}

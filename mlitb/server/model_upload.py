@@ -3,8 +3,6 @@ with a TF.js weights file of the same network (float32, manifest order; the owne
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from fastapi import APIRouter, Request
 
@@ -30,11 +28,6 @@ async def put_weights(project_id: int, request: Request) -> dict:
     params = np.frombuffer(body, dtype="<f4").astype(np.float32)
     if not np.isfinite(params).all():
         raise MlitbError(ErrorCode.NON_FINITE, "the weights hold NaN or infinite values")
-    # a round's step replaces the parameters when it closes: only swap them while no round can run
-    if rt.open_round is not None or any(c.role == "trainer" for c in rt.clients.values()):
-        raise MlitbError(ErrorCode.TRAINING_RUNNING, "the project has trainers: stop them before replacing its weights")
-    rt.params = params
-    rt.history = np.zeros_like(params)  # a fresh AdaGrad state for the loaded model
-    if registry.store is not None:
-        registry.store.save_checkpoint(rt.id, rt.round, rt.params, rt.history, [], time.time())
+    rt.load_weights(params)  # refused while trainers are connected; a fresh optimizer state and closure record
+    await registry.checkpoint(rt)
     return {"param_count": rt.param_count, "round": rt.round}

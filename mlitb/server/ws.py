@@ -65,7 +65,7 @@ class RateLimit:
 class WebSocketLink:
     """Queues frames for one client and writes them from its own task, so a slow client
     never blocks the round loop; past `max_queue` frames the client is dropped. Once the client has
-    joined, `meter` (its project) counts the bytes written in `bytes_out`."""
+    joined, `meter` (its project's `Meter`) counts the bytes written in `bytes_out`."""
 
     def __init__(self, ws: WebSocket, max_queue: int):
         self.ws = ws
@@ -152,8 +152,8 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
                                      f"{settings.max_clients_per_project} workers")
                 runtime = candidate
                 client = runtime.add_client(link, join.role, join.backend, address)
-                link.meter = runtime
-                runtime.bytes_in += len(data)
+                link.meter = runtime.meter
+                runtime.meter.bytes_in += len(data)
             except MlitbError as err:
                 link.send(error_frame(err, project=0))
                 if err.code.value.close:
@@ -166,7 +166,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
         while not link.closed:
             try:
                 data = await _receive_bytes(ws)  # a text frame is refused here, and the connection carries on
-                runtime.bytes_in += len(data)
+                runtime.meter.bytes_in += len(data)
                 if not rate.allow():
                     raise MlitbError(ErrorCode.RATE_LIMITED, f"more than {settings.max_frames_per_s:g} frames/s")
                 frame = decode(data, runtime.max_frame_bytes)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mlitb.errors import ErrorCode
-from mlitb.master.loop import ROUNDS_REMEMBERED
+from mlitb.training.strategies.sync_rounds import LATE_ROUNDS_REMEMBERED as ROUNDS_REMEMBERED
 from mlitb.master.transport import MemoryLink
 from mlitb.protocol import MessageType, decode, encode
 from tests.helpers import make_runtime
@@ -97,7 +97,7 @@ async def test_trainers_are_told_to_arrive_one_ingest_time_apart_in_the_order_th
     rt = make_runtime(period_s=4)
     trainers = [ScriptedTrainer(rt, samples=3200, compute_ms=1000) for _ in range(5)]
     await rounds(rt, 2)
-    rt.ingest_s = 0.02  # the server needs 20 ms per gradient
+    rt.ingest.seconds = 0.02  # the server needs 20 ms per gradient
     for t in trainers:
         t.client.latency_ms = 50.0
     await rounds(rt, 1)
@@ -110,7 +110,7 @@ async def test_the_staggered_arrivals_span_at_most_half_the_period():
     rt = make_runtime(period_s=2)
     trainers = [ScriptedTrainer(rt, samples=3200, compute_ms=1000) for _ in range(10)]
     await rounds(rt, 1)
-    rt.ingest_s = 5.0  # an overloaded server: the spread is capped, not the whole period
+    rt.ingest.seconds = 5.0  # an overloaded server: the spread is capped, not the whole period
     await rounds(rt, 1)
     work = [t.work[-1][1] for t in trainers]
     assert work[-1] - work[0] == pytest.approx(1000 * 9 / 10, abs=2)
@@ -187,8 +187,8 @@ async def test_a_stale_weighted_gradient_moves_the_mean_by_its_weighted_share():
     send(b, 0, 40, 3.0)  # late by one round: per-sample mean 3 over 40 samples -> weight 0.25 -> 10 samples' worth
     send(a, 1, 10, 1.0)
     send(b, 1, 10, 1.0)
-    assert rt._acc.samples == 30
-    np.testing.assert_allclose(rt._acc.mean(), (10 * 3 + 10 + 10) / 30, rtol=1e-6)
+    assert rt.strategy.aggregate.samples == 30
+    np.testing.assert_allclose(rt.strategy.aggregate.mean(), (10 * 3 + 10 + 10) / 30, rtol=1e-6)
     await task
 
 

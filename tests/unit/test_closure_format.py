@@ -18,9 +18,8 @@ from tests.helpers import make_runtime
 @pytest.fixture(scope="module")
 def runtime():
     rt = make_runtime(deterministic=True)
-    rt.params = rt.params + np.float32(0.25)  # as after training: not the seed's weights
-    rt.metrics = [{"round": 0, "samples": 5, "loss": 1.5, "test_error": None}]
-    rt.round = 1
+    # as after one round of training: not the seed's weights
+    rt.restore(1, rt.params + np.float32(0.25), rt.history, [{"round": 0, "samples": 5, "loss": 1.5, "test_error": None}])
     return rt
 
 

@@ -1,0 +1,121 @@
+"""Work times (MLitB §3.3 d): each trainer's latency and processing-rate estimates, and the server's ingest time.
+
+A trainer's next work time is T minus its round-trip latency, minus one mini-batch at its measured
+rate (a clock-bounded trainer may finish one batch past its work time), minus a safety margin and its
+place in the ingest queue, so all results arrive by the deadline: the server takes each result in
+turn (measured: its CPU time per result), so the trainers' arrivals are staggered one ingest time
+apart, in the order the parameters went out, instead of all landing at once at the deadline.
+Estimates rise at once (a trainer that slowed should not be late twice) and fall by moving averages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlitb.master.transport import Link
+
+LATENCY_SMOOTHING = 0.3  # weight of the newest latency sample in the moving average (when it falls)
+INGEST_SMOOTHING = 0.3  # weight of the newest per-result ingest time in the moving average (when it falls)
+MAX_INGEST_SHARE = 0.5  # the staggered arrivals span at most this share of the period
+RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
+SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected worker as the runtime sees it; its estimates are written only by the scheduler."""
+
+    id: int
+    role: str
+    backend: str
+    link: Link
+    admitted: bool = False
+    latency_ms: float = 100.0  # round trip estimate (send params -> result back, minus compute)
+    rate_sps: float | None = None  # processing rate estimate: samples per second of compute
+    work_ms: int = 0
+    max_samples: int = 1  # most samples a result may claim: max_samples_per_s x max(work time, 1 s)
+    alloc_size: int = 0
+    last_samples: int = 0
+    allowed_samples: int = 1  # most samples a result counts for, from measured rates (mlitb/trust/claims.py)
+    claimed_samples: int = 0  # the count its newest result claimed (its processing rate is the trainer's word)
+    measured_sps: float | None = None  # accepted samples per wall second of its last result
+    address: str | None = None  # the peer's IP address (None: in memory)
+    vote: object = None  # robust rules sum the results of one vote first (mlitb/trust/addresses.py)
+
+
+def observe_latency(client: Client, sample_ms: float) -> float:
+    """Take one latency sample: the estimate rises at once and falls by a moving average; returns the sample."""
+    sample_ms = max(0.0, sample_ms)
+    if sample_ms >= client.latency_ms:
+        client.latency_ms = sample_ms
+    else:
+        client.latency_ms += LATENCY_SMOOTHING * (sample_ms - client.latency_ms)
+    return sample_ms
+
+
+def observe_rate(client: Client, samples_per_s: float) -> None:
+    """Moving average of the processing rate; a slow-down (a busy tab, a throttled device) replaces it at once."""
+    old = client.rate_sps
+    if old is None or samples_per_s < SLOWDOWN_RATIO * old:
+        client.rate_sps = samples_per_s
+    else:
+        client.rate_sps = (1 - RATE_SMOOTHING) * old + RATE_SMOOTHING * samples_per_s
+
+
+def observe(client: Client, samples: int, compute_ms: int, elapsed_ms: float, max_samples_per_s: float) -> float:
+    """Update the client's rate and latency estimates from one result that took `elapsed_ms` from sending its
+    work to its arrival; returns the latency sample (elapsed minus compute)."""
+    client.last_samples = samples
+    if compute_ms > 0:
+        observe_rate(client, min(samples * 1000.0 / compute_ms, float(max_samples_per_s)))
+    return observe_latency(client, elapsed_ms - compute_ms)
+
+
+def work_ms_for(client: Client, period_s: float, batch_size: int, min_work_ms: int, queue_ms: float = 0.0) -> int:
+    """Compute time for the next round so the result is back before the deadline: T minus the client's latency,
+    minus one mini-batch at its measured rate, minus a margin, minus `queue_ms` (the ingest time of the results
+    due after its own); within [min_work_ms, T]."""
+    period_ms = period_s * 1000
+    margin = max(50.0, 0.05 * period_ms)
+    batch_ms = 1000.0 * batch_size / client.rate_sps if client.rate_sps else 0.0
+    work = period_ms - client.latency_ms - min(batch_ms, period_ms) - margin - queue_ms
+    return int(min(period_ms, max(min_work_ms, work)))
+
+
+def max_samples(client: Client, max_samples_per_s: float) -> int:
+    """The most samples a result of this client may claim: its work time (at least 1 s) at the rate cap."""
+    return max(1, int(max_samples_per_s * max(client.work_ms, 1000) / 1000))
+
+
+class IngestClock:
+    """The server's CPU time to take in one result (the loop's thread): between consecutive results of an
+    update, averaged per update; it sets how far apart the trainers' arrivals are staggered."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0  # the estimate
+        self._mark: float | None = None
+
+    def start(self) -> None:
+        self._mark = None
+
+    def took_one(self, samples: list[float]) -> None:
+        """One more result was taken in: append the CPU time since the previous one (which includes receiving
+        and decoding this one) to `samples`."""
+        cpu = time.thread_time()
+        if self._mark is not None:
+            samples.append(cpu - self._mark)
+        self._mark = cpu
+
+    def close(self, samples: list[float]) -> None:
+        if len(samples) >= 2:  # CPU between the first and the last result, per result
+            sample = float(np.mean(samples))
+            rising = sample > self.seconds
+            self.seconds = sample if rising else self.seconds + INGEST_SMOOTHING * (sample - self.seconds)
+
+    def stagger_ms(self, due: int, period_s: float) -> float:
+        """Milliseconds between the due results' arrivals: the ingest time, capped so they span at most
+        MAX_INGEST_SHARE of the period."""
+        return 1000 * min(self.seconds, MAX_INGEST_SHARE * period_s / max(due, 1))

@@ -144,6 +144,7 @@ document.addEventListener("click", (ev) => {
 
 $("#isolation").textContent = crossOriginIsolated ? "cross-origin isolated (wasm threads available)" : "not cross-origin isolated";
 const autoProject = Number(params.get("project"));
+if (autoProject) selected = autoProject; // ?project=N opens that project's panel
 for (const role of (params.get("join") ?? "").split(",").filter(Boolean)) {
   if (autoProject && (role === "trainer" || role === "tracker")) startWorker(autoProject, role);
 }

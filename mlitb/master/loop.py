@@ -39,6 +39,8 @@ from mlitb.training.optimizers import ServerOptimizer
 from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
 from mlitb.trust.addresses import AddressPolicy
 from mlitb.trust.claims import allowed_samples, measured_rate, median_rate
+from mlitb.trust.credit import CreditLedger, volunteer_id
+from mlitb.trust.credited import Credited
 
 log = logging.getLogger("mlitb.master")
 FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
@@ -64,7 +66,9 @@ class ProjectRuntime(ModelState):
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
         self.addresses = AddressPolicy(settings)
-        self.strategy: Strategy = strategy or SyncRounds()
+        self.credit = CreditLedger()
+        # credit (and quarantine) wrap the strategy's result handling, whichever strategy it is
+        self.strategy: Strategy = Credited(strategy or SyncRounds(), self.credit)
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
@@ -112,13 +116,18 @@ class ProjectRuntime(ModelState):
         return [c.id for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
     # ---- clients --------------------------------------------------------------------------------
-    def add_client(self, link: Link, role: str, backend: str, address: str | None = None) -> Client:
-        """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap."""
+    def add_client(self, link: Link, role: str, backend: str, address: str | None = None,
+                   volunteer_key: str | None = None) -> Client:
+        """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap. A trainer with a
+        volunteer key earns credit under its public id."""
         if role == "trainer":
             self.addresses.admit(address, [c.address for c in self.clients.values() if c.role == "trainer"],
                                  self.spec.max_trainers_per_address)
         client = Client(next(self._client_ids), role, backend, link, address=address)
         client.vote = self.addresses.vote(address, client.id)
+        if role == "trainer" and volunteer_key is not None:
+            client.volunteer = volunteer_id(volunteer_key)
+            self.credit.join(client.id, client.volunteer)
         client.max_samples = scheduler.max_samples(client, self.settings.max_samples_per_s)
         client.allowed_samples = self._allowed_samples(client, None)
         self.clients[client.id] = client
@@ -136,6 +145,7 @@ class ProjectRuntime(ModelState):
             self.allocator.leave(client_id)
             self._send_allocations()
         self.strategy.on_leave(client_id)
+        self.credit.leave(client_id)
 
     def _send_allocations(self) -> None:
         for tid in self.allocator.take_changed():
@@ -345,7 +355,8 @@ class ProjectRuntime(ModelState):
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
                        param_count=self.param_count, period_s=self.hyper.period_s,
-                       batch_size=self.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
+                       batch_size=self.hyper.batch_size, model_url=f"{base}/model/model.json", data=data,
+                       volunteer=client.volunteer)
 
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell

@@ -44,6 +44,7 @@ class Client:
     measured_sps: float | None = None  # accepted samples per wall second of its last result
     address: str | None = None  # the peer's IP address (None: in memory)
     vote: object = None  # robust rules sum the results of one vote first (mlitb/trust/addresses.py)
+    volunteer: str | None = None  # public id of the volunteer key it joined with (mlitb/trust/credit.py)
 
 
 def observe_latency(client: Client, sample_ms: float) -> float:

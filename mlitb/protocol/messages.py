@@ -17,6 +17,9 @@ class JoinRequest(BaseModel):
     backend: str = Field(default="unknown", max_length=64)
     agent: str = Field(default="", max_length=256)
     token: str | None = Field(default=None, max_length=128, description="invite (or owner) token of a private project")
+    volunteer: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$",
+                                  description="the volunteer's secret key (kept by the browser): credit goes to its "
+                                              "public id, the first 16 hex digits of its SHA-256 (mlitb/trust/credit.py)")
 
 
 class DataInfo(BaseModel):
@@ -43,6 +46,7 @@ class Welcome(BaseModel):
     batch_size: int
     model_url: str
     data: DataInfo | None
+    volunteer: str | None = None  # the public id credit goes to (None: joined without a volunteer key)
 
 
 def parse_join(body: dict) -> JoinRequest:

@@ -226,6 +226,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  "samples_per_s": None if c.rate_sps is None else round(c.rate_sps, 1)}
                 for c in rt.clients.values()]
 
+    @app.get("/api/projects/{project_id}/volunteers", summary="Volunteer credit: the leaderboard, most samples first")
+    async def get_volunteers(project_id: int, request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+        # per volunteer (public id of its key): samples and results accepted, compute seconds, strikes, quarantine
+        return readable(project_id, request).credit.board(limit)
+
     @app.get("/api/projects/{project_id}/data/{split}", summary="Examples [start, start+count) as binary",
              response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}},

@@ -23,12 +23,12 @@ GradientFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int, float]]
 
 class MemoryTrainer:
     def __init__(self, runtime: ProjectRuntime, gradient_fn: GradientFn | None, role: str = "trainer",
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, volunteer: str | None = None, address: str | None = None):
         self.runtime = runtime
         self.gradient_fn = gradient_fn
         self.delay_s = delay_s
         self.link = MemoryLink()
-        self.client = runtime.add_client(self.link, role, "memory")
+        self.client = runtime.add_client(self.link, role, "memory", address, volunteer)
         self.ids = np.zeros(0, dtype=np.uint32)
         self.params: np.ndarray | None = None
         self.rounds_answered: list[int] = []

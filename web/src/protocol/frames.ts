@@ -81,6 +81,7 @@ export interface Welcome {
   period_s: number;
   batch_size: number;
   model_url: string;
+  volunteer?: string | null; // the public id the master credits this connection's results to
   data: {
     version: string; // content hash of the data set: cached examples of the same version are reused
     base_version: string; // examples are only appended while this stays: held examples stay valid

@@ -9,6 +9,7 @@ export interface WorkerOptions {
   project: number;
   backend: string; // "auto" or a forced TF.js backend name
   token?: string; // invite (or owner) token of a private project
+  volunteer?: string; // this volunteer's secret key (kept in the page's storage): credit goes to its public id
 }
 
 // Headers that carry the project token on HTTP requests, if there is one.
@@ -22,6 +23,7 @@ export interface WorkerStatus {
   backend?: string;
   backendDetail?: string;
   clientId?: number;
+  volunteer?: string | null; // public id the master credits (from WELCOME)
   round?: number;
   samples?: number;
   samplesPerS?: number;
@@ -72,7 +74,8 @@ export class Connection {
     this.ws.onopen = () =>
       this.ws.send(encode(MessageType.JOIN, { project: this.opts.project,
         payload: { role: this.role, backend: this.backend, agent: navigator.userAgent.slice(0, 200),
-          ...(this.opts.token ? { token: this.opts.token } : {}) } }));
+          ...(this.opts.token ? { token: this.opts.token } : {}),
+          ...(this.opts.volunteer ? { volunteer: this.opts.volunteer } : {}) } }));
     // frames are handled strictly in order, even when a handler awaits
     let chain = Promise.resolve();
     this.ws.onmessage = (ev) => {

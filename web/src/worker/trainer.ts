@@ -69,7 +69,8 @@ async function onFrame(f: Frame) {
   switch (f.type) {
     case MessageType.WELCOME: {
       const w = session.conn.welcome!;
-      post({ state: w.data ? "loading" : "waiting for data", clientId: w.client_id, error: undefined });
+      post({ state: w.data ? "loading" : "waiting for data", clientId: w.client_id, volunteer: w.volunteer ?? null,
+        error: undefined });
       if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
         computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);

@@ -23,12 +23,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# one variable per kind of token, so a shell holding several never sends one where another is meant
+OWNER_ENV, INVITE_ENV, ADMIN_ENV = "MLITB_OWNER_TOKEN", "MLITB_INVITE_TOKEN", "MLITB_ADMIN_TOKEN"
+
+
+def _token(given: str | None, *env: str) -> str | None:
+    """--token, else the first of the `env` variables that is set."""
+    if given:
+        return given
+    token = next((os.environ[name] for name in env if os.environ.get(name)), None)
+    if token is None and os.environ.get("MLITB_TOKEN"):
+        print(f"warning: $MLITB_TOKEN is no longer read (it named three kinds of token); set "
+              f"{' or '.join('$' + name for name in env)} or give --token", file=sys.stderr)
+    return token
+
+
+def _count_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or 'auto', not {text!r}") from None
+
+
 def _worker(args: argparse.Namespace) -> int:
     from mlitb.workers.grid import run_grid_workers
 
     return run_grid_workers(args.server, args.project, trainers=args.browsers, trackers=args.trackers,
                             backend=args.backend, duration_s=args.duration,
-                            token=args.token or os.environ.get("MLITB_TOKEN"))
+                            token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -46,19 +70,21 @@ def _simulate(args: argparse.Namespace) -> int:
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
                         late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
-                        token=args.token or os.environ.get("MLITB_TOKEN"))
+                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
 
 
 def _closure_save(args: argparse.Namespace) -> int:
     from mlitb.closure import save
 
     try:
-        info = save(args.server, args.project, args.output, token=args.token or os.environ.get("MLITB_TOKEN"),
+        info = save(args.server, args.project, args.output, token=_token(args.token, OWNER_ENV, ADMIN_ENV),
                     description=args.description)
     except RuntimeError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     print(f"saved closure {info['id']} of project {args.project} at round {info['rounds']} to {args.output}")
+    if not info.get("verifiable", True):
+        print(f"warning: this closure cannot be verified: {info.get('unverifiable_reason')}", file=sys.stderr)
     return 0
 
 
@@ -94,7 +120,7 @@ def _closure_load(args: argparse.Namespace) -> int:
     from mlitb.errors import MlitbError
 
     try:
-        body = start_project(args.server, args.file, mode=args.mode, token=args.token or os.environ.get("MLITB_TOKEN"))
+        body = start_project(args.server, args.file, mode=args.mode, token=_token(args.token, ADMIN_ENV))
     except (MlitbError, RuntimeError) as exc:
         print(f"not loaded: {exc}", file=sys.stderr)
         return 1
@@ -113,8 +139,9 @@ def _add_closure_parser(sub, fmt) -> None:
     s.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
     s.add_argument("--project", type=int, required=True, help="project id (required)")
     s.add_argument("-o", "--output", required=True, help="closure file to write (required)")
-    s.add_argument("--token", default=None, help="owner or admin token (default: $MLITB_TOKEN)")
-    s.add_argument("--description", default="", help="free-text description stored in the manifest")
+    s.add_argument("--token", default=None, help="the project's owner token, or the admin token (default: $MLITB_OWNER_TOKEN, "
+                                                  "else $MLITB_ADMIN_TOKEN)")
+    s.add_argument("--description", default="", help="free-text description stored in the manifest (default: empty)")
     s.set_defaults(func=_closure_save)
     for name, text in (("verify", "check every hash and recompute the reported test error in headless Chromium"),
                        ("replay", "re-run a deterministic-mode training and compare it with the record")):
@@ -142,7 +169,7 @@ def _add_closure_parser(sub, fmt) -> None:
     ld.add_argument("--mode", default="continue", choices=["continue", "restart"],
                     help="continue from the closure's weights, or restart from its seed with the same configuration")
     ld.add_argument("--token", default=None, help="admin token where only the admin may create projects "
-                                                  "(default: $MLITB_TOKEN)")
+                                                  "(default: $MLITB_ADMIN_TOKEN)")
     ld.set_defaults(func=_closure_load)
 
 
@@ -168,8 +195,7 @@ def _data_upload(args: argparse.Namespace) -> int:
     from mlitb.data.upload import upload_zip
 
     try:
-        report = upload_zip(Path(args.file), args.server, args.project, args.token or os.environ.get("MLITB_TOKEN"),
-                            args.split)
+        report = upload_zip(Path(args.file), args.server, args.project, _token(args.token, OWNER_ENV, ADMIN_ENV), args.split)
     except (RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -212,10 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
     w.add_argument("--project", type=int, required=True, help="project id to join (required)")
     w.add_argument("--browsers", type=int, default=1, help="number of trainers (one headless page each)")
-    w.add_argument("--trackers", type=int, default=0, help="number of trackers (test-error evaluation)")
+    w.add_argument("--trackers", type=_count_or_auto, default="auto",
+                   help="number of trackers (test-error evaluation, which a saved closure needs to be verifiable); "
+                        "auto = 1 if the project has no tracker yet, else 0")
     w.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
                    help="TF.js backend; auto = webgpu, webgl, wasm, cpu, software GPUs losing to wasm")
-    w.add_argument("--token", default=None, help="invite token of a private project (default: $MLITB_TOKEN)")
+    w.add_argument("--token", default=None, help="invite token of a private project; its owner's or the admin token also "
+                                                 "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
+                                                 "$MLITB_ADMIN_TOKEN)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
     w.set_defaults(func=_worker)
 
@@ -226,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=300.0, help="seconds of training")
     d.add_argument("--host", default="127.0.0.1", help="address the demo server listens on")
     d.add_argument("--port", type=int, default=8000, help="TCP port of the demo server (0 picks a free one)")
-    d.add_argument("--metrics-out", default=None, help="write one JSON object per round to this file")
+    d.add_argument("--metrics-out", default=None,
+                   help="write one JSON object per round to this file (default: none is written)")
     d.add_argument("--period", type=float, default=1.0, help="round duration T in seconds")
     d.add_argument("--learning-rate", type=float, default=0.05, help="AdaGrad learning rate")
     d.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
@@ -258,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--late-policy", default="drop", choices=["drop", "stale_weighted"],
                    help="late-gradient policy of a created project")
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
-    m.add_argument("--token", default=None, help="invite token of a private --project (default: $MLITB_TOKEN)")
+    m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "
+                                                 "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
+                                                 "$MLITB_ADMIN_TOKEN)")
     m.add_argument("--metrics-out", default=None,
                    help="write one JSON object per round to this file (default: none is written)")
     m.set_defaults(func=_simulate)
@@ -282,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--project", type=int, required=True, help="project id (required)")
     up.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
     up.add_argument("--split", default="train", choices=["train", "test"], help="which split the zip holds")
-    up.add_argument("--token", default=None, help="the project's owner token (default: $MLITB_TOKEN)")
+    up.add_argument("--token", default=None, help="the project's owner token, or the admin token (default: $MLITB_OWNER_TOKEN, "
+                                                  "else $MLITB_ADMIN_TOKEN)")
     up.set_defaults(func=_data_upload)
     _add_closure_parser(sub, fmt)
     return p
@@ -296,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from mlitb.unreachable import EXIT_UNREACHABLE, unreachable_line
+
+        line = unreachable_line(exc)  # a server that cannot be reached is one line, not a traceback
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class ErrorCode(enum.Enum):
     TRAINING_RUNNING = ErrorInfo(2018, 409, "the project has trainers: stop them before replacing its weights")
     BAD_IMAGE = ErrorInfo(2019, 422, "the image could not be decoded as PNG or JPEG")
     CANNOT_ADD_CLASS = ErrorInfo(2020, 409, "this project's network or data cannot take another class")
+    UNKNOWN_SPLIT = ErrorInfo(2021, 404, "no such data split: a project's splits are 'train' and 'test'")
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")
@@ -91,6 +92,19 @@ class MlitbError(Exception):
 
     def to_json(self) -> dict:
         return {"code": self.code.name, "number": self.code.number, "message": self.detail}
+
+
+# HTTP errors raised by the framework itself (unknown path, method, unparsable request), in the registry's shape
+HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+SPLITS = ("train", "test")
+
+
+def check_split(split: str) -> str:
+    """`split` if it names one of a project's data splits, else UNKNOWN_SPLIT naming it (the same on every route)."""
+    if split not in SPLITS:
+        raise MlitbError(ErrorCode.UNKNOWN_SPLIT, f"no data split {split[:40]!r}; a project's splits are "
+                         f"{' and '.join(repr(s) for s in SPLITS)}")
+    return split
 
 
 def first_problem(errors: list[dict]) -> tuple[tuple, str]:

@@ -165,6 +165,24 @@ class Snapshot:
     replay_start: tuple[int, np.ndarray, np.ndarray] | None
     replay_rounds: list[dict]
     description: str = ""
+    unreported: str | None = None  # why no test error can be verified, when none was reported
+
+
+def unreported_reason(runtime) -> str | None:
+    """Why a closure saved now would have no reported test error to verify; None when it has one."""
+    if runtime.record.evaluated is not None:
+        return None
+    why = "no tracker has reported a test error for these weights: "
+    if runtime.dataset is None or runtime.dataset.test is None:
+        return why + "the project has no test data (upload a test split, then add a tracker)"
+    if runtime.latest_eval is not None:
+        return why + (f"the newest report (round {runtime.latest_eval[0]}) was of weights this server no longer "
+                      f"holds (a server restart, new weights or a new class since); let a tracker evaluate the "
+                      f"current weights, then save again")
+    if any(c.role == "tracker" for c in runtime.clients.values()):
+        return why + "a tracker is connected but has not reported yet; save again after its first report"
+    return why + ("the project has no tracker (add one: `mlitb worker --trackers 1`, or Join as tracker on the "
+                  "page), then save again")
 
 
 def snapshot(runtime, description: str = "") -> Snapshot:
@@ -177,7 +195,7 @@ def snapshot(runtime, description: str = "") -> Snapshot:
         metrics=[dict(m) for m in runtime.metrics], dataset=runtime.dataset, owner=runtime.allocator.owner.copy(),
         evaluated=record.evaluated,  # its parameter array is never changed in place
         replay_start=start if runtime.spec.hyper.deterministic else None,
-        replay_rounds=list(record.replay_rounds), description=description)
+        replay_rounds=list(record.replay_rounds), description=description, unreported=unreported_reason(runtime))
 
 
 def build_closure(snap: Snapshot) -> bytes:
@@ -220,7 +238,9 @@ def build_closure(snap: Snapshot) -> bytes:
         "format": FORMAT, "format_version": FORMAT_VERSION, "mlitb_version": __version__,
         "source_commit": source_commit(), "created": time.time(), "description": snap.description,
         "name": snap.name, "round": snap.round, "param_count": net.param_count,
-        "loss": last.get("loss") if last else None, "reported": reported, "replay": replay,
+        "loss": last.get("loss") if last else None, "reported": reported,
+        "unreported": None if reported is not None else (snap.unreported or "no tracker has reported a test error"),
+        "replay": replay,
         "code": {"bundle": "code/closure_check.js", "page": "code/closure.html", "wasm_sha256": wasm_hashes(),
                  "training_rules": {"version": __version__, "files": sorted(p for p in parts if p.startswith("code/training/"))}},
         "parts": {name: {"sha256": sha256(data), "size": len(data)} for name, data in sorted(parts.items())},
@@ -378,4 +398,17 @@ def _parse(manifest: dict, parts: dict[str, bytes]) -> Closure:
     reported = manifest.get("reported")
     if reported is not None and (not isinstance(reported, dict) or reported.get("weights") not in parts):
         raise _error(ErrorCode.CLOSURE_INVALID, f"{MANIFEST}: 'reported' must name stored weights")
+    if reported is not None and not _valid_report(reported):
+        raise _error(ErrorCode.CLOSURE_INVALID, f"{MANIFEST}: 'reported' needs a test_error in [0, 1], a round >= 0 "
+                     f"and a count >= 1")
+    if not isinstance(manifest.get("unreported"), (str, type(None))):
+        raise _error(ErrorCode.CLOSURE_INVALID, f"{MANIFEST}: 'unreported' must be a string or null")
     return Closure(manifest, parts, spec, network, config, data, metrics)
+
+
+def _valid_report(reported: dict) -> bool:
+    """A forked project carries the report on: its numbers must be what a tracker could have sent."""
+    error, rnd, count = reported.get("test_error"), reported.get("round"), reported.get("count")
+    numbers = isinstance(error, (int, float)) and not isinstance(error, bool) and 0.0 <= error <= 1.0
+    return numbers and all(isinstance(v, int) and not isinstance(v, bool) for v in (rnd, count)) and rnd >= 0 \
+        and count >= 1

@@ -115,8 +115,9 @@ def verify(path: str | Path, data: str | Path | None = None, backend: str = "was
                         f"commit {closure.manifest.get('source_commit') or 'unknown'})")
     reported = closure.manifest.get("reported")
     if reported is None:
-        report.lines.append("reported: no test error was reported (no tracker evaluated these weights); "
-                            "nothing to recompute")
+        why = closure.manifest.get("unreported") or "no tracker has reported a test error for these weights"
+        report.lines.append(f"reported: nothing to recompute: {why}")
+        report.lines.append("NOT verified: the closure holds no reported test error")
         return report
     test = load_split(closure, data, "test")
     report.lines.append("data: the test split matches the data manifest's count and hashes")

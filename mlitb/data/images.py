@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+import re
+
 import numpy as np
 
 DEFAULT_MAX_PIXELS = 16_000_000  # per decoded image, before resizing (decompression bombs)
@@ -37,8 +39,20 @@ def decode_image(source: BinaryIO, shape: tuple[int, int, int], max_pixels: int 
                 raise UndecodableImage(f"{img.width}x{img.height} pixels; at most {max_pixels}")
             img.load()
             arr = np.asarray(img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise UndecodableImage("not a PNG or JPEG image: its bytes are in no image format this server reads") from None
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         if isinstance(exc, UndecodableImage):
             raise
-        raise UndecodableImage(f"not a readable PNG or JPEG image: {exc}") from None
+        raise UndecodableImage(f"not a readable PNG or JPEG image: {_plain(exc)}") from None
     return arr.reshape(h, w, c).astype(np.uint8, copy=False)
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _plain(exc: BaseException) -> str:
+    """The decoder's reason without Python object reprs ("<_io.BytesIO object at 0x...>"), which tell a client
+    nothing and leak server internals."""
+    text = _OBJECT_REPR.sub("the image", str(exc)).strip()
+    return text or type(exc).__name__

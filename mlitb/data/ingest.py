@@ -110,8 +110,6 @@ def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits
         if not images:
             raise MlitbError(ErrorCode.EMPTY_DATASET, "the zip holds no PNG or JPEG images in class folders "
                              "(expected [top/]label/image.png)")
-        if len(labels) < 2:
-            raise MlitbError(ErrorCode.EMPTY_DATASET, f"only one class ('{labels[0]}'); a classifier needs two or more")
         if len(labels) > limits.max_classes:
             raise _fail(f"{len(labels)} classes; at most {limits.max_classes}")
         index = {label: i for i, label in enumerate(labels)}
@@ -132,7 +130,15 @@ def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits
     if n == 0:
         raise MlitbError(ErrorCode.EMPTY_DATASET, f"none of the {len(images)} images could be decoded: "
                          f"{', '.join(report.corrupt_images[:5])}")
-    pixels, targets = pixels[:n], targets[:n]
+    # a class is a folder with at least one usable image: folders whose images were all corrupt are no class
+    used = sorted(set(np.unique(targets[:n]).tolist()))
+    if len(used) < 2:
+        raise MlitbError(ErrorCode.EMPTY_DATASET, f"only one class ('{labels[used[0]]}') has usable images; a "
+                         f"classifier needs two or more ({len(report.corrupt_images)} images could not be decoded)")
+    renumber = np.zeros(len(labels), np.uint8)
+    renumber[used] = np.arange(len(used))
+    labels = [labels[i] for i in used]
+    pixels, targets = pixels[:n], renumber[targets[:n]]
     report.count, report.labels = n, labels
     report.per_class = {label: int(np.count_nonzero(targets == i)) for i, label in enumerate(labels)}
     report.sha256 = hashlib.sha256(pixels.tobytes() + targets.tobytes()).hexdigest()

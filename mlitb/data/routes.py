@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from mlitb.data.dataset import Dataset
 from mlitb.data.ingest import IngestLimits, ingest_zip, load_ingested
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.errors import ErrorCode, MlitbError, check_split
 from mlitb.server import auth
 from mlitb.server.bodies import capped_chunks
 
@@ -71,9 +71,9 @@ COMPRESSED = CompressedRanges()
 def range_response(ds: Dataset, split: str, start: int, count: int, request: Request) -> Response:
     """Examples [start, start+count) as labels then images, with a content-versioned ETag,
     gzip-compressed for clients that accept it when that pays."""
-    part = {"train": ds.train, "test": ds.test}.get(split)
+    part = {"train": ds.train, "test": ds.test}[check_split(split)]
     if part is None:
-        raise MlitbError(ErrorCode.NO_DATA, f"no '{split}' data")
+        raise MlitbError(ErrorCode.NO_DATA, f"the project has no '{split}' data")
     etag = f'"{ds.version}-{split}-{start}-{count}"'
     headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag, "Vary": "Accept-Encoding",
                "X-Mlitb-Shape": ",".join(map(str, ds.shape))}
@@ -103,8 +103,7 @@ async def upload_data(project_id: int, split: str, request: Request) -> dict:
     registry, settings = request.app.state.registry, request.app.state.settings
     runtime = registry.get(project_id)
     auth.require_owner(runtime.owner_hash, request, settings.admin_token, "upload data to this project")
-    if split not in ("train", "test"):
-        raise MlitbError(ErrorCode.BAD_RANGE, f"split must be 'train' or 'test', not '{split}'")
+    check_split(split)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ZIP_TYPES:
         raise MlitbError(ErrorCode.WRONG_CONTENT_TYPE, f"send the zip as application/zip, not '{ctype or 'nothing'}'")

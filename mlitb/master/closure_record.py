@@ -55,6 +55,12 @@ class ClosureRecord:
             self.replay_rounds.append({"round": round, "contributions": self._contributions, "step_skipped": step_skipped})
         self._contributions, self._assigned = [], {}
 
+    def carry_evaluation(self, round: int, error: float, count: int, params: np.ndarray) -> None:
+        """A test error reported before this record started, with the parameters it was measured on (a project
+        continued from a closure carries its closure's report, so a closure saved from it can be verified)."""
+        if self.evaluated is None or round >= self.evaluated[0]:
+            self.evaluated = (round, float(error), int(count), params)
+
     def evaluation(self, round: int, error: float, count: int) -> None:
         """A tracker's test error of `round`, kept with the parameters it was measured on (if still known)."""
         params = self._params_of_round.get(round)

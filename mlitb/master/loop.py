@@ -55,13 +55,13 @@ class ProjectRuntime(ModelState):
                  strategy: Strategy | None = None, optimizer: ServerOptimizer | None = None):
         super().__init__(spec, network, params, optimizer)
         self.id = project_id
-        self.dataset = dataset
+        self._dataset = dataset
         self.settings = settings
         self.clock = clock
         self.on_checkpoint = on_checkpoint  # awaited every `settings.checkpoint_every` updates
         self.clients: dict[int, Client] = {}
         self._client_ids = itertools.count(1)  # per runtime: two runtimes in one process share nothing
-        self.allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
+        self._allocator = Allocator(len(dataset.train) if dataset else 0, self.capacity_for(dataset))
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
@@ -79,6 +79,11 @@ class ProjectRuntime(ModelState):
     def max_frame_bytes(self) -> int:
         """Largest frame a client may send to this project: a header plus one gradient."""
         return 24 + 4 * self.param_count
+
+    @property
+    def allocator(self) -> Allocator:
+        """Who holds which example ids (replaced when new data is attached)."""
+        return self._allocator
 
     @property
     def open_round(self) -> int | None:
@@ -317,7 +322,7 @@ class ProjectRuntime(ModelState):
             stats, aggregate, self.clock() - stats.started, step_skipped, hyper, latest_eval=self.latest_eval,
             ingest_s=self.ingest.seconds, unallocated=self.allocator.unallocated_with_room(),
             classes=self.network.num_classes)
-        self.metrics.append(record)
+        self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()
         return record
@@ -361,9 +366,9 @@ class ProjectRuntime(ModelState):
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell
         every worker where to fetch it (a new WELCOME, then ALLOC for trainers)."""
-        self.dataset = dataset
+        self._dataset = dataset
         trainers = [c.id for c in self.trainers()]
-        self.allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
+        self._allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
         for tid in trainers:
             self.allocator.join(tid)
         self._welcome_again()
@@ -390,7 +395,7 @@ class ProjectRuntime(ModelState):
         self._pending_change = None
         self.grow_to(layers)
         added = len(dataset.train) - len(self.dataset.train)
-        self.dataset = dataset
+        self._dataset = dataset
         self.allocator.extend(added)
         self._welcome_again()
 

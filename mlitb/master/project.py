@@ -12,9 +12,11 @@ from mlitb.model import Network, parse_network
 
 
 class Hyper(BaseModel):
-    """Training hyper-parameters; L1/L2 and AdaGrad run on the server."""
+    """Training hyper-parameters; L1/L2 and AdaGrad run on the server. Strict: a JSON string such as "4" or
+    "yes" is refused, never converted (an integer is still a number). docs/hyper.md is generated from this
+    model (mlitb/master/hyper_docs.py); a test fails until it is regenerated after a change here."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     period_s: float = Field(4.0, ge=1, le=30, description="round duration T in seconds")
     learning_rate: float = Field(0.01, gt=0, le=10, description="AdaGrad learning rate")
     epsilon: float = Field(1e-8, gt=0, le=1, description="AdaGrad epsilon")
@@ -45,9 +47,9 @@ class Hyper(BaseModel):
 
 
 class ProjectSpec(BaseModel):
-    """Body of POST /api/projects."""
+    """Body of POST /api/projects (strict, as `Hyper`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=100)
     dataset: str | None = Field(None, description="built-in data set ('mnist'), or none until data is uploaded")
     network: list[dict[str, Any]] = Field(min_length=1, max_length=64)

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlitb import __version__
 from mlitb.config import Settings
-from mlitb.errors import ErrorCode, MlitbError, first_problem
+from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
@@ -55,7 +55,6 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status,
     404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
     413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
     429: "a limit was hit", 503: "a data set is not installed"}.items()}
-HTTP_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 def summary(rt: ProjectRuntime) -> dict:
@@ -71,28 +70,50 @@ def summary(rt: ProjectRuntime) -> dict:
 
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# (metric, type, help, value of a project): one sample per project, labelled with its id
+NAN = float("nan")
+
+
+def _measured(rt: ProjectRuntime, key: str) -> float:
+    """`key` of the newest round that measured it (a round whose trainers all missed the deadline measures no
+    latency or loss: the series keeps its newest value rather than vanish); NaN before any."""
+    return next((m[key] for m in reversed(rt.metrics) if m.get(key) is not None), NAN)
+
+
+def _trainers(rt: ProjectRuntime) -> int:
+    return sum(c.role == "trainer" for c in rt.clients.values())
+
+
+def _while_training(rt: ProjectRuntime, key: str, idle: float) -> float:
+    """A measure of the trainers, while any is connected; `idle` (0 for power, NaN for latency) when none is."""
+    return _measured(rt, key) if _trainers(rt) else idle
+
+
+# (metric, type, help, value of a project): one sample per project, labelled with its id. Gauges describe the
+# present, and every series exists from a project's creation: a value nothing measures now is NaN.
 PROJECT_METRICS = (
-    ("mlitb_rounds_total", "counter", "rounds closed", lambda rt, m: rt.round),
-    ("mlitb_trainers", "gauge", "trainers in the last round", lambda rt, m: m.get("trainers")),
-    ("mlitb_clients", "gauge", "connected workers (trainers and trackers)", lambda rt, m: len(rt.clients)),
-    ("mlitb_samples_total", "counter", "samples reduced since the server started", lambda rt, m: rt.samples_total),
-    ("mlitb_samples_per_second", "gauge", "power: samples per second in the last round",
-     lambda rt, m: m.get("samples_per_s")),
-    ("mlitb_latency_ms_mean", "gauge", "mean trainer latency in the last round (ms)", lambda rt, m: m.get("latency_ms_mean")),
-    ("mlitb_latency_ms_p95", "gauge", "95th percentile trainer latency in the last round (ms)",
-     lambda rt, m: m.get("latency_ms_p95")),
-    ("mlitb_latency_ms_max", "gauge", "largest trainer latency in the last round (ms)", lambda rt, m: m.get("latency_ms_max")),
-    ("mlitb_loss", "gauge", "mean training loss in the last round", lambda rt, m: m.get("loss")),
-    ("mlitb_test_error", "gauge", "newest test error reported by a tracker",
-     lambda rt, m: rt.latest_eval[1] if rt.latest_eval else None),
-    ("mlitb_late_total", "counter", "gradients that arrived after their round closed", lambda rt, m: rt.late_total),
+    ("mlitb_rounds_total", "counter", "rounds closed", lambda rt: rt.round),
+    ("mlitb_trainers", "gauge", "connected trainers", _trainers),
+    ("mlitb_clients", "gauge", "connected workers (trainers and trackers)", lambda rt: len(rt.clients)),
+    ("mlitb_samples_total", "counter", "samples reduced since the server started", lambda rt: rt.samples_total),
+    ("mlitb_samples_per_second", "gauge", "power: samples per second in the last round; 0 with no trainer connected",
+     lambda rt: _trainers(rt) and (rt.metrics[-1]["samples_per_s"] if rt.metrics else 0.0)),
+    ("mlitb_latency_ms_mean", "gauge", "mean trainer latency in the newest round that measured one (ms); NaN with "
+     "no trainer connected", lambda rt: _while_training(rt, "latency_ms_mean", NAN)),
+    ("mlitb_latency_ms_p95", "gauge", "95th percentile trainer latency in the newest round that measured one (ms); "
+     "NaN with no trainer connected", lambda rt: _while_training(rt, "latency_ms_p95", NAN)),
+    ("mlitb_latency_ms_max", "gauge", "largest trainer latency in the newest round that measured one (ms); NaN with "
+     "no trainer connected", lambda rt: _while_training(rt, "latency_ms_max", NAN)),
+    ("mlitb_loss", "gauge", "mean training loss in the newest round that had results; NaN before any",
+     lambda rt: _measured(rt, "loss")),
+    ("mlitb_test_error", "gauge", "newest test error reported by a tracker; NaN before any",
+     lambda rt: rt.latest_eval[1] if rt.latest_eval else NAN),
+    ("mlitb_late_total", "counter", "gradients that arrived after their round closed", lambda rt: rt.late_total),
     ("mlitb_late_applied_total", "counter", "late gradients applied with a staleness weight",
-     lambda rt, m: rt.late_applied_total),
-    ("mlitb_rejected_total", "counter", "client frames refused by validation", lambda rt, m: rt.rejected_total),
+     lambda rt: rt.late_applied_total),
+    ("mlitb_rejected_total", "counter", "client frames refused by validation", lambda rt: rt.rejected_total),
     ("mlitb_bytes_in_total", "counter", "WebSocket message bytes received from the project's workers",
-     lambda rt, m: rt.bytes_in),
-    ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt, m: rt.bytes_out),
+     lambda rt: rt.bytes_in),
+    ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt: rt.bytes_out),
 )
 
 
@@ -100,13 +121,11 @@ def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
     """Prometheus text exposition (format 0.0.4) of every given project, plus the process CPU time."""
     lines = ["# HELP process_cpu_seconds_total server process CPU time (user + system) in seconds",
              "# TYPE process_cpu_seconds_total counter", f"process_cpu_seconds_total {cpu_s:.6f}"]
-    last = {rt.id: rt.metrics[-1] if rt.metrics else {} for rt in runtimes}
     for name, kind, text, value in PROJECT_METRICS:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         for rt in runtimes:
-            v = value(rt, last[rt.id])
-            if v is not None:
-                lines.append(f'{name}{{project="{rt.id}"}} {float(v):.10g}')
+            v = float(value(rt))
+            lines.append(f'{name}{{project="{rt.id}"}} {"NaN" if v != v else f"{v:.10g}"}')
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        count: int = Query(ge=1)) -> Response:
         rt = readable(project_id, request)
         ds = rt.dataset
+        check_split(split)
         if ds is None:
             raise MlitbError(ErrorCode.NO_DATA, f"project {project_id} has no data yet")
         return data_routes.range_response(ds, split, start, count, request)

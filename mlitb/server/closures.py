@@ -54,7 +54,9 @@ def _summary(cid: str, closure: Closure, size: int, private: bool, owner_hash: s
     m = closure.manifest
     return {"id": cid, "name": m.get("name", closure.spec.name), "description": m.get("description", ""),
             "created": m.get("created"), "rounds": m.get("round", 0), "loss": m.get("loss"),
-            "test_error": (m.get("reported") or {}).get("test_error"), "dataset": closure.spec.dataset,
+            "test_error": (m.get("reported") or {}).get("test_error"), "verifiable": m.get("reported") is not None,
+            "unverifiable_reason": None if m.get("reported") else m.get("unreported") or "no test error was reported",
+            "dataset": closure.spec.dataset,
             "param_count": closure.network.param_count, "replayable": bool(m.get("replay")), "size": size,
             "format_version": m.get("format_version"), "private": private, "owner_hash": owner_hash}
 
@@ -162,6 +164,10 @@ async def fork_closure(closure_id: str, request: Request, body: ForkBody | None 
         # before the new loop first runs (no await since create): it starts from the closure's state
         rnd = int(closure.manifest.get("round", 0))
         runtime.restore(rnd, closure.params, closure.history, closure.metrics)
+        reported = closure.manifest.get("reported")
+        if reported is not None:  # a closure saved from the fork at once can be verified too
+            runtime.carry_evaluation(reported["round"], reported["test_error"], reported["count"],
+                                     closure.floats(reported["weights"]))
         if registry.store is not None:
             registry.store.save_checkpoint(runtime.id, rnd, runtime.params, runtime.history, runtime.metrics,
                                            time.time())

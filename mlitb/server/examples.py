@@ -16,7 +16,7 @@ import weakref
 
 from fastapi import APIRouter, Query, Request
 
-from mlitb.data.examples import LabelledExample, clean_label, with_examples
+from mlitb.data.examples import MAX_LABEL_CHARS, LabelledExample, clean_label, with_examples
 from mlitb.data.images import UndecodableImage, decode_image
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.model.grow import with_more_classes
@@ -36,8 +36,9 @@ _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per project: 
                  "image/png": {"schema": {"type": "string", "format": "binary"}},
                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
 async def add_example(project_id: int, request: Request,
-                      label: str = Query(..., min_length=1, max_length=256, description="the class of the picture; "
-                                         "a new one adds an output unit")) -> dict:
+                      label: str = Query(..., min_length=1, max_length=MAX_LABEL_CHARS,
+                                         description="the class of the picture (printable, no slashes); a new one "
+                                                     "adds an output unit")) -> dict:
     registry, settings = request.app.state.registry, request.app.state.settings
     rt = registry.get(project_id)
     auth.require_owner(rt.owner_hash, request, settings.admin_token, "add examples to this project")

@@ -124,6 +124,13 @@ class ProjectStore:
                                     (project_id,)).fetchall()
         return [(label, np.frombuffer(image, np.uint8).reshape(json.loads(shape)).copy()) for label, shape, image in rows]
 
+    def examples_stamp(self, project_id: int) -> tuple[int, int]:
+        """(count, newest sequence number) of a project's added examples: changes whenever one is added."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*), COALESCE(MAX(seq), -1) FROM examples WHERE project_id = ?",
+                                   (project_id,)).fetchone()
+        return int(row[0]), int(row[1])
+
     def clear_examples(self, project_id: int) -> None:
         """Forget a project's added examples (its training data was replaced by an upload)."""
         with self._lock:

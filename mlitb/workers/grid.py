@@ -7,25 +7,51 @@ import time
 
 import httpx
 
+from mlitb.unreachable import EXIT_UNREACHABLE, unreachable_line
 from mlitb.workers.browser import BrowserPool, status_line
 
 
-def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int = 0, backend: str = "auto",
+def project_problem(server: str, project: int, response: httpx.Response, token_option: str) -> str:
+    """One line saying why GET /api/projects/{id} did not answer 200: a private project and no token, a token
+    that does not open it, no such project, or what the server said."""
+    try:
+        body = response.json()
+        code, message = body.get("code"), body.get("message", response.text)
+    except (ValueError, AttributeError):
+        code, message = None, response.text
+    if code == "AUTH_REQUIRED":
+        return (f"error: project {project} on {server} is private: give its invite token ({token_option} or "
+                f"$MLITB_INVITE_TOKEN)")
+    if code == "FORBIDDEN":
+        return f"error: the token given does not open private project {project} on {server}"
+    if code == "UNKNOWN_PROJECT":
+        return f"error: {server} has no project {project}"
+    return f"error: project {project} on {server}: {response.status_code} {code or ''} {message}".rstrip()
+
+
+def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
                      duration_s: float | None = None, token: str | None = None, out=sys.stdout) -> int:
-    if trainers < 0 or trackers < 0 or trainers + trackers == 0:
+    """`trackers` "auto": one tracker if the project has none yet (its test error is what makes a saved closure
+    verifiable), else none, so many grid machines on one project add one tracker between them, not one each."""
+    auto = trackers == "auto"
+    if auto:
+        trackers = 0
+    if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
         print("error: ask for at least one trainer or tracker", file=sys.stderr)
         return 2
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
-        print(f"error: cannot reach {server}: {exc}", file=sys.stderr)
-        return 2
+        print(unreachable_line(exc) or f"error: cannot reach {server}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     if r.status_code != 200:
-        print(f"error: {server} has no project {project}: {r.text}", file=sys.stderr)
+        print(project_problem(server, project, r, "--token"), file=sys.stderr)
         return 2
+    if auto:
+        trackers = 0 if r.json().get("trackers") else 1
     print(f"joining project {project} ({r.json()['name']}) on {server} with {trainers} trainer(s), "
-          f"{trackers} tracker(s)", file=out, flush=True)
+          f"{trackers} tracker(s){' (auto: the project had none)' if auto and trackers else ''}", file=out, flush=True)
     deadline = None if duration_s is None else time.monotonic() + duration_s
     with BrowserPool(server, backend=backend, token=token) as pool:
         for _ in range(trainers):

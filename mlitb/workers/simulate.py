@@ -319,7 +319,9 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
         else:
             r = httpx.get(f"{server}/api/projects/{project}", params={"token": token} if token else None, timeout=30)
             if r.status_code != 200:
-                print(f"error: project {project} on {server}: {r.status_code} {r.text}", file=sys.stderr)
+                from mlitb.workers.grid import project_problem
+
+                print(project_problem(server, project, r, "--token"), file=sys.stderr)
                 return 1
             info = r.json()
             period_s = info["hyper"]["period_s"]
@@ -334,7 +336,12 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
             print(line, file=out, flush=True)
         return 0
     except (RuntimeError, httpx.HTTPError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from mlitb.unreachable import EXIT_UNREACHABLE, unreachable_line
+
+        line = unreachable_line(exc)
+        print(line or f"error: {exc}", file=sys.stderr)
+        if line is not None and own is None:
+            return EXIT_UNREACHABLE
         if own is not None:
             print(own.log_tail(), file=sys.stderr)
         return 1

@@ -1,6 +1,8 @@
 """The `mlitb` command line: every option is described with its default."""
 
+import argparse
 import re
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,46 @@ def test_closure_verify_of_a_tampered_file_exits_non_zero_naming_the_problem(tmp
     bad.write_bytes(b"not a zip")
     assert main(["closure", "verify", str(bad)]) == 1
     assert "CLOSURE_INVALID" in capsys.readouterr().err
+
+
+def _commands(parser=None, path=()):
+    """(path, parser) of every runnable command, nested ones (`closure save`) included."""
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, path + (name,))
+    if path and not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+        yield path, parser
+
+
+def _shown(default) -> str:
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+@pytest.mark.parametrize("path,parser", list(_commands()), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_the_readme_command_table_shows_every_option_optional_or_required_with_its_default(path, parser):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next((line for line in readme.splitlines() if line.startswith(f"| `mlitb {' '.join(path)} ")), None)
+    assert row is not None, f"README's command table has no row for mlitb {' '.join(path)}"
+    usage = row.split("` |")[0]
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        if not action.option_strings:  # positional: its name, in capitals, never in brackets
+            assert f" {action.dest.upper()}" in usage and f"[{action.dest.upper()}" not in usage, action.dest
+            continue
+        names = action.option_strings
+        if action.required:
+            assert any(f" {n} " in usage and f"[{n} " not in usage for n in names), f"{names}: required, no brackets"
+        elif action.default in (None, False, ""):
+            assert any(f"[{n}" in usage for n in names), f"{names}: optional, in brackets"
+        else:
+            shown = [f"[{n} {_shown(action.default)}]" for n in names]
+            assert any(s in usage for s in shown), f"{names}: README should show {shown[-1]} (optional, its default)"
+
+
+def test_help_never_shows_a_default_of_none_or_of_an_empty_string():
+    for path, parser in _commands():
+        text = re.sub(r"\s+", " ", parser.format_help())  # a default wrapped onto the next line counts too
+        assert "(default: None)" not in text and "(default: )" not in text, " ".join(path)

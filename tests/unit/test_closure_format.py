@@ -172,7 +172,7 @@ def test_a_deterministic_project_records_the_examples_it_names_each_round():
     assert record["round"] == 0 and record["step_skipped"] is False
     [contribution] = record["contributions"]
     assert contribution["ids"].tolist() == ids.tolist() and contribution["samples"] == 4
-    rt.round = 1
+    rt.advance()
     saved = json.loads(entries(build_closure(snapshot(rt)))["replay/rounds.json"])
     assert saved == [{"round": 0, "contributions": [{"ids": ids.tolist(), "samples": 4, "loss_sum": 1.0}],
                       "step_skipped": False}]
@@ -200,7 +200,7 @@ def test_verify_data_from_an_uploaded_zip_must_match_the_data_manifest(tmp_path)
     ingest_zip(zipped, tmp_path / "ingested", (2, 2, 1))
     split = load_ingested(tmp_path / "ingested")[0]
     rt = make_runtime()
-    rt.dataset = Dataset("uploaded", ("a", "b", "c"), split, split)
+    rt.attach_data(Dataset("uploaded", ("a", "b", "c"), split, split))
     closure = read_closure(build_closure(snapshot(rt)))
     np.testing.assert_array_equal(load_split(closure, zipped, "test").images, split.images)
     with pytest.raises(MlitbError) as exc:

@@ -1,0 +1,184 @@
+// Training kernels and whole-network gradients of one backend (wasm or webgpu) checked against the cpu backend.
+import * as tf from "@tensorflow/tfjs-core";
+import * as tfl from "@tensorflow/tfjs-layers";
+import { GradientComputer } from "../compute/gradients";
+import { cifarNetwork, paperNetwork } from "./networks";
+import { syntheticData } from "./profile";
+
+type Shape3 = [number, number, number];
+export interface Compared { name: string; maxAbs: number; scale: number; maxRel: number; pass: boolean }
+
+// float32 tolerance: sums of thousands of products in a different order differ by ~1e-6 relative.
+const RTOL = 1e-4;
+const ATOL = 1e-5;
+
+export function seeded(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+}
+
+export function compare(name: string, ref: ArrayLike<number>, got: ArrayLike<number>): Compared {
+  if (ref.length !== got.length) return { name, maxAbs: Infinity, scale: 0, maxRel: Infinity, pass: false };
+  let maxAbs = 0;
+  let scale = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(ref[i] - got[i]);
+    maxAbs = d > maxAbs || Number.isNaN(d) ? d : maxAbs;
+    scale = Math.max(scale, Math.abs(ref[i]));
+  }
+  const pass = maxAbs <= ATOL + RTOL * scale;
+  return { name, maxAbs, scale, maxRel: scale ? maxAbs / scale : maxAbs, pass };
+}
+
+// Runs the same kernel on cpu and the target backend from identical inputs.
+async function onBoth(target: string, make: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
+  const out: Float32Array[] = [];
+  for (const b of ["cpu", target]) {
+    await tf.setBackend(b);
+    const t = make();
+    out.push((await t.data()) as Float32Array);
+    t.dispose();
+  }
+  return [out[0], out[1]];
+}
+
+function randomArray(n: number, rnd: () => number, ints = false): Float32Array {
+  return Float32Array.from({ length: n }, () => (ints ? Math.max(0, Math.round(rnd() * 4 - 1.5)) : rnd() * 2 - 1));
+}
+
+type Conv = [number[], number[], number | [number, number], string];
+// [x shape, filter shape, stride, pad]: the paper's layer, the CIFAR-size network's (3x3, 32-64 channels,
+// stride 1 and 2), and odd strides, paddings and kernel sizes.
+const CONVS: Conv[] = [
+  [[8, 28, 28, 1], [5, 5, 1, 16], 1, "same"],
+  [[4, 32, 32, 3], [3, 3, 3, 32], 1, "same"],
+  [[4, 32, 32, 32], [3, 3, 32, 32], 1, "same"],
+  [[4, 16, 16, 32], [3, 3, 32, 64], 1, "same"],
+  [[4, 16, 16, 64], [3, 3, 64, 64], 1, "same"],
+  [[4, 16, 16, 32], [3, 3, 32, 64], 2, "same"],
+  [[4, 15, 15, 64], [3, 3, 64, 64], 2, "valid"],
+  [[3, 11, 13, 3], [3, 3, 3, 8], 2, "valid"],
+  [[3, 11, 13, 3], [3, 3, 3, 8], 2, "same"],
+  [[2, 9, 9, 4], [4, 4, 4, 6], 3, "valid"],
+  [[2, 8, 10, 5], [3, 2, 5, 7], [2, 1], "same"],
+  [[4, 6, 6, 8], [1, 1, 8, 3], 1, "valid"],
+];
+
+function outSize(inSize: number, f: number, s: number, pad: string): number {
+  return pad === "same" ? Math.ceil(inSize / s) : Math.floor((inSize - f) / s) + 1;
+}
+
+export async function kernelChecks(target: string): Promise<Compared[]> {
+  const rnd = seeded(7);
+  const res: Compared[] = [];
+  const e = () => tf.engine();
+  for (const [xs, fs, s, pad] of CONVS) {
+    const [sh, sw] = Array.isArray(s) ? s : [s, s];
+    const dyShape = [xs[0], outSize(xs[1], fs[0], sh, pad), outSize(xs[2], fs[1], sw, pad), fs[3]];
+    const xv = randomArray(xs.reduce((a, b) => a * b), rnd);
+    const fv = randomArray(fs.reduce((a, b) => a * b), rnd);
+    const dyv = randomArray(dyShape.reduce((a, b) => a * b), rnd);
+    const tag = `x${JSON.stringify(xs)} f${JSON.stringify(fs)} s${JSON.stringify(s)} ${pad}`;
+    const [a, b] = await onBoth(target, () => e().runKernel("Conv2DBackpropFilter",
+      { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, dyShape) },
+      { strides: s, pad, dataFormat: "NHWC", filterShape: fs } as unknown as tf.NamedAttrMap) as tf.Tensor);
+    res.push(compare(`Conv2DBackpropFilter ${tag}`, a, b));
+    const [c, d] = await onBoth(target, () => e().runKernel("Conv2DBackpropInput",
+      { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(fv, fs) },
+      { strides: s, pad, dataFormat: "NHWC", inputShape: xs } as unknown as tf.NamedAttrMap) as tf.Tensor);
+    res.push(compare(`Conv2DBackpropInput ${tag}`, c, d));
+  }
+  // Max-pool gradients: small integers give many tied maxima (the first must win, as on cpu and in TF);
+  // values in [-1, 1] give all-negative windows.
+  const pools: [number[], number, number, string, boolean][] = [
+    [[8, 28, 28, 16], 2, 2, "valid", true],
+    [[8, 28, 28, 16], 2, 2, "valid", false],
+    [[4, 32, 32, 32], 2, 2, "valid", true],
+    [[2, 9, 9, 3], 3, 3, "same", true],
+    [[2, 7, 7, 2], 2, 2, "valid", true],
+    [[2, 7, 7, 2], 2, 2, "valid", false],
+    [[2, 8, 6, 5], 3, 1, "same", true],
+    [[2, 8, 6, 5], 3, 2, "same", false],
+  ];
+  for (const [xs, f, s, pad, ties] of pools) {
+    const xv = randomArray(xs.reduce((a, b) => a * b), rnd, ties);
+    const [a, b] = await onBoth(target, () => tf.tidy(() => {
+      const x = tf.tensor4d(xv, xs as [number, number, number, number]);
+      const y = tf.maxPool(x, f, s, pad as "valid");
+      const dy = tf.tensor(randomArray(y.size, seeded(3)), y.shape);
+      return e().runKernel("MaxPoolGrad", { dy, input: x, output: y }, { filterSize: f, strides: s, pad }) as tf.Tensor;
+    }));
+    res.push(compare(`MaxPoolGrad x${JSON.stringify(xs)} ${f}/${s} ${pad} ${ties ? "ties" : "signed"}`, a, b));
+  }
+  for (const [ta, tb] of [[true, false], [false, true], [true, true]]) {
+    const av = randomArray(37 * 23, rnd);
+    const bv = randomArray(23 * 11, rnd);
+    const [a, b] = await onBoth(target, () => tf.matMul(tf.tensor(av, ta ? [23, 37] : [37, 23]), tf.tensor(bv, tb ? [11, 23] : [23, 11]), ta, tb));
+    res.push(compare(`BatchMatMul transposeA=${ta} transposeB=${tb}`, a, b));
+  }
+  const sv = randomArray(16 * 28 * 28 * 16, rnd);
+  const [sa, sb] = await onBoth(target, () => tf.sum(tf.tensor(sv, [16, 28, 28, 16]), [0, 1, 2]));
+  res.push(compare("Sum over leading axes", sa, sb));
+  return res;
+}
+
+// Networks whose gradients are compared: the paper's, the CIFAR-size one, and convolutions neither exercises.
+const NETWORKS: Record<string, { shape: Shape3; count: number; make: () => tfl.LayersModel }> = {
+  paper: { shape: [28, 28, 1], count: 16, make: () => paperNetwork() },
+  cifar: { shape: [32, 32, 3], count: 4, make: () => cifarNetwork() },
+  "conv k3 s2 valid, 3->8->4 channels, pool 3/3 same": {
+    shape: [13, 13, 3],
+    count: 16,
+    make: () => tfl.sequential({ layers: [
+      tfl.layers.conv2d({ inputShape: [13, 13, 3], kernelSize: 3, filters: 8, strides: 2, padding: "valid", activation: "relu" }),
+      tfl.layers.conv2d({ kernelSize: 3, filters: 4, strides: 1, padding: "same", activation: "relu" }),
+      tfl.layers.maxPooling2d({ poolSize: 3, strides: 3, padding: "same" }),
+      tfl.layers.flatten(),
+      tfl.layers.dense({ units: 5, activation: "softmax" }),
+    ] }),
+  },
+  "conv k4 s2 same, 2->6 channels, dense hidden": {
+    shape: [12, 10, 2],
+    count: 16,
+    make: () => tfl.sequential({ layers: [
+      tfl.layers.conv2d({ inputShape: [12, 10, 2], kernelSize: 4, filters: 6, strides: 2, padding: "same", activation: "relu" }),
+      tfl.layers.flatten(),
+      tfl.layers.dense({ units: 12, activation: "relu" }),
+      tfl.layers.dense({ units: 3, activation: "softmax" }),
+    ] }),
+  },
+  "conv k3 s2 same 16->32 channels after a stride-1 conv": {
+    shape: [16, 16, 3],
+    count: 8,
+    make: () => tfl.sequential({ layers: [
+      tfl.layers.conv2d({ inputShape: [16, 16, 3], kernelSize: 3, filters: 16, strides: 1, padding: "same", activation: "relu" }),
+      tfl.layers.conv2d({ kernelSize: 3, filters: 32, strides: 2, padding: "same", activation: "relu" }),
+      tfl.layers.flatten(),
+      tfl.layers.dense({ units: 4, activation: "softmax" }),
+    ] }),
+  },
+};
+
+export async function gradientChecks(target: string): Promise<Compared[]> {
+  const res: Compared[] = [];
+  for (const [name, net] of Object.entries(NETWORKS)) {
+    let params: Float32Array | null = null;
+    const grads: Float32Array[] = [];
+    const losses: number[] = [];
+    for (const b of ["cpu", target]) {
+      await tf.setBackend(b);
+      const gc = GradientComputer.fromModel(net.make());
+      if (params) gc.setParams(params);
+      else params = gc.getParams();
+      const data = syntheticData(net.count, net.shape, gc.numClasses, 11);
+      // One mini-batch over the whole set: the summed gradient does not depend on the shuffled order.
+      const r = gc.computeFor(0, data, data.count);
+      grads.push(r.grad);
+      losses.push(r.lossSum);
+      gc.model.dispose();
+    }
+    res.push(compare(`gradient: ${name}`, grads[0], grads[1]));
+    res.push(compare(`loss: ${name}`, [losses[0]], [losses[1]]));
+  }
+  return res;
+}

@@ -62,7 +62,9 @@ class ErrorCode(enum.Enum):
     # trust in open projects (mlitb/trust/)
     TOO_MANY_TRAINERS_FROM_ADDRESS = ErrorInfo(5001, 429, "this address already runs the most trainers this project "
                                                           "allows from one address", close=True)
-    QUARANTINED = ErrorInfo(5002, 403, "this volunteer is quarantined: its results failed spot checks and are ignored")
+    QUARANTINED = ErrorInfo(5002, 403, "this volunteer is quarantined: its results failed spot checks and are ignored",
+                            close=True)
+    SPOT_CHECK_FAILED = ErrorInfo(5003, 422, "the master recomputed this result and it does not match: a strike")
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

@@ -15,6 +15,9 @@ import httpx
 import numpy as np
 
 from mlitb.data import load_mnist
+from mlitb.model import parse_network
+from mlitb.trust.example_order import examples_used
+from mlitb.trust.numpy_net import gradient_sum
 from mlitb.workers.hostile import TrainerLog, hostile_answer, socket_trainer
 from tests.mnist_softmax import SOFTMAX_REGRESSION, error_rate, gradient_fn
 
@@ -32,9 +35,19 @@ class Outcome:
 
 
 def honest_answer(seed: int, batch: int = 100):
+    """An honest trainer: a mini-batch of `batch` examples, in the seeded order when WORK gives a seed (spot checks
+    recompute it), else drawn at random."""
     train = load_mnist().train
     gradient = gradient_fn(train, seed, batch)
-    return lambda params, ids, work_ms: gradient(params, ids)
+    network = parse_network(SOFTMAX_REGRESSION)
+
+    def answer(params, ids, work_ms, work_seed):
+        if not work_seed:
+            return gradient(params, ids)
+        used = examples_used(work_seed, np.sort(ids), batch)
+        grad, loss = gradient_sum(network, params, train.images[used], train.labels[used])
+        return grad, batch, loss
+    return answer
 
 
 def create_project(url: str, **fields) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import time
 from typing import Awaitable, Callable
 
@@ -40,7 +41,10 @@ from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
 from mlitb.trust.addresses import AddressPolicy
 from mlitb.trust.claims import allowed_samples, measured_rate, median_rate
 from mlitb.trust.credit import CreditLedger, volunteer_id
+from mlitb.trust import numpy_net
 from mlitb.trust.credited import Credited
+from mlitb.trust.example_order import examples_used
+from mlitb.trust.spot_check import SpotChecked
 
 log = logging.getLogger("mlitb.master")
 FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
@@ -68,7 +72,8 @@ class ProjectRuntime(ModelState):
         self.addresses = AddressPolicy(settings)
         self.credit = CreditLedger()
         # credit (and quarantine) wrap the strategy's result handling, whichever strategy it is
-        self.strategy: Strategy = Credited(strategy or SyncRounds(), self.credit)
+        self.spot = SpotChecked(strategy or SyncRounds(), self.credit, self._recompute)
+        self.strategy: Strategy = Credited(self.spot, self.credit)
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
@@ -131,6 +136,9 @@ class ProjectRuntime(ModelState):
         client = Client(next(self._client_ids), role, backend, link, address=address)
         client.vote = self.addresses.vote(address, client.id)
         if role == "trainer" and volunteer_key is not None:
+            row = self.credit.rows.get(volunteer_id(volunteer_key))
+            if row is not None and row.quarantined:
+                raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks")
             client.volunteer = volunteer_id(volunteer_key)
             self.credit.join(client.id, client.volunteer)
         client.max_samples = scheduler.max_samples(client, self.settings.max_samples_per_s)
@@ -273,9 +281,37 @@ class ProjectRuntime(ModelState):
         c.work_ms = self.work_ms_for(c, queue_ms)
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
         c.allowed_samples = self._allowed_samples(c, fleet_sps)
+        chosen = self._chosen_ids(c)
+        seed = 0
+        if len(chosen) == 0 and self._verifiable() and not self.addresses.exempt(c.address):
+            # the trainer follows the example order this seed gives, so its result can be recomputed
+            seed = secrets.randbits(32) or 1
+            c.work_check = (self.round, seed, self.allocator.ids_of(c.id), self.params)
         self._send(c, shared)
-        self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
-                             payload=self._chosen_ids(c)))
+        self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, count=seed, aux=c.work_ms,
+                             payload=chosen))
+
+    def _verifiable(self) -> bool:
+        cached = getattr(self, "_verifiable_net", None)
+        if cached is None or cached[0] is not self.network:
+            cached = self._verifiable_net = (self.network, numpy_net.supports(self.network))
+        return self.hyper.spot_checks and self.dataset is not None and cached[1]
+
+    def _recompute(self, result: Result) -> tuple[np.ndarray, float] | None:
+        """The result as the master computes it from the WORK it sent (spot checks), or None if it cannot."""
+        client = self.clients.get(result.client_id)
+        work = client.work_check if client is not None else None
+        if work is None or work[0] != result.version or not len(work[2]) or self.dataset is None:
+            return None
+        claimed = client.claimed_samples  # the result's count before any cut to the allowance
+        if claimed > self.spot.policy.max_samples:
+            return None
+        _, seed, held, params = work
+        ids = examples_used(seed, held, claimed)
+        train = self.dataset.train
+        grad, loss = numpy_net.gradient_sum(self.network, params, train.images[ids], train.labels[ids])
+        share = result.samples / claimed
+        return grad * np.float32(share), loss * share
 
     def _fleet_rate(self) -> float | None:
         return median_rate([c.measured_sps for c in self.trainers() if c.measured_sps is not None])
@@ -318,10 +354,13 @@ class ProjectRuntime(ModelState):
             step_skipped = True
             log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
         self.ingest.close(stats.ingest)
+        spot = self.spot.stats
         record = self.telemetry.record(
             stats, aggregate, self.clock() - stats.started, step_skipped, hyper, latest_eval=self.latest_eval,
             ingest_s=self.ingest.seconds, unallocated=self.allocator.unallocated_with_room(),
             classes=self.network.num_classes)
+        record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
+                      spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst)
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()

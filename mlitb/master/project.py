@@ -43,6 +43,9 @@ class Hyper(BaseModel):
     deterministic: bool = Field(False, description="replayable rounds (docs/closure.md): the master names each "
                                                    "trainer's examples every round (a seeded draw of "
                                                    "samples_per_round from its allocation) and records them")
+    spot_checks: bool = Field(True, description="verify a random share of results by recomputing them on the master "
+                                                "(dense networks; mlitb/trust/spot_check.py): trainers follow the "
+                                                "example order seeded in WORK; fakers get strikes and quarantine")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
 
 

@@ -26,8 +26,8 @@ HOSTILE_KINDS = ("fixed", "sign_flip", "random", "inflate")
 SCALE = 100.0
 CAP_SAMPLES_PER_S = 200_000  # the documented absolute cap a hostile client claims up to
 
-# (params, allocated ids, work ms) -> (summed gradient, samples, summed loss)
-Answer = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, int, float]]
+# (params, allocated ids, work ms, WORK seed: 0 or the example order to follow) -> (summed gradient, samples, loss)
+Answer = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, int, float]]
 
 
 @dataclass
@@ -46,16 +46,30 @@ def hostile_answer(kind: str, honest: Answer, size: int, seed: int = 0) -> Answe
     direction = rng.standard_normal(size).astype(np.float32)
     direction /= np.linalg.norm(direction)
 
-    def answer(params: np.ndarray, ids: np.ndarray, work_ms: int):
+    def answer(params: np.ndarray, ids: np.ndarray, work_ms: int, seed: int):
         claim = int(CAP_SAMPLES_PER_S * max(work_ms, 1000) / 1000)
         if kind == "fixed":
             return direction * np.float32(1e3 * claim), claim, 0.0
-        grad, n, loss = honest(params, ids, work_ms)
+        grad, n, loss = honest(params, ids, work_ms, seed)
         if kind == "sign_flip":
             return grad * np.float32(-SCALE), n, loss
         if kind == "random":
             return (rng.standard_normal(size) * SCALE * n).astype(np.float32), n, loss
         return grad * np.float32(-SCALE * claim / n), claim, loss  # inflate: the flipped mean over a huge count
+    return answer
+
+
+def faking_answer(honest: Answer, share: float, seed: int = 0) -> Answer:
+    """A credit cheat: a share of its results claim the full count but hold the gradient of half the examples
+    (work skipped); the rest are honest. Only a spot check can tell."""
+    rng = np.random.default_rng(seed)
+
+    def answer(params: np.ndarray, ids: np.ndarray, work_ms: int, seed: int):
+        grad, n, loss = honest(params, ids, work_ms, seed)
+        if rng.random() >= share:
+            return grad, n, loss
+        half, _, half_loss = honest(params, ids[: max(1, len(ids) // 2)], work_ms, seed)
+        return half, n, half_loss
     return answer
 
 
@@ -86,7 +100,7 @@ async def socket_trainer(ws_url: str, project: int, address: str, answer: Answer
                     log.errors.append(frame.json())
                 elif frame.type == MessageType.WORK and params is not None and len(ids):
                     started = time.perf_counter()
-                    grad, n, loss = answer(params, ids, frame.aux)
+                    grad, n, loss = answer(params, ids, frame.aux, frame.count)
                     ms = max(1, int((time.perf_counter() - started) * 1000))
                     await ws.send(encode(MessageType.GRADIENT, project=project, round=frame.round, count=n,
                                          aux=max(ms, frame.aux), value=loss, payload=grad.astype(np.float32)))

@@ -81,16 +81,23 @@ export class GradientComputer {
     return flat;
   }
 
-  computeFor(workMs: number, data: LabelledImages, batchSize?: number): GradientResult {
+  /** Summed gradient of batches until `workMs` has passed. With `order` (positions in `data`, the seeded order of
+   * an open project: compute/example_order.ts), the examples are order[0], order[1], ... cycling, so the master
+   * can recompute the result from the count; without it, a shuffled order kept across calls. */
+  computeFor(workMs: number, data: LabelledImages, batchSize?: number, order?: Uint32Array): GradientResult {
     this.check(data);
     const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
     const start = performance.now();
+    let at = 0;
+    const next = order
+      ? () => Uint32Array.from({ length: bs }, () => order[at++ % order.length])
+      : () => this.nextIndices(data, bs);
     let acc: tf.Tensor[] | null = null;
     let samples = 0;
     let lossSum = 0;
     try {
       do {
-        const idx = this.nextIndices(data, bs);
+        const idx = next();
         const prev: tf.Tensor[] | null = acc;
         const step: { value: tf.Tensor; sums: tf.Tensor[] } = tf.tidy(() => {
           const { x, y } = this.batch(data, idx);

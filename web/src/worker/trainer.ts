@@ -1,6 +1,7 @@
 // Trainer Web Worker: downloads its allocated examples once, then every round trains for the
 // work time the master gave it and sends back the summed gradient and the sample count.
 
+import { exampleOrder } from "../compute/example_order";
 import { GradientComputer } from "../compute/gradients";
 import { floats, Frame, MessageType, uint32s } from "../protocol/frames";
 import { fetchRange, modelSource, idRuns, WorkerStatus } from "./connection";
@@ -16,6 +17,7 @@ let allocVersion = 0;
 let dataBase = ""; // base version of the data set `data` came from (examples are only appended within one)
 const CHUNK = 2000; // examples per data request
 let position = new Map<number, number>(); // example id -> index in `data` (deterministic rounds name ids)
+let held = new Uint32Array(0); // the allocated ids (sorted, as ALLOC sends them): a WORK seed orders these
 
 
 // Makes `data` hold exactly the allocated ids: examples already held are kept (a pie-cut or a
@@ -77,7 +79,8 @@ async function onFrame(f: Frame) {
       break;
     }
     case MessageType.ALLOC:
-      download(uint32s(f)).catch((e) => post({ state: "error", error: String(e) }));
+      held = uint32s(f).slice();
+      download(held).catch((e) => post({ state: "error", error: String(e) }));
       break;
     case MessageType.PARAMS:
       params = floats(f);
@@ -94,8 +97,15 @@ async function onFrame(f: Frame) {
       post({ state: "training", round: f.round, workMs: Math.round(workMs), error: undefined });
       // In deterministic mode the WORK frame names the example ids to use this round (see docs/closure.md).
       const chosen = f.payload.byteLength ? Uint32Array.from(uint32s(f), (id) => position.get(id) ?? data!.count) : null;
+      // In an open project the WORK frame's count is a seed: train on the held examples in the order it gives
+      // (the master can recompute any result: mlitb/trust/spot_check.py); wait until every held example is here.
+      let seeded: Uint32Array | undefined;
+      if (!chosen && f.count !== 0) {
+        if (position.size !== held.length || held.some((id) => !position.has(id))) return;
+        seeded = Uint32Array.from(exampleOrder(f.count, held.length), (k) => position.get(held[k])!);
+      }
       const r = chosen ? computer.computeOn(data, chosen, session.conn.welcome!.batch_size)
-        : computer.computeFor(workMs, data, session.conn.welcome!.batch_size);
+        : computer.computeFor(workMs, data, session.conn.welcome!.batch_size, seeded);
       session.conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
         loss: r.lossSum / r.samples });

@@ -33,17 +33,16 @@ from mlitb.master.model_state import ModelState
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
 from mlitb.master.telemetry import Telemetry
+from mlitb.master.trust_hooks import TrustHooks
 from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training.optimizers import ServerOptimizer
 from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
 from mlitb.trust.addresses import AddressPolicy
-from mlitb.trust.claims import allowed_samples, measured_rate, median_rate
+from mlitb.trust.claims import measured_rate
 from mlitb.trust.credit import CreditLedger, volunteer_id
-from mlitb.trust import numpy_net
 from mlitb.trust.credited import Credited
-from mlitb.trust.example_order import examples_used
 from mlitb.trust.spot_check import SpotChecked
 
 log = logging.getLogger("mlitb.master")
@@ -52,7 +51,7 @@ FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype str
 __all__ = ["Client", "ProjectRuntime"]
 
 
-class ProjectRuntime(ModelState):
+class ProjectRuntime(TrustHooks, ModelState):
     def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
                  settings: Settings, params: np.ndarray | None = None, clock=time.monotonic,
                  on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None,
@@ -290,36 +289,6 @@ class ProjectRuntime(ModelState):
         self._send(c, shared)
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, count=seed, aux=c.work_ms,
                              payload=chosen))
-
-    def _verifiable(self) -> bool:
-        cached = getattr(self, "_verifiable_net", None)
-        if cached is None or cached[0] is not self.network:
-            cached = self._verifiable_net = (self.network, numpy_net.supports(self.network))
-        return self.hyper.spot_checks and self.dataset is not None and cached[1]
-
-    def _recompute(self, result: Result) -> tuple[np.ndarray, float] | None:
-        """The result as the master computes it from the WORK it sent (spot checks), or None if it cannot."""
-        client = self.clients.get(result.client_id)
-        work = client.work_check if client is not None else None
-        if work is None or work[0] != result.version or not len(work[2]) or self.dataset is None:
-            return None
-        claimed = client.claimed_samples  # the result's count before any cut to the allowance
-        if claimed > self.spot.policy.max_samples:
-            return None
-        _, seed, held, params = work
-        ids = examples_used(seed, held, claimed)
-        train = self.dataset.train
-        grad, loss = numpy_net.gradient_sum(self.network, params, train.images[ids], train.labels[ids])
-        share = result.samples / claimed
-        return grad * np.float32(share), loss * share
-
-    def _fleet_rate(self) -> float | None:
-        return median_rate([c.measured_sps for c in self.trainers() if c.measured_sps is not None])
-
-    def _allowed_samples(self, client: Client, fleet_sps: float | None) -> int:
-        s = self.settings
-        return allowed_samples(client.measured_sps, fleet_sps, client.work_ms, start_sps=s.claim_start_samples_per_s,
-                               growth=s.claim_growth, fleet_factor=s.claim_fleet_factor, hard_sps=s.max_samples_per_s)
 
     def observe(self, result: Result, since: float) -> float:
         client = self.clients.get(result.client_id)

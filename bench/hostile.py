@@ -10,10 +10,11 @@ sample), `inflate` (the flipped gradient over the largest allowed count); either
 scenario trains a fresh project for --rounds rounds (T = 1 s; rounds close as soon as everyone answered),
 then reads the server's parameters and measures the test error on the 10,000 MNIST test digits.
 
-Columns: test error; results refused (ERROR frames to the hostile clients, as the round metrics count them);
-results whose count was cut to the claim allowance (`clamped`); hostile connections refused at JOIN
-(the per-address cap); volunteers quarantined and verification cost: spot-check verification is not part
-of this build (see the README), so both are reported as "-".
+Columns: test error; results refused (ERROR frames, as the round metrics count them: spot-check strikes,
+quarantined results, ...); results whose count was cut to the claim allowance (`clamped`); hostile
+connections refused at JOIN (the per-address cap); connections quarantined by spot checks; verification
+cost: spot checks made and the master's CPU seconds spent recomputing (dense networks are recomputed in
+NumPy: mlitb/trust/spot_check.py).
 Link: loopback (the network is free); the figures are about robustness, not speed.
 
 Run:  .venv/bin/python bench/hostile.py [--rounds 40] [--honest 2] [--swarm 3] [--rules default,mean,...]
@@ -44,9 +45,11 @@ async def scenario(url: str, rule: str, kind: str, shape: str, args) -> dict:
     hyper = {"period_s": 1} if rule == "default" else {"period_s": 1, "aggregation": rule}
     out = await train(url, honest, hostile, args.rounds, timeout_s=600, hyper=hyper)
     refused_at_join = sum(1 for log in out.hostile if not log.joined)
+    last = out.metrics[-1]
     return {"rule": rule, "kind": kind, "shape": shape, "error": out.error,
             "refused": sum(m["rejected"] for m in out.metrics), "clamped": sum(m.get("clamped", 0) for m in out.metrics),
-            "join_refused": refused_at_join}
+            "join_refused": refused_at_join, "quarantined": last["quarantined_total"],
+            "checks": last["spot_checks_total"], "check_cpu_s": last["spot_check_cpu_s_total"]}
 
 
 async def main(args) -> None:
@@ -76,7 +79,8 @@ async def main(args) -> None:
 
 def _line(r: dict) -> str:
     return (f"{r['rule']:>13} {r['kind']:>9} {r['shape']:>5}: test error {r['error']:.3f} | refused {r['refused']} | "
-            f"clamped {r['clamped']} | refused at JOIN {r['join_refused']} | quarantined - | verification cost -")
+            f"clamped {r['clamped']} | refused at JOIN {r['join_refused']} | quarantined {r['quarantined']} | "
+            f"verification: {r['checks']} checks, {r['check_cpu_s']:.2f} s master CPU")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ class Settings:
     # machine (the demo, the owner's local workers). Behind a reverse proxy, run uvicorn with proxy headers so
     # clients' real addresses are seen, or every client looks like the proxy
     address_limits_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
+    pow_bits_per_trainer: int = 6  # proof-of-work bits at JOIN per trainer the address already runs in the project
+    pow_max_bits: int = 22  # the most proof-of-work bits asked (2^22 SHA-256: about a second or two in a browser)
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
 

@@ -68,7 +68,7 @@ class ProjectRuntime(TrustHooks, ModelState):
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
-        self.addresses = AddressPolicy(settings)
+        self.addresses = AddressPolicy(settings, project_id)
         self.credit = CreditLedger()
         # credit (and quarantine) wrap the strategy's result handling, whichever strategy it is
         self.spot = SpotChecked(strategy or SyncRounds(), self.credit, self._recompute)
@@ -121,17 +121,19 @@ class ProjectRuntime(TrustHooks, ModelState):
     def trainers(self) -> list[Client]:
         return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
+    def trainer_addresses(self) -> list[str | None]:
+        return [c.address for c in self.clients.values() if c.role == "trainer"]
+
     def trainer_ids(self) -> list[int]:
         return [c.id for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
     # ---- clients --------------------------------------------------------------------------------
     def add_client(self, link: Link, role: str, backend: str, address: str | None = None,
-                   volunteer_key: str | None = None) -> Client:
+                   volunteer_key: str | None = None, pow_solution: str | None = None) -> Client:
         """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap. A trainer with a
         volunteer key earns credit under its public id."""
         if role == "trainer":
-            self.addresses.admit(address, [c.address for c in self.clients.values() if c.role == "trainer"],
-                                 self.spec.max_trainers_per_address)
+            self.addresses.admit(address, self.trainer_addresses(), self.spec.max_trainers_per_address, pow_solution)
         client = Client(next(self._client_ids), role, backend, link, address=address)
         client.vote = self.addresses.vote(address, client.id)
         if role == "trainer" and volunteer_key is not None:
@@ -329,7 +331,8 @@ class ProjectRuntime(TrustHooks, ModelState):
             ingest_s=self.ingest.seconds, unallocated=self.allocator.unallocated_with_room(),
             classes=self.network.num_classes)
         record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
-                      spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst)
+                      spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
+                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined)
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()

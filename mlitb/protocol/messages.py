@@ -17,6 +17,8 @@ class JoinRequest(BaseModel):
     backend: str = Field(default="unknown", max_length=64)
     agent: str = Field(default="", max_length=256)
     token: str | None = Field(default=None, max_length=128, description="invite (or owner) token of a private project")
+    pow: str | None = Field(default=None, max_length=200, description="proof of work '<challenge>:<nonce>' "
+                                                                      "(mlitb/trust/pow.py), when the address needs one")
     volunteer: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$",
                                   description="the volunteer's secret key (kept by the browser): credit goes to its "
                                               "public id, the first 16 hex digits of its SHA-256 (mlitb/trust/credit.py)")

@@ -151,7 +151,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
                     raise MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"project {candidate.id} already has "
                                      f"{settings.max_clients_per_project} workers")
                 runtime = candidate
-                client = runtime.add_client(link, join.role, join.backend, address, join.volunteer)
+                client = runtime.add_client(link, join.role, join.backend, address, join.volunteer, join.pow)
                 link.meter = runtime.meter
                 runtime.meter.bytes_in += len(data)
             except MlitbError as err:

@@ -17,10 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import httpx
 import numpy as np
 import websockets
 
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.trust.pow import solve
 
 HOSTILE_KINDS = ("fixed", "sign_flip", "random", "inflate")
 SCALE = 100.0
@@ -73,13 +75,30 @@ def faking_answer(honest: Answer, share: float, seed: int = 0) -> Answer:
     return answer
 
 
+POW_RETRIES = 5  # trainers of one address joining at once race for the free place: the losers pay and try again
+
+
 async def socket_trainer(ws_url: str, project: int, address: str, answer: Answer, log: TrainerLog,
                          stop: asyncio.Event, volunteer: str | None = None) -> None:
-    """Join `project` as a trainer from `address` and answer every WORK frame until `stop` is set or the
-    server closes the connection."""
+    """Join `project` as a trainer from `address` (with the proof of work the master asks for) and answer every
+    WORK frame until `stop` is set or the server closes the connection."""
+    for _ in range(POW_RETRIES):
+        await _session(ws_url, project, address, answer, log, stop, volunteer)
+        if log.joined or not log.errors or log.errors[-1]["code"] not in ("POW_REQUIRED", "POW_INVALID"):
+            return
+
+
+async def _session(ws_url: str, project: int, address: str, answer: Answer, log: TrainerLog, stop: asyncio.Event,
+                   volunteer: str | None) -> None:
     join = {"role": "trainer", "backend": "socket-test"}
     if volunteer is not None:
         join["volunteer"] = volunteer
+    # the proof of work one more trainer from this address needs, asked for from the same address
+    http_url = ws_url.replace("ws://", "http://").removesuffix("/ws")
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=address), timeout=30) as http:
+        asked = (await http.get(f"{http_url}/api/projects/{project}/challenge")).json()
+    if asked["bits"] > 0:
+        join["pow"] = await asyncio.to_thread(solve, asked["challenge"], asked["bits"])
     try:
         async with websockets.connect(ws_url, max_size=None, local_addr=(address, 0)) as ws:
             await ws.send(encode(MessageType.JOIN, project=project, payload=join))

@@ -47,3 +47,27 @@ def test_an_honest_wasm_trainer_passes_every_spot_check_of_a_long_run(checked_se
     assert last["spot_check_worst"] < SpotCheckPolicy().tolerance / 10  # a margin of ten under the tolerance
     board = httpx.get(f"{url}/api/projects/{pid}/volunteers").json()
     assert board and board[0]["strikes"] == 0 and not board[0]["quarantined"]
+    master = last["spot_check_cpu_s_total"] / max(last["spot_check_samples_total"], 1)
+    trainer = board[0]["compute_s"] / max(board[0]["samples"], 1)
+    print(f"per example: master recomputation {master * 1e6:.1f} us, wasm trainer {trainer * 1e6:.1f} us "
+          f"(ratio {master / trainer:.2f})")
+
+
+def test_a_second_trainer_from_the_same_address_pays_a_proof_of_work_in_its_worker_and_joins(checked_server, chromium):
+    url = checked_server.url
+    pid = httpx.post(f"{url}/api/projects", json={"name": "pow", "dataset": "mnist", "network": SOFTMAX_REGRESSION,
+                                                  "hyper": {"period_s": 1}}).json()["id"]
+    assert httpx.get(f"{url}/api/projects/{pid}/challenge").json()["bits"] == 0  # the first one is free
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{url}/?project={pid}&join=trainer,trainer&backend=wasm")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        clients = httpx.get(f"{url}/api/projects/{pid}/clients").json()
+        if sum(c["role"] == "trainer" for c in clients) == 2:
+            break
+        time.sleep(0.5)
+    bits_now = httpx.get(f"{url}/api/projects/{pid}/challenge").json()["bits"]
+    context.close()
+    assert sum(c["role"] == "trainer" for c in clients) == 2
+    assert bits_now == 12  # a third trainer of this address would pay 12 bits

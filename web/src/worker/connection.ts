@@ -2,6 +2,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { cached } from "./cache";
+import { solve } from "./pow";
 import { decode, encode, Frame, json, MessageType, ServerError, Welcome } from "../protocol/frames";
 
 export interface WorkerOptions {
@@ -48,11 +49,13 @@ export function wsUrl(server: string): string {
 const FINAL_CLOSE_CODES = new Set([1000, 1008, 4404]);
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
+const POW_RETRIES = 5;
 
 export class Connection {
   private ws!: WebSocket;
   private leaving = false;
   private attempts = 0;
+  private powRefused = false; // the last JOIN was refused for its proof of work
   welcome?: Welcome;
   newestRound = -1; // highest round number seen on the wire, even if not yet handled
   arrivedAt = new WeakMap<Frame, number>(); // performance.now() when each frame arrived
@@ -68,13 +71,30 @@ export class Connection {
     this.connect();
   }
 
+  // A trainer first asks for a proof-of-work challenge: one more trainer from an address that already runs some
+  // must show work (mlitb/trust/pow.py), computed here in the Worker; `bits` 0 means none is needed.
+  private async proofOfWork(): Promise<string | undefined> {
+    if (this.role !== "trainer") return undefined;
+    const res = await fetch(new URL(`/api/projects/${this.opts.project}/challenge`, this.opts.server),
+      { headers: authHeaders(this.opts.token) });
+    if (!res.ok) return undefined; // JOIN then says why (an unknown project, a private one without its token)
+    const { challenge, bits } = await res.json();
+    return bits > 0 ? solve(challenge, bits) : undefined;
+  }
+
   private connect(): void {
+    this.powRefused = false;
+    this.proofOfWork().catch(() => undefined).then((pow) => this.open(pow));
+  }
+
+  private open(pow: string | undefined): void {
     this.ws = new WebSocket(wsUrl(this.opts.server));
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () =>
       this.ws.send(encode(MessageType.JOIN, { project: this.opts.project,
         payload: { role: this.role, backend: this.backend, agent: navigator.userAgent.slice(0, 200),
           ...(this.opts.token ? { token: this.opts.token } : {}),
+          ...(pow ? { pow } : {}),
           ...(this.opts.volunteer ? { volunteer: this.opts.volunteer } : {}) } }));
     // frames are handled strictly in order, even when a handler awaits
     let chain = Promise.resolve();
@@ -86,7 +106,10 @@ export class Connection {
     };
     this.ws.onclose = (ev) => {
       const reason = ev.reason || `closed (${ev.code})`;
-      if (this.leaving || FINAL_CLOSE_CODES.has(ev.code)) return this.onClose(reason, null);
+      // a proof of work refused (trainers of one address joining at once race for the cheap place) is retried
+      // with a new challenge; other policy closes are final
+      const final = FINAL_CLOSE_CODES.has(ev.code) && !(this.powRefused && this.attempts < POW_RETRIES);
+      if (this.leaving || final) return this.onClose(reason, null);
       // exponential backoff with full jitter, so a restarted master is not stormed
       const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempts++);
       this.onClose(reason, delay);
@@ -100,7 +123,11 @@ export class Connection {
       this.attempts = 0;
       this.newestRound = -1;
     }
-    if (frame.type === MessageType.ERROR) return this.onError(json<ServerError>(frame));
+    if (frame.type === MessageType.ERROR) {
+      const err = json<ServerError>(frame);
+      if (err.code === "POW_REQUIRED" || err.code === "POW_INVALID") this.powRefused = true;
+      return this.onError(err);
+    }
     await this.onFrame(frame);
   }
 

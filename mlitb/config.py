@@ -31,7 +31,13 @@ class Settings:
     max_upload_bytes: int = 4 * 1024**3  # bytes of one uploaded zip (streamed to disk, never held in memory)
     admin_token: str | None = None  # server admin's token (MLITB_ADMIN_TOKEN); may do anything
     open_creation: bool = True  # anyone may create projects (as in the paper); False = admin only
-    max_connections_per_address: int = 2048  # WebSocket connections from one IP address
+    # WebSocket connections from one IP address. Each may hold one message being read (before JOIN at most
+    # 8 KiB + 24 bytes; after it, 24 + 4·P: 1.8 MB for a 455k-parameter network) and about one frame being
+    # written, so one address can make the server hold at most ~64 x 2 x (24 + 4·P): 16 MB for the paper's
+    # network, 0.23 GB at 455k parameters (2,048, the old default, allowed 7.5 GB there), but still 2.3 GB for
+    # a public 4.5M-parameter project: lower it for projects that large. Raise it for many workers behind one
+    # NAT or proxy (`mlitb serve --max-connections-per-address`).
+    max_connections_per_address: int = 64
     max_trainers_per_address: int = 4  # trainers from one IP address in one project (a project may set fewer)
     # addresses without the per-address trainer cap, whose trainers each vote on their own: the server's own
     # machine (the demo, the owner's local workers). Behind a reverse proxy, run uvicorn with proxy headers so
@@ -41,6 +47,7 @@ class Settings:
     pow_max_bits: int = 22  # the most proof-of-work bits asked (2^22 SHA-256: about a second or two in a browser)
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
+    join_timeout_s: float = 15.0  # seconds a WebSocket connection may stay without a valid JOIN (then closed 1008)
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:

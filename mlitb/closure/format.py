@@ -60,14 +60,15 @@ def source_commit() -> str | None:
 
 
 def training_code() -> dict[str, bytes]:
-    """The code that trains: the built browser bundles and the server's training rules (optimizer, aggregation)."""
+    """The code that trains: the built browser bundles and the server's training rules (optimizers, aggregation
+    and the strategies that turn results into updates)."""
     code = {"code/closure_check.js": (STATIC_DIR / "closure_check.js").read_bytes(),
             "code/closure.html": (STATIC_DIR / "closure.html").read_bytes()}
     for bundle in ("trainer.js", "tracker.js"):
         if (STATIC_DIR / bundle).is_file():
             code[f"code/{bundle}"] = (STATIC_DIR / bundle).read_bytes()
-    for rule in sorted(TRAINING_DIR.glob("*.py")):
-        code[f"code/training/{rule.name}"] = rule.read_bytes()
+    for rule in sorted(TRAINING_DIR.rglob("*.py")):
+        code[f"code/training/{rule.relative_to(TRAINING_DIR).as_posix()}"] = rule.read_bytes()
     return code
 
 

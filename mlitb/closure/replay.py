@@ -20,7 +20,7 @@ from mlitb.closure.browser import ClosurePage, b64, closure_files
 from mlitb.closure.format import read_closure
 from mlitb.closure.verify import load_split
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.training import adagrad_step, make_aggregator
+from mlitb.training import make_aggregator, make_optimizer
 
 DEFAULT_WEIGHT_TOLERANCE = 1e-4  # relative L2 distance of the final weights still counted as a match
 DEFAULT_LOSS_TOLERANCE = 1e-4  # absolute difference of a round's mean training loss
@@ -53,7 +53,8 @@ def replay(path: str | Path, data: str | Path | None = None, backend: str = "was
     train = load_split(closure, data, "train")
     hyper = closure.spec.hyper
     params = closure.floats("replay/start_weights.bin")
-    history = closure.floats("replay/start_history.bin")
+    optimizer = make_optimizer(hyper, params.size)  # the project's server optimizer, from the recorded state
+    optimizer.load(closure.floats("replay/start_history.bin"))
     shape = list(train.images.shape[1:])
     report = ReplayReport(rounds=len(records))
     recorded = {m["round"]: m for m in closure.metrics}
@@ -72,10 +73,10 @@ def replay(path: str | Path, data: str | Path | None = None, backend: str = "was
                 grad = np.frombuffer(base64.b64decode(out["grad"]), "<f4").astype(np.float32)
                 acc.add(grad, int(out["samples"]), float(np.float32(out["lossSum"])))
             if acc.samples > 0 and not rec.get("step_skipped"):
-                p, h = params.copy(), history.copy()
-                adagrad_step(p, h, acc.mean(), learning_rate=hyper.learning_rate, epsilon=hyper.epsilon,
-                             l1=hyper.l1, l2=hyper.l2)
-                params, history = p, h
+                params = optimizer.step(params, acc.mean(), hyper)
+                if params is None:
+                    raise MlitbError(ErrorCode.NOT_REPLAYABLE, f"round {rec['round']}: the replayed step is not "
+                                     "finite, but the recorded one was taken")
             loss = round(acc.loss_sum / acc.samples, 6) if acc.samples else None
             report.replayed_losses.append(loss)
             report.recorded_losses.append(recorded.get(rec["round"], {}).get("loss"))

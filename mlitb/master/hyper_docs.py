@@ -74,14 +74,35 @@ def _type(schema: dict) -> str:
     return TYPE_NAMES.get(schema.get("type"), "object")
 
 
-def render() -> str:
-    """The whole of docs/hyper.md."""
+def _resolve(schema: dict, defs: dict) -> dict:
+    """A field's schema with a reference to a nested model (`$ref`, or pydantic's `allOf: [$ref]`) replaced by
+    that model's schema, keeping the field's own default and description."""
+    ref = schema.get("$ref") or next((s["$ref"] for s in schema.get("allOf", []) if "$ref" in s), None)
+    if ref is None:
+        return schema
+    target = defs[ref.rsplit("/", 1)[-1]]
+    return {**target, **{k: v for k, v in schema.items() if k not in ("$ref", "allOf")}}
+
+
+def _rows(properties: dict, defs: dict, prefix: str = "") -> list[str]:
+    """One row per field; a nested model's fields follow as `outer.inner` rows."""
     rows = []
-    for name, schema in Hyper.model_json_schema()["properties"].items():
+    for name, schema in properties.items():
+        schema = _resolve(schema, defs)
         default = f"`{json.dumps(schema['default'])}`" if "default" in schema else "(required)"
         text = schema.get("description", "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{name}` | {_type(schema)} | {default} | {_range(schema)} | {text} |")
-    return HEADER + "\n".join(rows) + "\n"
+        if "properties" in schema:
+            rows.append(f"| `{prefix}{name}` | object | {default} | the fields below | {text} |")
+            rows += _rows(schema["properties"], defs, f"{prefix}{name}.")
+        else:
+            rows.append(f"| `{prefix}{name}` | {_type(schema)} | {default} | {_range(schema)} | {text} |")
+    return rows
+
+
+def render() -> str:
+    """The whole of docs/hyper.md."""
+    schema = Hyper.model_json_schema()
+    return HEADER + "\n".join(_rows(schema["properties"], schema.get("$defs", {}))) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -28,7 +28,6 @@ from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
-from mlitb.master.closure_record import ClosureRecord
 from mlitb.master.model_state import ModelState
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
@@ -38,7 +37,7 @@ from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training.optimizers import ServerOptimizer
-from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
+from mlitb.training.strategies import Result, Strategy, UpdateStats, make_strategy
 from mlitb.trust.addresses import AddressPolicy
 from mlitb.trust.claims import measured_rate
 from mlitb.trust.credit import CreditLedger, volunteer_id
@@ -46,7 +45,6 @@ from mlitb.trust.credited import Credited
 from mlitb.trust.spot_check import SpotChecked
 
 log = logging.getLogger("mlitb.master")
-FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
 
 __all__ = ["Client", "ProjectRuntime"]
 
@@ -70,10 +68,11 @@ class ProjectRuntime(TrustHooks, ModelState):
         self.ingest = IngestClock()
         self.addresses = AddressPolicy(settings, project_id)
         self.credit = CreditLedger()
-        # credit (and quarantine) wrap the strategy's result handling, whichever strategy it is
-        self.spot = SpotChecked(strategy or SyncRounds(), self.credit, self._recompute)
+        # spot checks, quarantine and credit wrap the strategy's result handling, whichever strategy it is
+        self.spot = SpotChecked(strategy or make_strategy(spec.hyper), self.credit, self._recompute)
         self.strategy: Strategy = Credited(self.spot, self.credit)
         self.strategy.bind(self)
+        self._params_frame: tuple[int, np.ndarray, bytes] | None = None  # (version, parameters, encoded frame)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
@@ -130,8 +129,9 @@ class ProjectRuntime(TrustHooks, ModelState):
     # ---- clients --------------------------------------------------------------------------------
     def add_client(self, link: Link, role: str, backend: str, address: str | None = None,
                    volunteer_key: str | None = None, pow_solution: str | None = None) -> Client:
-        """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap. A trainer with a
-        volunteer key earns credit under its public id."""
+        """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap, POW_REQUIRED or
+        POW_INVALID without the proof of work its address owes, QUARANTINED for a quarantined volunteer key. A
+        trainer with a volunteer key earns credit under its public id."""
         if role == "trainer":
             self.addresses.admit(address, self.trainer_addresses(), self.spec.max_trainers_per_address, pow_solution)
         client = Client(next(self._client_ids), role, backend, link, address=address)
@@ -177,7 +177,13 @@ class ProjectRuntime(TrustHooks, ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=self.params)
+        """The PARAMS frame of the current version, encoded once and shared by every send of it."""
+        cached = self._params_frame
+        if cached is None or cached[0] != self.round or cached[1] is not self._params:
+            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
+                           payload=self._params)
+            cached = self._params_frame = (self.round, self._params, frame)
+        return cached[2]
 
     # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -195,20 +201,17 @@ class ProjectRuntime(TrustHooks, ModelState):
             raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"{frame.type.name} is not accepted after joining")
 
     def _result_of(self, client: Client, frame: Frame) -> Result:
-        """The frame as a `Result`, after the role, length, sample-count and loss checks; its values are checked
+        """The frame as a `Result`, after the role, length (the codec's), sample-count and loss checks; its values are checked
         for finiteness where the strategy adds them. A count above the client's allowance (mlitb/trust/claims.py)
         is cut to it, the sum and loss scaled alike (a copy), and counted as clamped."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
-        payload, param_count = frame.payload, self.param_count
-        if len(payload) != 4 * param_count:
-            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
-                             f"({param_count} float32)")
+        grad = frame.vector(self.param_count)  # decoded by the frame's payload kind (mlitb.codec): dense is a view
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        grad, count, loss = np.frombuffer(payload, FLOAT32_LE), frame.count, frame.value
+        count, loss = frame.count, frame.value
         client.claimed_samples = count
         if count > client.allowed_samples:
             share = client.allowed_samples / count
@@ -235,7 +238,7 @@ class ProjectRuntime(TrustHooks, ModelState):
     # ---- the Host interface of strategies (mlitb/training/strategies/base.py) ---------------------
     @property
     def hyper(self) -> Hyper:
-        return self.spec.hyper
+        return self._spec.hyper
 
     def begin_update(self) -> UpdateStats:
         if self._pending_change is not None:
@@ -259,7 +262,6 @@ class ProjectRuntime(TrustHooks, ModelState):
 
     def broadcast(self, due: set[int]) -> None:
         shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
         # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
@@ -270,13 +272,19 @@ class ProjectRuntime(TrustHooks, ModelState):
             if c.role == "trainer":
                 self._send_work(c, shared, (n - 1 - k) * ingest_ms if c.id in due else 0.0, fleet_sps)
                 k += c.id in due
-            elif c.role == "tracker":
-                self._send(c, shared)
+        self.publish()
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
         if client is not None:
             self._send_work(client, self.params_frame(), 0.0, self._fleet_rate())
+
+    def publish(self) -> None:
+        shared = self.params_frame()
+        self.record.broadcast(self.round, self.params)
+        for c in list(self.clients.values()):
+            if c.role == "tracker":
+                self._send(c, shared)
 
     def _send_work(self, c: Client, shared: bytes, queue_ms: float, fleet_sps: float | None) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
@@ -292,18 +300,19 @@ class ProjectRuntime(TrustHooks, ModelState):
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, count=seed, aux=c.work_ms,
                              payload=chosen))
 
-    def observe(self, result: Result, since: float) -> float:
+    def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         client = self.clients.get(result.client_id)
-        if client is None:
-            return 0.0
-        client.measured_sps = measured_rate(result.samples, self.clock() - since, client.work_ms)
+        if client is not None:
+            client.measured_sps = measured_rate(result.samples, self.clock() - since, client.work_ms)
         # the processing rate sets work times only: it follows the claimed count (the scheduler's estimate is
         # capped at max_samples_per_s), while weight and credit follow the allowed one
-        return scheduler.observe(client, client.claimed_samples, result.compute_ms, (self.clock() - since) * 1000,
-                                 self.settings.max_samples_per_s)
-
-    def ingested(self, stats: UpdateStats) -> None:
-        self.ingest.took_one(stats.ingest)
+        latency = 0.0 if client is None else scheduler.observe(
+            client, client.claimed_samples, result.compute_ms, (self.clock() - since) * 1000,
+            self.settings.max_samples_per_s)
+        if stats is not None:
+            stats.latencies.append(latency)
+            self.ingest.took_one(stats.ingest)
+        return latency
 
     def count_late(self, applied: bool) -> None:
         self.telemetry.late_total += 1

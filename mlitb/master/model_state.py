@@ -103,8 +103,8 @@ class ModelState:
     @property
     def param_count(self) -> int:
         cached = self._param_count  # summing the weight shapes costs ~30 us: once per network, not per frame
-        if cached is None or cached[0] is not self.network:
-            cached = self._param_count = (self.network, self.network.param_count)
+        if cached is None or cached[0] is not self._network:
+            cached = self._param_count = (self._network, self._network.param_count)
         return cached[1]
 
     def latest_model_and_data(self) -> tuple[list[dict], Dataset | None]:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlitb import __version__
 from mlitb.config import Settings
 from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
+from mlitb.master import scheduler
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
@@ -242,7 +243,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def get_clients(project_id: int, request: Request) -> list[dict]:
         rt = readable(project_id, request)
         return [{"id": c.id, "role": c.role, "backend": c.backend, "latency_ms": round(c.latency_ms, 1),
-                 "work_ms": c.work_ms, "allocated": c.alloc_size, "last_samples": c.last_samples,
+                 "work_ms": c.work_ms, "work_share": round(c.work_ms / (1000 * rt.hyper.period_s), 3),
+                 "margin_ms": round(scheduler.timing_margin_ms(c, 1000 * rt.hyper.period_s, rt.hyper.batch_size), 1),
+                 "allocated": c.alloc_size, "last_samples": c.last_samples,
                  "samples_per_s": None if c.rate_sps is None else round(c.rate_sps, 1)}
                 for c in rt.clients.values()]
 

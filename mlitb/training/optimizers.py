@@ -63,8 +63,9 @@ class AdaGrad:
         # on copies: a step whose result is not finite (finite but huge gradients overflowing float32, say)
         # is refused, never written into the model or the history
         new, history = params.copy(), self.history.copy()
-        adagrad_step(new, history, update, learning_rate=hyper.learning_rate, epsilon=hyper.epsilon,
-                     l1=hyper.l1, l2=hyper.l2)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here, and refused below
+            adagrad_step(new, history, update, learning_rate=hyper.learning_rate, epsilon=hyper.epsilon,
+                         l1=hyper.l1, l2=hyper.l2)
         if not (np.isfinite(new).all() and np.isfinite(history).all()):
             return None
         self.history = history

@@ -156,3 +156,20 @@ def test_the_zoo_page_saves_a_projects_closure_with_its_owner_token(server, save
     page.get_by_text("Saved closure").wait_for(timeout=20_000)
     page.locator("tr", has_text="saved from the page").wait_for(timeout=10_000)
     page.close()
+
+
+def test_the_zoo_page_warns_when_a_saved_closure_cannot_be_verified_and_says_why(server, chromium):
+    tiny = [{"type": "input", "shape": [2, 2, 1]}, {"type": "flatten"}, {"type": "dense", "units": 3, "activation": "softmax"}]
+    project = httpx.post(f"{server.url}/api/projects", json={"name": "untracked", "network": tiny}).json()
+    page = chromium.new_page()
+    page.goto(f"{server.url}/zoo")
+    page.fill("input[name=project]", str(project["id"]))
+    page.fill("input[name=token]", project["owner_token"])
+    page.fill("input[name=description]", "nothing to verify")
+    page.click("#save button")
+    page.get_by_text("Warning: it cannot be verified: no tracker has reported").wait_for(timeout=20_000)
+    row = page.locator("tr", has_text="nothing to verify")
+    cell = row.get_by_text("not verifiable")
+    cell.wait_for(timeout=10_000)
+    assert "the project has no test data" in cell.get_attribute("title")
+    page.close()

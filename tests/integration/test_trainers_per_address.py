@@ -3,17 +3,25 @@
 import asyncio
 import contextlib
 
+import httpx
 import websockets
 
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.trust.pow import solve
 from tests.socket_training import create_project
 
 
 async def join(stack: contextlib.AsyncExitStack, url: str, pid: int, address: str, role: str = "trainer"):
-    """Connects from `address`, joins as `role`; returns (connection, first frame's type, its JSON if ERROR)."""
+    """Connects from `address`, joins as `role` (with the proof of work its address owes: mlitb/trust/pow.py);
+    returns (connection, first frame's type, its JSON if ERROR)."""
+    payload = {"role": role, "backend": "test"}
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=address)) as http:
+        asked = (await http.get(f"{url}/api/projects/{pid}/challenge")).json()
+    if asked["bits"]:
+        payload["pow"] = solve(asked["challenge"], asked["bits"])
     ws = await stack.enter_async_context(websockets.connect(url.replace("http://", "ws://") + "/ws",
                                                             max_size=None, local_addr=(address, 0)))
-    await ws.send(encode(MessageType.JOIN, project=pid, payload={"role": role, "backend": "test"}))
+    await ws.send(encode(MessageType.JOIN, project=pid, payload=payload))
     frame = decode(await asyncio.wait_for(ws.recv(), 10), 1 << 30)
     return ws, frame.type, frame.json() if frame.type == MessageType.ERROR else None
 
@@ -25,7 +33,7 @@ async def test_four_trainers_from_one_address_join_and_the_fifth_is_refused_and_
             _, kind, _ = await join(stack, server.url, pid, "127.0.0.5")
             assert kind == MessageType.WELCOME
         ws, kind, err = await join(stack, server.url, pid, "127.0.0.5")
-        assert kind == MessageType.ERROR and err["code"] == "TOO_MANY_TRAINERS_FROM_ADDRESS"
+        assert kind == MessageType.ERROR and err["code"] == "TOO_MANY_TRAINERS_FROM_ADDRESS"  # work paid, still past
         await asyncio.wait_for(ws.wait_closed(), 10)
         assert ws.close_code == 1008
         # other addresses, trackers from the same address and the same address in another project are not limited
@@ -64,3 +72,15 @@ async def test_the_servers_own_address_is_not_capped(server):
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(3):
             assert (await join(stack, server.url, pid, "127.0.0.1"))[1] == MessageType.WELCOME
+
+
+async def test_a_second_trainer_from_an_address_without_its_proof_of_work_is_refused_and_closed(server):
+    pid = create_project(server.url)["id"]
+    url = server.url.replace("http://", "ws://") + "/ws"
+    async with contextlib.AsyncExitStack() as stack:
+        assert (await join(stack, server.url, pid, "127.0.0.11"))[1] == MessageType.WELCOME  # the first is free
+        ws = await stack.enter_async_context(websockets.connect(url, local_addr=("127.0.0.11", 0)))
+        await ws.send(encode(MessageType.JOIN, project=pid, payload={"role": "trainer", "backend": "test"}))
+        frame = decode(await asyncio.wait_for(ws.recv(), 10), 1 << 30)
+        assert frame.json()["code"] == "POW_REQUIRED"
+        await asyncio.wait_for(ws.wait_closed(), 10)

@@ -53,3 +53,25 @@ def test_the_project_fields_beside_hyper_are_not_coerced_either(field, value):
     with pytest.raises(MlitbError) as err:
         parse_project_spec({"name": "p", "network": TINY_NETWORK, field: value})
     assert err.value.code.name == "INVALID_REQUEST"
+
+
+def test_a_nested_model_field_gets_a_row_per_inner_field(monkeypatch):
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Codec(BaseModel):
+        kind: Literal["dense", "topk"] = Field("dense", description="payload kind")
+        density: float = Field(0.01, gt=0, le=1, description="share of coordinates sent")
+
+    class Wider(Hyper):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        codec: Codec = Field(default_factory=Codec, description="how updates travel")
+        budget: int | None = Field(None, ge=1, description="optional cap")
+
+    monkeypatch.setattr(hyper_docs, "Hyper", Wider)
+    text = hyper_docs.render()
+    assert "| `codec` | object |" in text and "the fields below | how updates travel |" in text
+    assert '| `codec.kind` | string | `"dense"` | `"dense"`, `"topk"` | payload kind |' in text
+    assert "| `codec.density` | number | `0.01` | (0, 1] | share of coordinates sent |" in text
+    assert "| `budget` | integer or null | `null` | [1, ∞) (integers) or `null` | optional cap |" in text

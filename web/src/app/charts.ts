@@ -83,7 +83,7 @@ export async function refresh() {
   const clients: any[] = await cres.json();
   $("#clients").innerHTML = clients.length
     ? clients.map((c) => `<tr><td>#${c.id}</td><td>${esc(c.role)}</td><td>${esc(c.backend ?? "–")}</td><td>${c.latency_ms ?? "–"}</td>
-        <td>${c.work_ms ?? "–"}</td><td>${c.allocated ?? "–"}</td><td>${c.last_samples ?? "–"}</td></tr>`).join("")
+        <td>${c.work_ms ?? "–"}${c.role === "trainer" && c.work_share != null ? ` (${Math.round(100 * c.work_share)}% of T)` : ""}</td><td>${c.allocated ?? "–"}</td><td>${c.last_samples ?? "–"}</td></tr>`).join("")
     : `<tr><td colspan="7" class="muted">No workers connected.</td></tr>`;
   const vres = await fetch(`/api/projects/${id}/volunteers?limit=${LEADERBOARD_ROWS}`, { headers: authHeaders(token) });
   if (!vres.ok || id !== project) return;

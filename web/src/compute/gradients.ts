@@ -23,6 +23,9 @@ export interface GradientResult {
 // overshoots the work time less.
 export const DEFAULT_BATCH_SIZE = 32;
 const EVAL_BATCH_SIZE = 256;
+const PROBE_SAMPLES = 4; // the first sub-batch of a fresh trainer, which measures its speed
+const SUB_BATCHES = 8; // a sub-batch takes at most this share of the work time
+const PER_SAMPLE_SMOOTHING = 0.3; // weight of the newest full batch in the time-per-sample average
 const EPSILON = 1e-7; // Keras' clip for log(p)
 
 export class GradientComputer {
@@ -30,6 +33,8 @@ export class GradientComputer {
   readonly paramCount: number;
   readonly numClasses: number;
   batchSize = DEFAULT_BATCH_SIZE;
+  /** A sub-batch takes at most 1/subBatches of the work time (1: whole batches, as benchmarks measure them). */
+  subBatches = SUB_BATCHES;
   private readonly vars: tf.Variable[];
   private readonly sizes: number[];
   private readonly inputShape: number[];
@@ -37,6 +42,7 @@ export class GradientComputer {
   private order: Uint32Array = new Uint32Array(0);
   private cursor = 0;
   private orderOf: Uint8Array | null = null;
+  private msPerSample = 0; // measured compute time per sample (0 = not measured yet)
 
   private constructor(model: tfl.LayersModel) {
     this.model = model;
@@ -81,23 +87,36 @@ export class GradientComputer {
     return flat;
   }
 
-  /** Summed gradient of batches until `workMs` has passed. With `order` (positions in `data`, the seeded order of
-   * an open project: compute/example_order.ts), the examples are order[0], order[1], ... cycling, so the master
-   * can recompute the result from the count; without it, a shuffled order kept across calls. */
+  /**
+   * Sums gradients over mini-batches until `workMs` is used up. Before each batch the clock is checked
+   * against the measured time per sample: a batch that would run past the work time shrinks to what still
+   * fits, and the loop ends when not one sample fits, so the result is sent at the work time instead of up
+   * to one batch later (the master then needs no whole batch of margin). At least one sample is computed.
+   * With `order` (positions in `data`, the seeded order of an open project: compute/example_order.ts) the
+   * examples are order[0], order[1], ... cycling, so the master can recompute the result from its count;
+   * without it, a shuffled order kept across calls.
+   */
   computeFor(workMs: number, data: LabelledImages, batchSize?: number, order?: Uint32Array): GradientResult {
+    let at = 0;
+    const take = (n: number) =>
+      order ? Uint32Array.from({ length: n }, () => order[at++ % order.length]) : this.nextIndices(data, n);
     this.check(data);
     const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
     const start = performance.now();
-    let at = 0;
-    const next = order
-      ? () => Uint32Array.from({ length: bs }, () => order[at++ % order.length])
-      : () => this.nextIndices(data, bs);
     let acc: tf.Tensor[] | null = null;
     let samples = 0;
     let lossSum = 0;
     try {
-      do {
-        const idx = next();
+      for (;;) {
+        const left = workMs - (performance.now() - start);
+        // Before its speed is known the trainer measures it on a few samples, not a whole (maybe long) batch.
+        const fits = this.msPerSample > 0 ? Math.floor(left / this.msPerSample) : Math.min(PROBE_SAMPLES, bs);
+        if (samples > 0 && fits < 1) break;
+        // A slow device splits its batches so one sub-batch is at most 1/subBatches of the work time: the
+        // summed gradient is the same, and a misjudged last sub-batch overshoots by less.
+        const slice = this.msPerSample > 0 ? Math.floor(workMs / (this.subBatches * this.msPerSample)) : bs;
+        const idx = take(Math.max(1, Math.min(bs, fits, slice)));
+        const t0 = performance.now();
         const prev: tf.Tensor[] | null = acc;
         const step: { value: tf.Tensor; sums: tf.Tensor[] } = tf.tidy(() => {
           const { x, y } = this.batch(data, idx);
@@ -112,7 +131,8 @@ export class GradientComputer {
         lossSum += step.value.dataSync()[0];
         step.value.dispose();
         samples += idx.length;
-      } while (performance.now() - start < workMs);
+        this.timed(idx.length, Math.min(bs, Math.max(slice, 1)), performance.now() - t0);
+      }
     } catch (e) {
       (acc as tf.Tensor[] | null)?.forEach((t) => t.dispose()); // no leak when a kernel throws
       throw e;
@@ -125,6 +145,14 @@ export class GradientComputer {
       t.dispose();
     });
     return { grad, samples, lossSum, ms: performance.now() - start };
+  }
+
+  // Moving average of the compute time per sample, kept across rounds; a small batch pays the same fixed
+  // cost per batch as a full one, so it counts less, and a slow-down (a busy device) is taken at once.
+  private timed(n: number, full: number, ms: number): void {
+    const sample = ms / n;
+    if (this.msPerSample === 0 || sample > 2 * this.msPerSample) this.msPerSample = sample;
+    else this.msPerSample += PER_SAMPLE_SMOOTHING * (n / full) * (sample - this.msPerSample);
   }
 
   /** Deterministic mode: the summed gradient over exactly these examples, in this order, `batchSize` at a time

@@ -3,7 +3,7 @@
 
 import { exampleOrder } from "../compute/example_order";
 import { GradientComputer } from "../compute/gradients";
-import { floats, Frame, MessageType, uint32s } from "../protocol/frames";
+import { Frame, MessageType, uint32s, vector } from "../protocol/frames";
 import { fetchRange, modelSource, idRuns, WorkerStatus } from "./connection";
 import { WorkerSession } from "./session";
 
@@ -83,7 +83,7 @@ async function onFrame(f: Frame) {
       download(held).catch((e) => post({ state: "error", error: String(e) }));
       break;
     case MessageType.PARAMS:
-      params = floats(f);
+      params = vector(f, f.count);
       break;
     case MessageType.WORK: {
       if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round

@@ -12,7 +12,13 @@ interface ClosureInfo {
   dataset: string | null;
   param_count: number;
   size: number;
+  verifiable?: boolean; // false: no reported test error to recompute, and `unverifiable_reason` says why
+  unverifiable_reason?: string | null;
 }
+
+// the test error, or why there is none a verifier could recompute (closures stored before this field: just "–")
+const testError = (c: ClosureInfo) => c.verifiable === false
+  ? `<span class="muted" title="${esc(c.unverifiable_reason ?? "")}">not verifiable</span>` : num(c.test_error);
 
 const $ = (sel: string) => document.querySelector(sel) as HTMLElement;
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -36,7 +42,7 @@ async function refresh(): Promise<void> {
         <td>${esc(c.name)}<br><span class="muted">${esc(c.id)}</span></td>
         <td>${esc(c.description || "")}</td>
         <td>${esc(c.dataset ?? "–")}</td><td>${c.param_count}</td><td>${c.rounds}</td>
-        <td>${num(c.loss)}</td><td>${num(c.test_error)}</td>
+        <td>${num(c.loss)}</td><td>${testError(c)}</td>
         <td><a href="/api/closures/${encodeURIComponent(c.id)}/download" download>download</a>
           <button data-fork="${esc(c.id)}" data-mode="continue">fork (continue)</button>
           <button data-fork="${esc(c.id)}" data-mode="restart">fork (restart)</button></td></tr>`).join("")
@@ -54,7 +60,9 @@ async function save(form: HTMLFormElement): Promise<void> {
     body: JSON.stringify({ description: f.get("description") ?? "" }),
   });
   const body = await res.json();
-  $("#saved").textContent = res.ok ? `Saved closure ${body.id} at round ${body.rounds}.` : `Save failed: ${body.code}: ${body.message}`;
+  $("#saved").textContent = !res.ok ? `Save failed: ${body.code}: ${body.message}`
+    : `Saved closure ${body.id} at round ${body.rounds}.` +
+      (body.verifiable === false ? ` Warning: it cannot be verified: ${body.unverifiable_reason}` : "");
   if (res.ok) await refresh();
 }
 

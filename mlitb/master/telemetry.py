@@ -75,6 +75,7 @@ class Telemetry:
             "late": stats.late,
             "late_applied": stats.late_applied,
             "rejected": stats.rejected,
+            "clamped": stats.clamped,
             "step_skipped": step_skipped,
             "cpu_s": round(self._marks[0] - cpu, 4),  # server process CPU time since the previous update closed
             "ingest_ms": round(ingest_s * 1000, 4),  # estimated server CPU time per result

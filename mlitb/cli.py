@@ -284,9 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.add_argument("--ray", action="store_true",
                    help="serve on a Ray cluster: one project actor per project, --gateways gateway processes on "
-                        "--port, --port+1, ... (docs/cluster.md; needs the `cluster` extra)")
+                        "--port, --port+1, ... (docs/cluster.md; needs the `cluster` extra) (default: off)")
     s.add_argument("--ray-address", default=None,
-                   help="with --ray: the cluster to join ('auto' or HOST:PORT; default: start a local one)")
+                   help="with --ray: the cluster to join ('auto' or HOST:PORT) (default: start a local one)")
     s.add_argument("--gateways", type=int, default=2, help="with --ray: number of gateway processes")
     s.add_argument("--new-project", action="append", default=[], metavar="SPEC.json",
                    help="with --ray: create a project from this JSON spec (as POST /api/projects takes) at start; "
@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
     w.add_argument("--ray", action="store_true",
                    help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
-                        "`mlitb serve --ray` (--server: any gateway; --duration: default 60 s; docs/cluster.md)")
+                        "`mlitb serve --ray` (--server: any gateway; --duration: 60 s unless given; docs/cluster.md) (default: off)")
     w.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
     w.add_argument("--ray-actors", type=int, default=2, help="with --ray: browser actors (one Chromium each)")
     w.set_defaults(func=_worker)
@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one JSON object per round to this file (default: none is written)")
     m.add_argument("--ray", action="store_true",
                    help="run the trainers as Ray actors spread over a cluster's nodes, against the gateways of "
-                        "`mlitb serve --ray` (needs --server, a gateway URL, and --project; docs/cluster.md)")
+                        "`mlitb serve --ray` (needs --server, a gateway URL, and --project; docs/cluster.md) (default: off)")
     m.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
     m.add_argument("--fleets", type=int, default=2, help="with --ray: actors the trainers are spread over")
     m.add_argument("--seconds", type=float, default=20.0, help="with --ray: how long the trainers train")

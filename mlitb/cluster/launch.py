@@ -15,7 +15,9 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mlitb.cluster.actors import GatewayActor, ProjectActor
+from mlitb.cluster.partial import DECOMPOSABLE
 from mlitb.config import Settings
+from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.registry import ProjectRegistry
 from mlitb.store import ProjectStore
 
@@ -36,6 +38,12 @@ def create_projects(settings: Settings, specs: list[dict]) -> tuple[list[int], d
     registry = ProjectRegistry(settings, store)
     secrets = {}
     for spec in specs:
+        aggregation = (spec.get("hyper") or {}).get("aggregation") if isinstance(spec, dict) else None
+        if aggregation not in DECOMPOSABLE:  # refused here, at start, rather than by the project actor's first round
+            store.close()
+            raise MlitbError(ErrorCode.INVALID_HYPER, f"cluster mode pre-reduces only {', '.join(DECOMPOSABLE)}: set "
+                             f"hyper.aggregation explicitly (the single-process default, centered_clip, does not "
+                             f"decompose across gateways; docs/cluster.md)")
         runtime, tokens = registry.create(spec)
         secrets[runtime.id] = tokens
     ids = sorted(registry.projects)

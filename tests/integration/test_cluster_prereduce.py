@@ -51,7 +51,7 @@ class ScriptedLink:
 
 
 def spec() -> ProjectSpec:
-    return ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": 5.0})
+    return ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": 5.0, "aggregation": "mean", "spot_checks": False})
 
 
 def join(runtime: ProjectRuntime, clients: list[int], rounds: int = ROUNDS) -> None:

@@ -36,7 +36,7 @@ from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training.optimizers import ServerOptimizer
-from mlitb.training.strategies import Result, Strategy, SyncRounds, UpdateStats
+from mlitb.training.strategies import Result, Strategy, UpdateStats, make_strategy
 
 log = logging.getLogger("mlitb.master")
 FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
@@ -61,7 +61,8 @@ class ProjectRuntime(ModelState):
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
-        self.strategy: Strategy = strategy or SyncRounds()
+        self.strategy: Strategy = strategy or make_strategy(spec.hyper)
+        self._shared: tuple[int, np.ndarray, bytes] | None = None  # the encoded PARAMS frame of a version
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
@@ -149,7 +150,13 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        return encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=self.params)
+        """The PARAMS frame of the current version, encoded once (async mode sends it to one trainer at a time; the
+        parameter array is replaced at every change, never written in place, so its identity names the content)."""
+        shared, params = self._shared, self.params
+        if shared is None or shared[0] != self.round or shared[1] is not params:
+            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=params)
+            self._shared = shared = (self.round, params, frame)
+        return shared[2]
 
     # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -240,6 +247,13 @@ class ProjectRuntime(ModelState):
         client = self.clients.get(client_id)
         if client is not None:
             self._send_work(client, self.params_frame(), 0.0)
+
+    def share_params(self) -> None:
+        shared = self.params_frame()
+        self.record.broadcast(self.round, self.params)
+        for c in list(self.clients.values()):
+            if c.role == "tracker":
+                self._send(c, shared)
 
     def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)

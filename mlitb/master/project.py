@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlitb.errors import ErrorCode, MlitbError, first_problem
 from mlitb.model import Network, parse_network
@@ -41,6 +41,23 @@ class Hyper(BaseModel):
                                                    "trainer's examples every round (a seeded draw of "
                                                    "samples_per_round from its allocation) and records them")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
+    mode: Literal["sync", "async"] = Field(
+        "sync", description="'sync': time-boxed rounds with a barrier (MLitB); 'async': no barrier, every trainer "
+                            "loops on its own clock and an update is applied every buffer_size results (FedBuff). "
+                            "Fixed at creation")
+    buffer_size: int = Field(4, ge=1, le=4096, description="async: results per update (FedBuff's K)")
+    staleness: Literal["inverse_sqrt", "constant", "hinge"] = Field(
+        "inverse_sqrt", description="async: weight of a result computed s versions ago: 1/sqrt(1+s), 1, or "
+                                    "1 up to 'hinge_after' versions then 1/(1+s-hinge_after)")
+    hinge_after: int = Field(4, ge=0, le=1000, description="async, staleness 'hinge': versions late at full weight")
+    max_staleness: int = Field(32, ge=0, le=10000, description="async: a result more versions late than this is "
+                                                                "refused (TOO_STALE) and counted")
+
+    @model_validator(mode="after")
+    def _async_is_not_replayable(self) -> "Hyper":
+        if self.mode == "async" and self.deterministic:
+            raise ValueError("deterministic replay needs mode 'sync': asynchronous updates depend on arrival order")
+        return self
 
 
 class ProjectSpec(BaseModel):

@@ -50,6 +50,8 @@ class UpdateStats:
     refreshed: int = 0
     late_applied: int = 0
     ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive results
+    staleness: list[int] = field(default_factory=list)  # per applied result: versions between its start and the update
+    refused_stale: int = 0  # results refused as older than max_staleness
 
 
 class Host(Protocol):
@@ -81,6 +83,9 @@ class Host(Protocol):
 
     def dispatch(self, client_id: int) -> None:
         """Send the current parameters and a WORK frame to one trainer (re-dispatch as soon as it answered)."""
+
+    def share_params(self) -> None:
+        """Send the current parameters to every tracker (`broadcast` does this too)."""
 
     def observe(self, result: Result, since: float) -> float:
         """Update the client's rate and latency estimates from a result of work sent at clock time `since`;

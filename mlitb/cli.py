@@ -51,7 +51,7 @@ def _worker(args: argparse.Namespace) -> int:
     from mlitb.workers.grid import run_grid_workers
 
     return run_grid_workers(args.server, args.project, trainers=args.browsers, trackers=args.trackers,
-                            backend=args.backend, duration_s=args.duration,
+                            backend=args.backend, duration_s=args.duration, cpu_throttle=args.cpu_throttle,
                             token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
 
 
@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
+    w.add_argument("--cpu-throttle", type=float, default=1.0,
+                   help="slow these browsers' CPU R times (>= 1; Chromium's DevTools CPU throttling on each page and "
+                        "a run/stop duty cycle of its renderer processes, which hold the Web Worker trainers)")
     w.set_defaults(func=_worker)
 
     d = sub.add_parser("demo", formatter_class=fmt, help="train the paper's network on MNIST with headless browsers",

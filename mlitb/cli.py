@@ -70,6 +70,7 @@ def _simulate(args: argparse.Namespace) -> int:
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
                         late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
+                        mode=args.mode, buffer_size=args.buffer_size,
                         token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
 
 
@@ -291,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--processes", type=int, default=1, help="client processes the trainers are spread over")
     m.add_argument("--late-policy", default="drop", choices=["drop", "stale_weighted"],
                    help="late-gradient policy of a created project")
+    m.add_argument("--mode", default="sync", choices=["sync", "async"],
+                   help="a created project's mode: synchronous rounds or buffered asynchronous updates")
+    m.add_argument("--buffer-size", type=int, default=4, help="async: results per update (K) of a created project")
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
     m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 
 import httpx
@@ -27,6 +29,10 @@ def project_problem(server: str, project: int, response: httpx.Response, token_o
     if code == "UNKNOWN_PROJECT":
         return f"error: {server} has no project {project}"
     return f"error: project {project} on {server}: {response.status_code} {code or ''} {message}".rstrip()
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
@@ -58,6 +64,8 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
           f"{trackers} tracker(s){' (auto: the project had none)' if auto and trackers else ''}"
           f"{f', CPU throttled {cpu_throttle:g}x' if cpu_throttle > 1 else ''}", file=out, flush=True)
     deadline = None if duration_s is None else time.monotonic() + duration_s
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # leave as on Ctrl-C: pages closed, throttled renderers resumed
     with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle) as pool:
         for _ in range(trainers):
             pool.open(project, "trainer")

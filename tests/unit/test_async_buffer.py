@@ -105,3 +105,18 @@ async def test_a_result_without_outstanding_work_or_for_another_version_is_a_dup
     assert grad(rt, a, 0, 1.0) is None  # re-sent work after the refused one
     rt.stop()
     await task
+
+
+def test_replay_refuses_a_closure_of_an_async_run_saying_why(tmp_path):
+    from mlitb.closure import build_closure, snapshot
+    from mlitb.closure.format import read_closure
+    from mlitb.closure.replay import replay
+
+    spec = ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"mode": "async"})
+    rt = ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(30), Settings())
+    path = tmp_path / "async.zip"
+    path.write_bytes(build_closure(snapshot(rt, "an async run")))
+    assert read_closure(path.read_bytes()).spec.hyper.mode == "async"
+    with pytest.raises(MlitbError) as exc:
+        replay(path)
+    assert exc.value.code is ErrorCode.NOT_REPLAYABLE and "asynchronous mode" in str(exc.value)

@@ -120,3 +120,23 @@ def test_replay_refuses_a_closure_of_an_async_run_saying_why(tmp_path):
     with pytest.raises(MlitbError) as exc:
         replay(path)
     assert exc.value.code is ErrorCode.NOT_REPLAYABLE and "asynchronous mode" in str(exc.value)
+
+
+@pytest.mark.parametrize("rule", ["mean", "median"])
+def test_a_buffer_weights_each_result_by_staleness_past_its_group_limit_and_under_a_robust_rule(rule):
+    from mlitb.training.strategies.async_buffer import StalenessGroups
+
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(6).astype(np.float32) for _ in range(7)]
+    weights = [1.0, 0.5, 0.25, 0.5, 0.2, 0.1, 1.0]  # five distinct weights: one past the group limit
+    samples = [1, 2, 3, 4, 5, 6, 7]
+    groups = StalenessGroups(Hyper(aggregation=rule), 6)
+    for g, w, n in zip(grads, weights, samples):
+        assert groups.add_finite(g, n, 0.5, w)
+    assert not groups.add_finite(np.full(6, np.inf, np.float32), 1, 0.0, 0.05)
+    assert groups.contributions == 7 and groups.samples == 28 and groups.loss_sum == 3.5
+    if rule == "mean":
+        expected = sum(w * g for g, w in zip(grads, weights)) / 28
+    else:
+        expected = np.median(np.stack([w * g / n for g, w, n in zip(grads, weights, samples)]), axis=0)
+    np.testing.assert_allclose(groups.mean(), expected, rtol=1e-5, atol=1e-7)

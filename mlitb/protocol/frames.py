@@ -5,7 +5,7 @@ Layout (all little-endian), mirrored in web/src/protocol/frames.ts and docs/prot
     offset size field
     0      1    type     message type (MessageType)
     1      1    version  protocol version (VERSION)
-    2      2    flags    reserved, must be 0
+    2      2    kind     payload kind of GRADIENT and PARAMS (mlitb.codec; 0 = dense float32), else 0
     4      4    project  project id (u32)
     8      4    round    round number (u32)
     12     4    count    samples / ids / parameters / error number, by type
@@ -13,7 +13,9 @@ Layout (all little-endian), mirrored in web/src/protocol/frames.ts and docs/prot
     20     4    value    f32: summed loss or test error, by type
     24     ...  payload  float32[] / uint32[] / UTF-8 JSON, by type
 
-Gradients and parameters travel as raw float32: no JSON numbers on the hot path.
+Gradients and parameters travel as raw float32 (kind 0) or a registered codec's encoding: no JSON
+numbers on the hot path. The offset-2 field was `flags` (must be 0) before payload kinds, so every
+frame of kind 0 is byte-identical to what was sent before (tests/unit/test_frames.py pins bytes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlitb import codec
 from mlitb.errors import ErrorCode, MlitbError
 
 VERSION = 1
@@ -50,7 +53,7 @@ class MessageType(enum.IntEnum):
 
 
 CLIENT_TYPES = {MessageType.JOIN, MessageType.GRADIENT, MessageType.EVAL, MessageType.LEAVE}
-F32_PAYLOAD = {MessageType.GRADIENT, MessageType.PARAMS}
+F32_PAYLOAD = {MessageType.GRADIENT, MessageType.PARAMS}  # the types whose payload has a kind
 JSON_PAYLOAD = {MessageType.JOIN, MessageType.WELCOME, MessageType.ERROR}
 
 
@@ -63,6 +66,12 @@ class Frame:
     aux: int = 0
     value: float = 0.0
     payload: bytes | memoryview = b""
+    kind: int = 0  # payload kind (mlitb.codec.Kind) of GRADIENT and PARAMS; 0 for every other type
+
+    def vector(self, param_count: int) -> np.ndarray:
+        """The payload of a GRADIENT or PARAMS frame as a dense float32 vector of `param_count` values,
+        decoded by its kind's codec (dense: a view, no copy); MlitbError for a wrong length or kind."""
+        return _decode_payload(self.kind, self.payload, param_count)
 
     def floats(self) -> np.ndarray:
         """The payload as a read-only float32 view (no copy)."""
@@ -98,6 +107,7 @@ def encode(
     aux: int = 0,
     value: float = 0.0,
     payload: bytes | np.ndarray | dict = b"",
+    kind: int = 0,
 ) -> bytes:
     if isinstance(payload, dict):
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -105,7 +115,7 @@ def encode(
         body = payload.astype(payload.dtype.newbyteorder("<"), copy=False).tobytes()
     else:
         body = bytes(payload)
-    return HEADER.pack(int(type), VERSION, 0, project, round, count, aux, value) + body
+    return HEADER.pack(int(type), VERSION, kind, project, round, count, aux, value) + body
 
 
 def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
@@ -114,14 +124,16 @@ def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
         raise MlitbError(ErrorCode.FRAME_TOO_LARGE, f"frame of {len(data)} bytes exceeds the cap of {max_size}")
     if len(data) < HEADER_SIZE:
         raise MlitbError(ErrorCode.FRAME_MALFORMED, f"frame of {len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
-    type_, version, flags, project, round_, count, aux, value = _unpack_header(data)
+    type_, version, kind, project, round_, count, aux, value = _unpack_header(data)
     if version != VERSION:
         raise MlitbError(ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version}; this server speaks {VERSION}")
-    if flags != 0:
-        raise MlitbError(ErrorCode.FRAME_MALFORMED, "reserved flags must be 0")
     mtype = _TYPES.get(type_)
     if mtype is None:
         raise MlitbError(ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {type_}")
+    if kind and not (mtype in F32_PAYLOAD and _supported(kind)):
+        if mtype in F32_PAYLOAD:
+            codec.get(kind)  # raises UNKNOWN_PAYLOAD_KIND, naming the kinds this server has
+        raise MlitbError(ErrorCode.FRAME_MALFORMED, f"{mtype.name} frames have no payload kind; it must be 0")
     if not _isfinite(value):
         raise MlitbError(ErrorCode.NON_FINITE, "header value is NaN or infinite")
     # Frame(...) without the frozen dataclass's __init__ (one object.__setattr__ per field): ~0.6 us less per frame
@@ -134,12 +146,15 @@ def decode(data: bytes | bytearray | memoryview, max_size: int) -> Frame:
     fields["aux"] = aux
     fields["value"] = value
     fields["payload"] = memoryview(data)[HEADER_SIZE:]
+    fields["kind"] = kind
     return frame
 
 
 _TYPES = {t.value: t for t in MessageType}
 _unpack_header = HEADER.unpack_from
 _isfinite = math.isfinite
+_supported = codec.supported
+_decode_payload = codec.decode
 _new_frame = object.__new__
 
 

@@ -39,6 +39,19 @@ def is_admin(token: str | None, admin_token: str | None) -> bool:
     return bool(token and admin_token and hmac.compare_digest(token.encode(), admin_token.encode()))
 
 
+def may_use_private(token: str | None, owner_hash: str | None, invite_hash: str | None,
+                    admin_token: str | None) -> bool:
+    """Whether a token may read or join a private project: its invite token, its owner's or the server admin's."""
+    return is_admin(token, admin_token) or matches(token, owner_hash) or matches(token, invite_hash)
+
+
+def join_check(admin_token: str | None):
+    """`may_join(project, token)` of a WebSocket JOIN (mlitb.protocol.session.MayJoin): anyone joins a public
+    project; a private one admits the tokens REST accepts for reading it."""
+    return lambda runtime, token: (not runtime.spec.private
+                                   or may_use_private(token, runtime.owner_hash, runtime.invite_hash, admin_token))
+
+
 def require(allowed: bool, token: str | None, what: str) -> None:
     """401 without a token, 403 with the wrong one."""
     if allowed:

@@ -17,8 +17,11 @@ from mlitb.server.app import create_app
 
 
 def _config(settings: Settings, log_level: str, app_factory=create_app) -> uvicorn.Config:
+    # websockets-sansio (what "auto" picks today) named outright: it is the protocol whose per-connection read
+    # cap server/ws.py sets before each message, and whose reader server/ws_lean.py makes lean
     return uvicorn.Config(app_factory(settings), host=settings.host, port=settings.port, log_level=log_level,
-                          ws_max_size=settings.max_frame_bytes, ws_per_message_deflate=False)
+                          ws="websockets-sansio", ws_max_size=settings.max_frame_bytes,
+                          ws_per_message_deflate=False)
 
 
 class GracefulServer(uvicorn.Server):

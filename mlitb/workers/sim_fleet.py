@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from mlitb.codec import Kind
 from mlitb.protocol.frames import HEADER, VERSION, MessageType
 
 KEEP_WHOLE = 8192  # payloads up to this size are kept (JSON); longer ones (PARAMS) only their 24-byte header
@@ -230,7 +231,7 @@ class SimClient(asyncio.Protocol):
         if self.closed or self.close_sent:
             return
         fleet = self.fleet
-        header = HEADER.pack(MessageType.GRADIENT, VERSION, 0, fleet.spec.project, rnd, samples, int(compute_ms),
+        header = HEADER.pack(MessageType.GRADIENT, VERSION, Kind.DENSE_F32, fleet.spec.project, rnd, samples, int(compute_ms),
                              samples * RANDOM_GUESS_LOSS)
         masked = (int.from_bytes(header, "little") ^ fleet.key24).to_bytes(24, "little")
         self.transport.writelines((fleet.gradient_prefix, masked, fleet.gradient_body))

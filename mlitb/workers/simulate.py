@@ -76,12 +76,15 @@ def raise_open_files_limit() -> None:
 class ServerProcess:
     """`mlitb serve` in its own process on a free loopback port, with a throw-away data folder."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                 max_connections_per_address: int = 4096):
         if port == 0:
             with socket.socket() as s:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.host, self.port, self.log_level = host, port, log_level
+        # every simulated trainer connects from this one address
+        self.max_connections_per_address = max_connections_per_address
         self.url = f"http://{host}:{port}"
         self.proc: subprocess.Popen | None = None
 
@@ -93,7 +96,8 @@ class ServerProcess:
         self.log_path = Path(self._dir.name) / "server.log"
         self._log = open(self.log_path, "wb")
         cmd = [sys.executable, "-m", "mlitb.cli", "serve", "--host", self.host, "--port", str(self.port),
-               "--data-dir", str(Path(self._dir.name) / "data"), "--log-level", self.log_level]
+               "--data-dir", str(Path(self._dir.name) / "data"), "--log-level", self.log_level,
+               "--max-connections-per-address", str(self.max_connections_per_address)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,34 +1,58 @@
 """In-process simulated workers over the in-memory transport (tests and simulations).
 
-A `MemoryTrainer` joins a `ProjectRuntime` through a `MemoryLink`, reads the same binary
-frames a browser gets, and answers each WORK frame with a gradient from `gradient_fn`
-(given the parameters and its allocated ids), encoded and decoded like a real frame.
+A `MemoryTrainer` connects to a `ProjectRuntime` through a `MemoryLink` and the same sans-I/O
+`ClientSession` the WebSocket endpoint uses: it JOINs with a real JOIN frame, reads the same
+binary frames a browser gets, and answers each WORK frame with a gradient from `gradient_fn`
+(given the parameters and its allocated ids), encoded and fed to its session like a real message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable
 
 import numpy as np
 
-from mlitb.errors import MlitbError
+from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.transport import MemoryLink
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.protocol.session import ClientSession
+from mlitb.server.auth import join_check
 
 # (params, allocated ids) -> (summed gradient, samples, summed loss)
 GradientFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int, float]]
 
 
+def only(runtime: ProjectRuntime):
+    """A session's project lookup that knows one runtime (ProjectRegistry.get's contract)."""
+    def find(project_id: int) -> ProjectRuntime:
+        if project_id != runtime.id:
+            raise MlitbError(ErrorCode.UNKNOWN_PROJECT, f"no project {project_id}")
+        return runtime
+    return find
+
+
+def memory_session(runtime: ProjectRuntime, link: MemoryLink, clock=time.monotonic) -> ClientSession:
+    """A session as the WebSocket endpoint makes one, reaching only `runtime`."""
+    settings = runtime.settings
+    return ClientSession(link, settings, only(runtime), join_check(settings.admin_token), clock=clock)
+
+
 class MemoryTrainer:
     def __init__(self, runtime: ProjectRuntime, gradient_fn: GradientFn | None, role: str = "trainer",
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, token: str | None = None, clock=time.monotonic):
         self.runtime = runtime
         self.gradient_fn = gradient_fn
         self.delay_s = delay_s
         self.link = MemoryLink()
-        self.client = runtime.add_client(self.link, role, "memory")
+        self.session = memory_session(runtime, self.link, clock)
+        join = {"role": role, "backend": "memory", **({"token": token} if token else {})}
+        err = self.session.receive(encode(MessageType.JOIN, project=runtime.id, payload=join))
+        if err is not None:
+            raise err
+        self.client = self.session.client
         self.ids = np.zeros(0, dtype=np.uint32)
         self.params: np.ndarray | None = None
         self.rounds_answered: list[int] = []
@@ -41,7 +65,7 @@ class MemoryTrainer:
             if frame.type == MessageType.ALLOC:
                 self.ids = frame.uint32s().copy()
             elif frame.type == MessageType.PARAMS:
-                self.params = frame.floats().copy()
+                self.params = frame.vector(frame.count).copy()
             elif frame.type == MessageType.ERROR:
                 self.errors.append(frame.json())
             elif frame.type == MessageType.WORK and self.gradient_fn is not None:
@@ -53,14 +77,13 @@ class MemoryTrainer:
                 self.rounds_answered.append(frame.round)
 
     def send(self, data: bytes) -> MlitbError | None:
-        """Deliver a raw frame as the WebSocket handler would; returns the error it raised."""
-        try:
-            self.runtime.on_frame(self.client.id, decode(data, self.runtime.max_frame_bytes))
-        except MlitbError as err:
-            self.runtime.note_rejected()
-            return err
-        return None
+        """Deliver a raw message through the session, as the WebSocket endpoint does; returns the error it
+        was refused with (also answered with an ERROR frame)."""
+        return self.session.receive(data)
 
     def leave(self) -> None:
-        self.runtime.remove_client(self.client.id)
+        """LEAVE, then drop the connection (as a browser closing its socket does)."""
+        if not self.session.closed:
+            self.session.receive(encode(MessageType.LEAVE, project=self.runtime.id))
+        self.session.connection_lost()
         self.link.close()

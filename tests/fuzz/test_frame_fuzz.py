@@ -1,4 +1,5 @@
-"""Fuzzing the frame decoder and a joined client's frame handling: only MlitbError may come out, and the round loop carries on."""
+"""Fuzzing the production client session (mlitb/protocol/session.py, what /ws serves) with frames before and after
+JOIN: only MlitbError may come out, every refusal is an ERROR frame, and the round loop carries on."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from hypothesis import strategies as st
 
 from mlitb.errors import MlitbError
 from mlitb.master.loop import ProjectRuntime
-from mlitb.protocol import HEADER_SIZE, MessageType, decode, encode, parse_join
+from mlitb.master.transport import MemoryLink
+from mlitb.protocol import HEADER_SIZE, MessageType, decode, encode
 from mlitb.protocol.frames import HEADER, MAX_JSON_PAYLOAD
-from mlitb.workers.simulated import MemoryTrainer
+from mlitb.protocol.session import State
+from mlitb.workers.simulated import MemoryTrainer, memory_session
 from tests.helpers import make_runtime
 
 U32 = st.integers(0, 2**32 - 1)
 FUZZ = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-NOT_JOINED_ID = 10**9
+SENDERS = ["trainer", "tracker", "not joined"]
 
 
 def quadratic(params, ids):
@@ -30,31 +33,44 @@ def quadratic(params, ids):
 
 
 class Harness:
-    """A project with an honest trainer, a trainer and a tracker that fuzzed frames come from, and an open round."""
+    """A project with an honest trainer and an open round; fuzzed messages come from a joined trainer, a joined
+    tracker (each rejoined when a message closed its session) or a fresh connection that has not joined. The
+    sessions' clock moves on by one frame interval per message, so the rate limit (tested on its own) does not
+    hide the checks behind it."""
 
     def __init__(self, rt: ProjectRuntime):
         self.rt = rt
+        self.now = 0.0
         self.honest = MemoryTrainer(rt, quadratic)
-        self.fuzz_trainer = MemoryTrainer(rt, None)  # never answers on its own: the round stays open
-        self.tracker = MemoryTrainer(rt, None, role="tracker")
-        self.senders = [self.fuzz_trainer.client.id, self.tracker.client.id, NOT_JOINED_ID]
+        self.joined = {role: self._join(role) for role in ("trainer", "tracker")}
         self.round_task: asyncio.Task | None = None
 
-    def deliver(self, data: bytes, sender: int) -> str:
-        """What the WebSocket endpoint does with a frame, before and after JOIN; returns the outcome."""
-        try:
-            frame = decode(data, HEADER_SIZE + MAX_JSON_PAYLOAD)  # before JOIN
-            if frame.type == MessageType.JOIN:
-                parse_join(frame.json())
-        except MlitbError:
-            pass
-        try:
-            frame = decode(data, self.rt.max_frame_bytes)  # after JOIN
-            self.rt.on_frame(sender, frame)
-        except MlitbError as err:
-            self.rt.note_rejected()
-            return err.code.name
-        return "accepted"
+    def clock(self) -> float:
+        return self.now
+
+    def _join(self, role: str) -> MemoryTrainer:
+        return MemoryTrainer(self.rt, None, role=role, clock=self.clock)  # never answers: the round stays open
+
+    def deliver(self, data: bytes, sender: str) -> str:
+        """Feed one message to a session as /ws does; returns the outcome."""
+        self.now += 1.0 / self.rt.settings.max_frames_per_s
+        if sender == "not joined":
+            link = MemoryLink(max_queue=4)
+            session = memory_session(self.rt, link, self.clock)
+            err = session.receive(data)
+            outcome = "joined" if session.client is not None else "accepted" if err is None else err.code.name
+            session.connection_lost()
+        else:
+            conn = self.joined[sender]
+            link, err = conn.link, conn.send(data)
+            outcome = "accepted" if err is None else err.code.name
+            if conn.session.closed:
+                self.joined[sender] = self._join(sender)
+        if err is not None:  # every refusal is answered with an ERROR frame naming it (unless the queue is full)
+            frames = [decode(f, 1 << 30) for f in list(link.inbox._queue) if f is not None]
+            assert not frames or any(f.type == MessageType.ERROR and f.json()["code"] == err.code.name
+                                     for f in frames) or link.inbox.qsize() >= link.max_queue
+        return outcome
 
     async def still_works(self) -> None:
         """The open round closes, then a normal round closes with the honest trainer's gradient."""
@@ -63,9 +79,10 @@ class Harness:
         assert record["contributions"] >= 1 and record["samples"] >= 1
         assert np.isfinite(self.rt.params).all()
         assert self.honest.rounds_answered[-1] == record["round"]
-        for c in (self.honest, self.fuzz_trainer, self.tracker):
+        clients = [self.honest, *self.joined.values()]
+        for c in clients:
             c.leave()
-        await asyncio.gather(*(c.task for c in (self.honest, self.fuzz_trainer, self.tracker)))
+        await asyncio.gather(*(c.task for c in clients))
 
 
 async def open_harness() -> Harness:
@@ -82,8 +99,8 @@ def mostly(usual, other):
     return st.integers(0, 7).flatmap(lambda k: other if k == 0 else usual)
 
 
-def header(type_, version, flags, project, round_, count, aux, value) -> bytes:
-    return HEADER.pack(type_, version, flags, project, round_, count, aux, value)
+def header(type_, version, kind, project, round_, count, aux, value) -> bytes:
+    return HEADER.pack(type_, version, kind, project, round_, count, aux, value)
 
 
 def structured_frames(rt: ProjectRuntime):
@@ -92,7 +109,7 @@ def structured_frames(rt: ProjectRuntime):
     max_samples = rt.settings.max_samples_per_s * 2
     types = mostly(st.sampled_from([int(t) for t in MessageType]), st.integers(0, 255))
     versions = mostly(st.just(1), st.integers(0, 255))
-    flags = mostly(st.just(0), st.integers(0, 2**16 - 1))
+    kinds = mostly(st.just(0), st.integers(0, 2**16 - 1))  # payload kind: 0 dense, others reserved or unassigned
     projects = mostly(st.just(rt.id), U32)
     rounds = mostly(st.sampled_from([0, 1, 5]), U32)
     counts = mostly(st.sampled_from([0, 1, 2, P, max_samples, max_samples + 1, 2**32 - 1]), U32)
@@ -111,7 +128,7 @@ def structured_frames(rt: ProjectRuntime):
                               optional={"backend": st.text(max_size=80), "agent": st.text(max_size=300)})
         .map(lambda o: json.dumps(o).encode()),
     )
-    return st.builds(lambda h, p: h + p, st.builds(header, types, versions, flags, projects, rounds, counts, U32, values),
+    return st.builds(lambda h, p: h + p, st.builds(header, types, versions, kinds, projects, rounds, counts, U32, values),
                      payloads)
 
 
@@ -120,9 +137,9 @@ async def test_arbitrary_bytes_raise_only_mlitb_errors_and_the_round_loop_carrie
     counts = tally("frames fuzzed (arbitrary bytes)")
 
     @FUZZ
-    @given(data=st.binary(max_size=4 * h.rt.param_count + 64), sender=st.sampled_from(h.senders))
-    @example(data=b"", sender=h.senders[0])
-    @example(data=encode(MessageType.GRADIENT, project=1, round=0, count=1)[:-1], sender=h.senders[0])
+    @given(data=st.binary(max_size=4 * h.rt.param_count + 64), sender=st.sampled_from(SENDERS))
+    @example(data=b"", sender="trainer")
+    @example(data=encode(MessageType.GRADIENT, project=1, round=0, count=1)[:-1], sender="trainer")
     def fuzz(data, sender):
         counts[h.deliver(data, sender)] += 1
 
@@ -137,16 +154,19 @@ async def test_structurally_valid_frames_with_random_fields_raise_only_mlitb_err
     P = h.rt.param_count
 
     @FUZZ
-    @given(data=structured_frames(h.rt), sender=st.sampled_from(h.senders))
+    @given(data=structured_frames(h.rt), sender=st.sampled_from(SENDERS))
     @example(data=encode(MessageType.GRADIENT, project=1, round=0, count=1,
-                         payload=np.full(P, np.finfo(np.float32).max, np.float32)), sender=h.senders[0])
-    @example(data=encode(MessageType.EVAL, project=1, round=0, count=1, value=0.5), sender=h.senders[1])
-    @example(data=encode(MessageType.JOIN, project=1, payload={"role": "trainer"}), sender=h.senders[0])
+                         payload=np.full(P, np.finfo(np.float32).max, np.float32)), sender="trainer")
+    @example(data=encode(MessageType.EVAL, project=1, round=0, count=1, value=0.5), sender="tracker")
+    @example(data=encode(MessageType.JOIN, project=1, payload={"role": "trainer"}), sender="trainer")
+    @example(data=encode(MessageType.JOIN, project=1, payload={"role": "tracker"}), sender="not joined")
+    @example(data=encode(MessageType.LEAVE, project=1), sender="tracker")
     def fuzz(data, sender):
         counts[h.deliver(data, sender)] += 1
 
     fuzz()
     assert counts["accepted"] >= 1  # the fuzzer reached past every check at least once
+    assert counts["joined"] >= 1 and counts["ALREADY_JOINED"] >= 1  # and through JOIN, before and after joining
     await h.still_works()
 
 
@@ -171,3 +191,36 @@ async def test_two_huge_but_finite_gradients_leave_the_parameters_finite():
         t.leave()
     assert np.isfinite(rt.params).all() and np.isfinite(rt.history).all()
     assert rt.metrics[-1]["step_skipped"] is True
+
+
+async def test_any_sequence_of_messages_keeps_a_session_consistent_with_its_project(tally):
+    """One fresh connection per example gets a sequence of messages (JOINs, LEAVEs, fuzzed frames, text): its state
+    only moves forward (awaiting JOIN -> joined -> closed), it is a client of the project exactly while joined, and
+    once closed it answers nothing more."""
+    h = await open_harness()
+    counts = tally("message sequences (one session each)")
+    order = {State.AWAITING_JOIN: 0, State.JOINED: 1, State.CLOSED: 2}
+    joins = st.sampled_from([encode(MessageType.JOIN, project=1, payload={"role": r}) for r in ("trainer", "tracker")])
+    messages = st.lists(st.one_of(joins, st.just(encode(MessageType.LEAVE, project=1)), st.just(None),
+                                  structured_frames(h.rt)), max_size=8)
+
+    @settings(FUZZ, max_examples=400)
+    @given(sequence=messages)
+    def fuzz(sequence):
+        link = MemoryLink(max_queue=1000)
+        session = memory_session(h.rt, link, h.clock)
+        for data in sequence:
+            h.now += 1.0 / h.rt.settings.max_frames_per_s
+            before, queued = session.state, link.inbox.qsize()
+            session.receive_text() if data is None else session.receive(data)
+            assert order[session.state] >= order[before]
+            assert (session.state is State.JOINED) == (session.client is not None and session.client.id in h.rt.clients)
+            if before is State.CLOSED:
+                assert link.inbox.qsize() == queued
+        counts[session.state.value] += 1
+        session.connection_lost()
+        assert session.client is None or session.client.id not in h.rt.clients
+
+    fuzz()
+    assert counts["joined"] >= 1 and counts["closed"] >= 1
+    await h.still_works()

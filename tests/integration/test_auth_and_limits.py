@@ -10,7 +10,7 @@ import websockets
 from mlitb.config import Settings
 from mlitb.protocol import MessageType, decode, encode
 from mlitb.server.run import BackgroundServer
-from mlitb.server.ws import RateLimit
+from mlitb.protocol.session import RateLimit
 from tests.helpers import TINY_NETWORK
 
 ADMIN = "admin-secret-token"
@@ -69,6 +69,9 @@ def test_private_projects_need_the_invite_token_to_be_read_or_joined(server):
     assert refused.type == MessageType.ERROR and refused.json()["code"] == "FORBIDDEN"
     admitted = asyncio.run(first_frame(server.url, {"project": p["id"], "role": "trainer", "token": invite}))
     assert admitted.type == MessageType.WELCOME
+    for token in (p["owner_token"], ADMIN):  # the tokens REST accepts for this project admit a JOIN too
+        admitted = asyncio.run(first_frame(server.url, {"project": p["id"], "role": "trainer", "token": token}))
+        assert admitted.type == MessageType.WELCOME
 
 
 def test_a_server_can_require_the_admin_token_to_create_projects(tmp_path):

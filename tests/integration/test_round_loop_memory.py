@@ -92,16 +92,18 @@ async def test_bad_gradients_are_refused_and_the_round_carries_on():
     P = rt.param_count
     cases = {
         ErrorCode.WRONG_LENGTH: encode(MessageType.GRADIENT, project=1, round=0, count=1, payload=np.zeros(P - 1, np.float32)),
-        ErrorCode.FRAME_TOO_LARGE: encode(MessageType.GRADIENT, project=1, round=0, count=1, payload=np.zeros(P + 1, np.float32)),
         ErrorCode.NON_FINITE: encode(MessageType.GRADIENT, project=1, round=0, count=1, payload=np.full(P, np.nan, np.float32)),
         ErrorCode.STALE_ROUND: encode(MessageType.GRADIENT, project=1, round=5, count=1, payload=np.zeros(P, np.float32)),
         ErrorCode.BAD_SAMPLE_COUNT: encode(MessageType.GRADIENT, project=1, round=0, count=0, payload=np.zeros(P, np.float32)),
         ErrorCode.WRONG_PROJECT: encode(MessageType.GRADIENT, project=2, round=0, count=1, payload=np.zeros(P, np.float32)),
         ErrorCode.WRONG_ROLE: encode(MessageType.EVAL, project=1, round=0, count=1, value=0.5),
     }
+    cases[ErrorCode.FRAME_TOO_LARGE] = encode(MessageType.GRADIENT, project=1, round=0, count=1,
+                                              payload=np.zeros(P + 1, np.float32))  # last: it closes the connection
     for code, frame in cases.items():
         err = bad.send(frame)
         assert err is not None and err.code == code, (code, err)
+    assert bad.session.closed and bad.client.id not in rt.clients
     record = await round_task
     assert record["contributions"] == 1 and record["rejected"] == len(cases)
     assert good.rounds_answered == [0]

@@ -1,5 +1,5 @@
-"""Large frames through the real server's lean WebSocket path (message buffers filled in place,
-unmasked in place, parameter frames written raw): gradients of a dense network large enough for
+"""Large frames through the real server's lean WebSocket reader (message buffers filled in place,
+unmasked in place): gradients of a dense network large enough for
 the block-wise checked accumulator, a large text frame, and a refused gradient followed by a
 good one from the same trainer."""
 
@@ -10,6 +10,7 @@ import numpy as np
 import websockets
 
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.server import ws_lean
 from mlitb.training import aggregate
 from mlitb.workers.simulate import dense_network
 
@@ -36,9 +37,9 @@ def test_large_gradients_text_and_a_refused_gradient_over_a_real_socket(server):
             await ws.send(encode(MessageType.JOIN, project=pid, payload={"role": "trainer", "backend": "test"}))
             await recv_until(ws, MessageType.WELCOME)
             params = await recv_until(ws, MessageType.PARAMS)
-            # the installed uvicorn and websockets are served by the lean path (not its silent fallback)
+            # the installed uvicorn and websockets are served by the lean reader (not its silent fallback)
             links = [c.link for c in server.server.config.app.state.registry.get(pid).clients.values()]
-            assert links and all(link.raw is not None for link in links)
+            assert links and all(type(link.raw.conn.reader) is ws_lean.LeanReader for link in links)
             assert params.count == P and len(params.payload) == 4 * P and np.isfinite(params.floats()).all()
             work = await recv_until(ws, MessageType.WORK)
             grad = np.full(P, 0.01, np.float32)

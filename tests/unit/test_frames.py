@@ -42,7 +42,9 @@ def test_frame_exactly_at_the_cap_is_accepted_and_one_byte_more_is_refused():
     (b"\x02\x01" + b"\0" * 21, ErrorCode.FRAME_MALFORMED),
     (struct.pack("<BBHIIIIf", 2, 9, 0, 0, 0, 0, 0, 0), ErrorCode.UNSUPPORTED_VERSION),
     (struct.pack("<BBHIIIIf", 99, 1, 0, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_MESSAGE),
-    (struct.pack("<BBHIIIIf", 2, 1, 4, 0, 0, 0, 0, 0), ErrorCode.FRAME_MALFORMED),
+    (struct.pack("<BBHIIIIf", 2, 1, 4, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_PAYLOAD_KIND),  # reserved, no codec
+    (struct.pack("<BBHIIIIf", 2, 1, 999, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_PAYLOAD_KIND),  # not even reserved
+    (struct.pack("<BBHIIIIf", 3, 1, 1, 0, 0, 0, 0, 0), ErrorCode.FRAME_MALFORMED),  # EVAL has no payload kind
     (struct.pack("<BBHIIIIf", 2, 1, 0, 0, 0, 0, 0, float("nan")), ErrorCode.NON_FINITE),
     (struct.pack("<BBHIIIIf", 2, 1, 0, 0, 0, 0, 0, float("inf")), ErrorCode.NON_FINITE),
 ])
@@ -66,3 +68,23 @@ def test_error_frame_carries_the_code_number_and_message():
     frame = decode(error_frame(MlitbError(ErrorCode.NON_FINITE, "NaN at 3"), project=4, round=9), 1000)
     assert (frame.type, frame.project, frame.round, frame.count) == (MessageType.ERROR, 4, 9, 1011)
     assert frame.json() == {"code": "NON_FINITE", "number": 1011, "message": "NaN at 3"}
+
+
+def test_frames_of_payload_kind_0_are_byte_identical_to_the_frames_before_payload_kinds():
+    """The offset-2 field was `flags` (0); it is now the payload kind, 0 = dense float32, so these bytes,
+    written out by hand from the layout, are what every server and client sent before."""
+    grad = encode(MessageType.GRADIENT, project=7, round=3, count=2, aux=900, value=1.5,
+                  payload=np.array([1.0, -2.0], np.float32))
+    assert grad == bytes.fromhex("02 01 0000 07000000 03000000 02000000 84030000 0000c03f 0000803f 000000c0")
+    params = encode(MessageType.PARAMS, project=1, round=258, count=1, payload=np.array([0.5], np.float32))
+    assert params == bytes.fromhex("12 01 0000 01000000 02010000 01000000 00000000 00000000 0000003f")
+    frame = decode(grad, 1000)
+    assert frame.kind == 0 and frame.vector(2).tolist() == [1.0, -2.0]
+
+
+def test_the_payload_kind_is_carried_in_the_header_at_offset_2():
+    data = encode(MessageType.GRADIENT, payload=b"", kind=0)
+    assert struct.unpack_from("<H", data, 2) == (0,)
+    with pytest.raises(MlitbError) as exc:
+        decode(encode(MessageType.PARAMS, payload=b"", kind=2), 1000)
+    assert exc.value.code == ErrorCode.UNKNOWN_PAYLOAD_KIND and "topk_q8" in exc.value.detail

@@ -3,17 +3,12 @@ same output shapes, parameter counts and accept/refuse decisions (refusals namin
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from mlitb.errors import MlitbError
 from mlitb.model import PAPER_NETWORK, parse_network
+from tests.helpers import run_in_node
 
-WEB = Path(__file__).resolve().parents[2] / "web"
 INPUT = {"type": "input", "shape": [28, 28, 1]}
 CASES = [
     PAPER_NETWORK,
@@ -37,19 +32,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def ts_check(tmp_path_factory):
-    esbuild, node = WEB / "node_modules" / ".bin" / "esbuild", shutil.which("node")
-    if not esbuild.exists() or node is None:
-        pytest.skip("needs Node and web/node_modules (npm --prefix web install)")
-    out = tmp_path_factory.mktemp("ts") / "network.mjs"
-    subprocess.run([str(esbuild), str(WEB / "src" / "app" / "network.ts"), "--bundle", "--format=esm",
-                    f"--outfile={out}", "--log-level=warning"], check=True)
-    script = (f"import {{ checkNetwork }} from {json.dumps(str(out))};"
-              "const cases = JSON.parse(require_stdin());"
-              "console.log(JSON.stringify(cases.map(checkNetwork)));")
-    script = script.replace("require_stdin()", "(await import('node:fs')).readFileSync(0, 'utf8')")
-    done = subprocess.run([node, "--input-type=module", "-e", script], input=json.dumps(CASES), capture_output=True,
-                          text=True, check=True)
-    return json.loads(done.stdout)
+    script = "const { checkNetwork } = await import(BUNDLE); console.log(JSON.stringify(INPUT.map(checkNetwork)));"
+    return run_in_node("app/network.ts", tmp_path_factory.mktemp("ts"), script, CASES)
 
 
 @pytest.mark.parametrize("index", range(len(CASES)))

@@ -1,4 +1,5 @@
 // Binary WebSocket frame codec: the browser twin of mlitb/protocol/frames.py (see docs/protocol.md).
+import * as codec from "../codec/index";
 
 export const VERSION = 1;
 export const HEADER_SIZE = 24;
@@ -22,6 +23,7 @@ export interface Frame {
   count: number;
   aux: number;
   value: number;
+  kind: number; // payload kind of GRADIENT and PARAMS (codec/index.ts; 0 = dense float32), else 0
   payload: ArrayBuffer; // bytes after the header (a copy-free slice when aligned)
 }
 
@@ -31,6 +33,7 @@ export interface FrameFields {
   count?: number;
   aux?: number;
   value?: number;
+  kind?: number;
   payload?: ArrayBufferView | object | null;
 }
 
@@ -43,7 +46,7 @@ export function encode(type: MessageType, f: FrameFields = {}): ArrayBuffer {
   const v = new DataView(buf);
   v.setUint8(0, type);
   v.setUint8(1, VERSION);
-  v.setUint16(2, 0, true);
+  v.setUint16(2, f.kind ?? 0, true);
   v.setUint32(4, f.project ?? 0, true);
   v.setUint32(8, f.round ?? 0, true);
   v.setUint32(12, f.count ?? 0, true);
@@ -64,11 +67,14 @@ export function decode(buf: ArrayBuffer): Frame {
     count: v.getUint32(12, true),
     aux: v.getUint32(16, true),
     value: v.getFloat32(20, true),
+    kind: v.getUint16(2, true),
     payload: buf.slice(HEADER_SIZE),
   };
 }
 
-export const floats = (f: Frame) => new Float32Array(f.payload);
+// The payload of a GRADIENT or PARAMS frame as a dense float32 vector of paramCount values, decoded by its
+// kind's codec (dense: a view); throws codec.CodecError for a wrong length or a kind this client lacks.
+export const vector = (f: Frame, paramCount: number): Float32Array => codec.decode(f.kind, f.payload, paramCount);
 export const uint32s = (f: Frame) => new Uint32Array(f.payload);
 export const json = <T = any>(f: Frame): T => JSON.parse(new TextDecoder().decode(f.payload));
 

@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { chooseBackend } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { restoreStockKernels } from "../compute/kernels";
+import { parityCheck } from "./parity";
 import type { LabelledImages } from "../compute/gradients";
 import { BENCH_NETWORKS, paperNetwork } from "./networks";
 import { compare, gradientChecks, kernelChecks, seeded } from "./checks";
@@ -112,6 +113,7 @@ async function run(p: Params) {
   }
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);
+  if (check === "parity") return parityCheck(p);
   if (check === "artifacts") return artifactsCheck();
   if (check === "profile") return profileStep(p, threadOption(p));
   throw new Error(`unknown check '${check}'`);

@@ -2,7 +2,7 @@
 // error on the project's test set whenever it is free, reporting it to the master.
 
 import { GradientComputer } from "../compute/gradients";
-import { floats, Frame, MessageType } from "../protocol/frames";
+import { Frame, MessageType, vector } from "../protocol/frames";
 import { fetchRange, modelSource, WorkerStatus } from "./connection";
 import { WorkerSession } from "./session";
 
@@ -66,7 +66,7 @@ async function evaluateLatest() {
 async function onFrame(f: Frame) {
   if (f.type === MessageType.WELCOME) prepare().catch((e) => post({ state: "error", error: String(e) }));
   if (f.type === MessageType.PARAMS) {
-    latest = { round: f.round, params: floats(f) };
+    latest = { round: f.round, params: vector(f, f.count) };
     evaluateLatest();
   }
 }

@@ -2,7 +2,7 @@
 // work time the master gave it and sends back the summed gradient and the sample count.
 
 import { GradientComputer } from "../compute/gradients";
-import { floats, Frame, MessageType, uint32s } from "../protocol/frames";
+import { Frame, MessageType, uint32s, vector } from "../protocol/frames";
 import { fetchRange, modelSource, idRuns, WorkerStatus } from "./connection";
 import { WorkerSession } from "./session";
 
@@ -79,7 +79,7 @@ async function onFrame(f: Frame) {
       download(uint32s(f)).catch((e) => post({ state: "error", error: String(e) }));
       break;
     case MessageType.PARAMS:
-      params = floats(f);
+      params = vector(f, f.count);
       break;
     case MessageType.WORK: {
       if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round

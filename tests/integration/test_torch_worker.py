@@ -1,0 +1,155 @@
+"""The torch worker against a real server over real sockets: mixed with a simulated trainer, a tracker, a class
+learnt on the fly, a hostile parameter frame, and the on-disk example cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from mlitb.config import Settings
+from mlitb.model import PAPER_NETWORK
+from mlitb.protocol import MessageType, encode
+from mlitb.server.run import BackgroundServer
+from mlitb.workers.native.client import NativeWorker, Options
+from mlitb.workers.sim_fleet import Fleet, FleetSpec
+
+torch.set_num_threads(1)
+PERIOD = 1.0
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    settings = Settings(port=0, data_dir=tmp_path_factory.mktemp("data"), trainer_capacity=2000)
+    with BackgroundServer(settings) as s:
+        yield s
+
+
+def _project(srv, **hyper) -> dict:
+    body = {"name": "torch", "dataset": "mnist", "network": PAPER_NETWORK,
+            "hyper": {"period_s": PERIOD, "learning_rate": 0.05, **hyper}}
+    r = httpx.post(f"{srv.url}/api/projects", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def _until(cond, timeout_s: float, what: str) -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _runtime(srv, pid):
+    return srv.server.config.app.state.registry.get(pid)
+
+
+async def test_a_torch_and_a_simulated_trainer_share_a_project_each_working_to_its_own_measured_rate(srv, tmp_path):
+    p = _project(srv)
+    stop = asyncio.Event()
+    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
+    tracker = NativeWorker(Options(srv.url, p["id"], "tracker", eval_interval_s=3.0))
+    fleet = Fleet(FleetSpec(srv.url, p["id"], p["param_count"], clients=1, speed=100.0, latency_ms=(5, 5),
+                            period_s=PERIOD))
+    tasks = [asyncio.create_task(w.run(stop)) for w in (worker, tracker)]
+    await fleet.start()
+    try:
+        await _until(lambda: len(httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()) >= 8, 60, "8 rounds")
+        clients = httpx.get(f"{srv.url}/api/projects/{p['id']}/clients").json()
+        await _until(lambda: tracker.status.test_error is not None, 30, "a test error from the torch tracker")
+    finally:
+        stop.set()
+        await fleet.stop()
+        await asyncio.gather(*tasks)
+    trainers = {c["backend"].split(" ")[0]: c for c in clients if c["role"] == "trainer"}
+    native, sim = trainers["torch-cpu"], trainers["simulated"]
+    # data: balanced shares of the capacity, none starved
+    assert native["allocated"] == sim["allocated"] == 2000
+    # work: each trainer's rate is measured and sets its own work time: the period less its latency, one
+    # mini-batch at its own rate (held back: the clock-bounded loop may finish one past) and the 50 ms margin
+    assert native["samples_per_s"] > 2 * sim["samples_per_s"]
+    assert 70 <= sim["samples_per_s"] <= 130
+    for c in (native, sim):
+        held_back = 1000 * 32 / c["samples_per_s"]
+        assert c["work_ms"] <= 1000 - 50 - 0.8 * held_back
+        assert c["work_ms"] >= 1000 - 50 - 1.25 * held_back - 3 * c["latency_ms"] - 100
+    assert sim["work_ms"] <= 1000 - 50 - 250  # the slow trainer holds back ~320 ms (32 samples at 100 samples/s)
+    rows = httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()[4:]  # after the first rates are measured
+    assert sum(r["contributions"] == 2 for r in rows) >= len(rows) - 1  # both answer nearly every round
+    assert sum(r["late"] for r in rows) <= 1
+    assert 0.0 <= tracker.status.test_error <= 1.0
+    assert any(r.get("test_error") is not None for r in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json())
+    assert worker.fatal is None and not [e for e in worker.status.errors if "STALE" not in e]
+
+
+async def test_a_wrong_sized_parameter_frame_is_reported_and_the_worker_reconnects_and_trains_on(srv, tmp_path):
+    p = _project(srv)
+    stop = asyncio.Event()
+    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await _until(lambda: worker.status.samples, 60, "a first gradient")
+        rt = _runtime(srv, p["id"])
+        client = next(c for c in rt.clients.values() if c.role == "trainer")
+        bad = encode(MessageType.PARAMS, project=p["id"], round=rt.round, count=5, payload=np.ones(5, np.float32))
+        client.link.writer.get_loop().call_soon_threadsafe(client.link.send, bad)
+        await _until(lambda: worker.status.connections >= 2, 30, "a reconnect")
+        assert any("has 5 values" in e and "31786" in e for e in worker.status.errors), worker.status.errors
+        answered = worker.status.round
+        await _until(lambda: (worker.status.round or 0) > answered + 1 and worker.status.state != "connecting", 30,
+                     "training after the reconnect")
+    finally:
+        stop.set()
+        await task
+    assert worker.fatal is None and not task.exception()
+
+
+async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients_fit_the_grown_model(srv, tmp_path):
+    import io
+
+    from PIL import Image
+
+    p = _project(srv)
+    stop = asyncio.Event()
+    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await _until(lambda: worker.status.samples, 60, "a first gradient")
+        png = io.BytesIO()
+        Image.fromarray(np.full((28, 28), 200, np.uint8)).save(png, "PNG")
+        r = httpx.post(f"{srv.url}/api/projects/{p['id']}/examples", params={"label": "square"},
+                       content=png.getvalue(), headers={"Authorization": f"Bearer {p['owner_token']}",
+                                                        "Content-Type": "image/png"})
+        assert r.status_code in (200, 201), r.text
+        await _until(lambda: worker.engine is not None and worker.engine.num_classes == 11, 30, "the grown model")
+        grown = worker.engine.param_count
+        assert grown == p["param_count"] + 16 * 14 * 14 + 1
+        rows_before = len(httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json())
+        await _until(lambda: any(r["classes"] == 11 and r["contributions"] == 1 for r in
+                                 httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()[rows_before:]),
+                     30, "a gradient of the grown model")
+    finally:
+        stop.set()
+        await task
+    assert worker.fatal is None
+    assert worker.held is not None and 10 in set(worker.held.labels.tolist())  # the new example is held
+
+
+async def test_examples_are_cached_on_disk_so_a_restarted_worker_downloads_none_again(srv, tmp_path):
+    p = _project(srv)
+    for attempt in range(2):
+        stop = asyncio.Event()
+        worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await _until(lambda: worker.status.downloaded == 2000, 60, "the allocation")
+        finally:
+            stop.set()
+            await task
+        assert worker.status.from_cache == (0 if attempt == 0 else 2000)
+    assert len(list(tmp_path.rglob("*.bin"))) == 1  # one run of 2,000 ids

@@ -216,11 +216,11 @@ def scale_part(args) -> None:
     from mlitb.workers.simulate import ServerProcess, create_project, simulate
 
     print(f"scale: {args.clients} simulated trainers over real WebSockets, one client process, paper net, T = 4 s, "
-          "10x speed spread; server CPU from /proc")
+          "10x speed spread, async K = 128; server CPU from /proc")
     per = {}
     with ServerProcess() as server:
-        for mode, rounds in (("sync", 4), ("async", 48)):
-            info = create_project(server.url, None, 4.0, name=f"scale {mode}", mode=mode, buffer_size=64)
+        for mode, rounds in (("sync", 4), ("async", 24)):
+            info = create_project(server.url, None, 4.0, name=f"scale {mode}", mode=mode, buffer_size=128)
             result = simulate(server.url, info["id"], info["param_count"], args.clients, rounds, period_s=4.0,
                               speed_spread=10, processes=1, server_pid=server.pid)
             recs = result.records

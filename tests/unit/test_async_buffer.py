@@ -93,6 +93,12 @@ async def test_a_result_older_than_max_staleness_is_refused_counted_and_its_trai
     record = await task
     assert record["refused_stale"] == 1 and rt.telemetry.refused_stale_total == 1
     assert record["staleness_max"] == 0
+    from mlitb.server.app import prometheus_text
+
+    text = prometheus_text([rt], 0.0)
+    for line in ('mlitb_async_mode{project="1"} 1', 'mlitb_refused_stale_total{project="1"} 1',
+                 'mlitb_staleness_max{project="1"} 0', 'mlitb_rounds_total{project="1"} 4'):
+        assert line in text, line
 
 
 async def test_a_result_without_outstanding_work_or_for_another_version_is_a_duplicate():

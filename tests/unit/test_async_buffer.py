@@ -146,3 +146,20 @@ def test_a_buffer_weights_each_result_by_staleness_past_its_group_limit_and_unde
     else:
         expected = np.median(np.stack([w * g / n for g, w, n in zip(grads, weights, samples)]), axis=0)
     np.testing.assert_allclose(groups.mean(), expected, rtol=1e-5, atol=1e-7)
+
+
+async def test_the_trainer_that_completes_a_buffer_is_sent_exactly_one_new_work_after_the_update():
+    rt = runtime(buffer_size=1)
+    a = MemoryTrainer(rt, None)
+    works, send = [], a.link.send
+    a.link.send = lambda frame: (frame[0] == MessageType.WORK and works.append(frame)) or send(frame)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    assert len(works) == 1
+    assert grad(rt, a, 0, 1.0) is None
+    await task
+    task = await started(rt)
+    await asyncio.sleep(0.6)  # past two checks for overdue work (every quarter period)
+    assert len(works) == 2  # not one more from the overdue check while its result was being applied
+    rt.stop()
+    await task

@@ -154,6 +154,7 @@ class AsyncBuffer:
             self._full.clear()
             try:
                 await asyncio.wait_for(self._full.wait(), timeout=tick)
+                continue
             except asyncio.TimeoutError:
                 pass
             now = host.clock()
@@ -235,7 +236,7 @@ class AsyncBuffer:
         limit = OVERDUE_PERIODS * self.host.hyper.period_s
         for cid in self.host.trainer_ids():
             out = self._out.get(cid)
-            if out is None or now - out[0] > limit:
+            if (out is None and cid not in self._after_apply) or (out is not None and now - out[0] > limit):
                 self._send(cid)
         self._share(now)
 

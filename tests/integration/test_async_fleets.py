@@ -116,8 +116,12 @@ async def test_a_new_class_is_applied_between_async_updates_and_the_trainers_go_
     await asyncio.sleep(0)
     await run_for(rt, 0.3)
     grown = with_examples(rt.dataset, [LabelledExample("d", np.zeros((2, 2, 1), np.uint8))])
-    task = asyncio.get_running_loop().create_task(rt.run_round())
-    await asyncio.sleep(0)
+    for _ in range(100):  # catch an update open (one whose buffer was not already full when it began)
+        task = asyncio.get_running_loop().create_task(rt.run_round())
+        await asyncio.sleep(0)
+        if rt.open_round is not None:
+            break
+        await task
     assert rt.open_round == rt.round  # mid-update: the change waits for the update to be applied
     assert rt.change_model_and_data(with_more_classes(rt.spec.network, 1), grown) == rt.round + 1
     assert (await task)["classes"] == 3

@@ -1,9 +1,9 @@
 """`mlitb worker --cpu-throttle R`: the duty cycle finds the marked browser's renderer processes and runs them about
-1/R of the time (a busy process stands in for a renderer: its CPU time over one wall second is compared)."""
+1/R of the time (a busy process stands in for a renderer; the share of samples that find it stopped is measured,
+which does not depend on how loaded the machine is)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,12 +16,19 @@ BROWSER = ("import subprocess, sys\n"
            "subprocess.run([sys.executable, '-c', sys.argv[1], sys.argv[2], '--type=renderer'])")
 
 
-def cpu_s(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def stopped_share(pid: int, seconds: float = 1.0) -> float:
+    """Share of samples over `seconds` that find the process stopped (state T)."""
+    stopped = total = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        stopped += state == "T"
+        total += 1
+        time.sleep(0.001)
+    return stopped / total
 
 
-def spin_share(marker: str, rate: float | None) -> tuple[float, list[int]]:
+def stopped_while(marker: str, rate: float | None) -> tuple[float, list[int]]:
     proc = subprocess.Popen([sys.executable, "-c", BROWSER, BUSY, "4", marker])
     try:
         deadline = time.monotonic() + 3
@@ -29,9 +36,7 @@ def spin_share(marker: str, rate: float | None) -> tuple[float, list[int]]:
             time.sleep(0.02)
         throttle = RendererThrottle(marker, rate).start() if rate else None
         time.sleep(0.3)
-        start, t0 = cpu_s(pids[0]), time.monotonic()
-        time.sleep(1.0)
-        share = (cpu_s(pids[0]) - start) / (time.monotonic() - t0)
+        share = stopped_share(pids[0])
         if throttle:
             throttle.stop()
         return share, pids
@@ -41,11 +46,11 @@ def spin_share(marker: str, rate: float | None) -> tuple[float, list[int]]:
 
 
 def test_a_4x_throttle_runs_the_marked_browsers_renderers_about_a_quarter_of_the_time():
-    free, pids = spin_share("--mlitb-pool=test-free", None)
-    throttled, _ = spin_share("--mlitb-pool=test-slow", 4.0)
+    free, pids = stopped_while("--mlitb-pool=test-free", None)
+    throttled, _ = stopped_while("--mlitb-pool=test-slow", 4.0)
     assert len(pids) == 1
-    assert throttled < 0.45 * free, (throttled, free)
-    assert throttled > 0.05
+    assert free == 0.0
+    assert 0.55 < throttled < 0.95, throttled  # stopped about 3/4 of the time: runs about 1/4
 
 
 def test_an_unmarked_process_is_never_found():

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-SLICE_S = 0.02  # one run/stop cycle
+SLICE_S = 0.1  # one run/stop cycle: long enough that a late wake-up on a loaded machine changes the ratio little
 RESCAN_S = 1.0  # renderer processes come and go with pages: look for them again this often
 
 

@@ -18,8 +18,16 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), mnist_dir=args.mnist_dir,
                         checkpoint_every=args.checkpoint_every, admin_token=os.environ.get("MLITB_ADMIN_TOKEN"),
                         open_creation=not args.admin_only, data_url=args.data_url,
-                        trainer_capacity=args.trainer_capacity,
+                        trainer_capacity=args.trainer_capacity, creations_per_window=args.creations_per_window,
+                        creation_window_s=args.creation_window, max_projects_per_address=args.max_projects_per_address,
+                        max_project_bytes=args.project_quota, max_server_bytes=args.server_quota,
+                        min_free_disk_bytes=args.min_free_disk,
                         max_connections_per_address=args.max_connections_per_address)
+    if args.ray:  # the only path that imports Ray (docs/cluster.md); a plain server never does
+        from mlitb.cluster.launch import serve_cluster
+
+        return serve_cluster(settings, args.ray_address, args.gateways, args.port, args.new_project,
+                             public_host=args.public_host)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -50,6 +58,14 @@ def _count_or_auto(text: str) -> int | str:
 
 def _worker(args: argparse.Namespace) -> int:
     token = _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV)
+    if args.ray:  # browser trainers as Ray actors on the cluster's nodes, on `mlitb serve --ray` gateways
+        if args.engine != "browser":
+            print("error: --ray places browser workers (--engine browser) only", file=sys.stderr)
+            return 2
+        from mlitb.cluster.workers import run_browsers_ray
+
+        return run_browsers_ray(args.ray_address, args.server, args.project, args.trainers, args.ray_actors,
+                                args.duration or 60.0, args.backend, token)
     if args.engine == "torch":
         from mlitb.workers.native.run import run_native_workers
 
@@ -72,14 +88,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from mlitb.workers.simulate import run_simulate
+    from mlitb.workers.simulate import parse_range, run_simulate
 
+    if args.ray:  # fleets as Ray actors on the cluster's nodes, against `mlitb serve --ray` gateways
+        if args.server is None or args.project is None:
+            print("error: --ray needs --server (a gateway URL) and --project", file=sys.stderr)
+            return 2
+        from mlitb.cluster.simulate import run_simulate_ray
+
+        return run_simulate_ray(args.ray_address, args.server, args.project, args.clients, args.fleets, args.seconds,
+                                args.speed, parse_range(args.latency_ms), args.seed,
+                                _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
     return run_simulate(args.clients, server=args.server, project=args.project, period_s=args.period,
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
                         late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
                         mode=args.mode, buffer_size=args.buffer_size,
-                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
+                        
+                        token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV),
+                        codecs={"upload_codec": args.upload_codec, "download_codec": args.download_codec,
+                                "topk_density": args.topk_density})
 
 
 def _closure_save(args: argparse.Namespace) -> int:
@@ -216,6 +244,8 @@ def _data_upload(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlitb.config import Settings, byte_size, size_text
+
     fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="mlitb", formatter_class=fmt,
                                 description="MLitB: distributed neural-network training in web browsers.")
@@ -241,7 +271,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "proxy, or a load test from one machine)")
     s.add_argument("--admin-only", action="store_true",
                    help="only the admin (token in $MLITB_ADMIN_TOKEN) may create projects (default: anyone may)")
+    defaults = Settings()
+    s.add_argument("--creations-per-window", type=int, default=defaults.creations_per_window,
+                   help="projects (forks, zoo uploads) one address may create per --creation-window; admin exempt")
+    s.add_argument("--creation-window", type=float, default=defaults.creation_window_s,
+                   help="seconds of the sliding window of --creations-per-window")
+    s.add_argument("--max-projects-per-address", type=int, default=defaults.max_projects_per_address,
+                   help="projects created by one address (IPv4, or IPv6 /64) that may exist at once; admin exempt")
+    s.add_argument("--project-quota", type=byte_size, default=size_text(defaults.max_project_bytes),
+                   help="bytes one project may store: uploaded data (decoded) and added examples; K/M/G/T suffixes")
+    s.add_argument("--server-quota", type=byte_size, default=size_text(defaults.max_server_bytes),
+                   help="bytes the server may store in --data-dir, uploads in flight included")
+    s.add_argument("--min-free-disk", type=byte_size, default=size_text(defaults.min_free_disk_bytes),
+                   help="uploads, examples and closures are refused when the disk would have less free")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    s.add_argument("--ray", action="store_true",
+                   help="serve on a Ray cluster: one project actor per project, --gateways gateway processes on "
+                        "--port, --port+1, ... (docs/cluster.md; needs the `cluster` extra)")
+    s.add_argument("--ray-address", default=None,
+                   help="with --ray: the cluster to join ('auto' or HOST:PORT; default: start a local one)")
+    s.add_argument("--gateways", type=int, default=2, help="with --ray: number of gateway processes")
+    s.add_argument("--new-project", action="append", default=[], metavar="SPEC.json",
+                   help="with --ray: create a project from this JSON spec (as POST /api/projects takes) at start; "
+                        "its owner token is printed once (gateways do not create projects)")
+    s.add_argument("--public-host", default=None,
+                   help="with --ray: the host name gateways advertise in /api/gateways (default: each node's IP)")
     s.set_defaults(func=_serve)
 
     w = sub.add_parser("worker", formatter_class=fmt, help="add headless browser or native (PyTorch) workers to a project",
@@ -276,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cpu-throttle", type=float, default=1.0,
                    help="slow these browsers' CPU R times (>= 1; Chromium's DevTools CPU throttling on each page and "
                         "a run/stop duty cycle of its renderer processes, which hold the Web Worker trainers)")
+    w.add_argument("--ray", action="store_true",
+                   help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
+                        "`mlitb serve --ray` (--server: any gateway; --duration: default 60 s; docs/cluster.md)")
+    w.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
+    w.add_argument("--ray-actors", type=int, default=2, help="with --ray: browser actors (one Chromium each)")
     w.set_defaults(func=_worker)
 
     d = sub.add_parser("demo", formatter_class=fmt, help="train the paper's network on MNIST with headless browsers",
@@ -321,11 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a created project's mode: synchronous rounds or buffered asynchronous updates")
     m.add_argument("--buffer-size", type=int, default=4, help="async: results per update (K) of a created project")
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
+    m.add_argument("--upload-codec", default="float32", choices=["float32", "topk", "topk_q8"],
+                   help="upload codec of a created project (docs/protocol.md, payload kinds)")
+    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4"],
+                   help="download codec of a created project")
+    m.add_argument("--topk-density", type=float, default=0.01, help="share of coordinates a top-k upload sends")
     m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")
     m.add_argument("--metrics-out", default=None,
                    help="write one JSON object per round to this file (default: none is written)")
+    m.add_argument("--ray", action="store_true",
+                   help="run the trainers as Ray actors spread over a cluster's nodes, against the gateways of "
+                        "`mlitb serve --ray` (needs --server, a gateway URL, and --project; docs/cluster.md)")
+    m.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
+    m.add_argument("--fleets", type=int, default=2, help="with --ray: actors the trainers are spread over")
+    m.add_argument("--seconds", type=float, default=20.0, help="with --ray: how long the trainers train")
     m.set_defaults(func=_simulate)
     ds = sub.add_parser("data-server", formatter_class=fmt, help="run an independent data server",
                         description="Serve the data of a master's projects (read-only, from its --data-dir) as its "

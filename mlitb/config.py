@@ -5,6 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def byte_size(text: str) -> int:
+    """A positive size in bytes from `4096`, `512K`, `100M`, `4G` or `1T` (binary multiples); ValueError if not."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (t[:-1], t[-1]) if t and t[-1] in SIZE_UNITS else (t, "")
+    value = int(float(number) * SIZE_UNITS[unit])  # ValueError for anything else
+    if value <= 0:
+        raise ValueError(f"a size must be positive, not {text!r}")
+    return value
+
+
+def size_text(n: int) -> str:
+    """`n` bytes as byte_size reads it, in the largest unit that divides it: 4294967296 -> 4G."""
+    unit = next(u for u in reversed(SIZE_UNITS) if n % SIZE_UNITS[u] == 0)
+    return f"{n // SIZE_UNITS[unit]}{unit}"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -29,11 +47,21 @@ class Settings:
     # WebSocket connections from one IP address. Each may hold one message being read (before JOIN at most
     # 8 KiB + 24 bytes; after it, 24 + 4·P: 1.8 MB for a 455k-parameter network) and about one frame being
     # written, so one address can make the server hold at most ~64 x 2 x (24 + 4·P): 16 MB for the paper's
-    # network, 0.23 GB at 455k parameters (2,048, the old default, allowed 7.5 GB there). Raise it for many
-    # workers behind one NAT or proxy (`mlitb serve --max-connections-per-address`).
+    # network, 0.23 GB at 455k parameters (2,048, the old default, allowed 7.5 GB there), but still 2.3 GB for
+    # a public 4.5M-parameter project: lower it for projects that large. Raise it for many workers behind one
+    # NAT or proxy (`mlitb serve --max-connections-per-address`).
     max_connections_per_address: int = 64
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
+    join_timeout_s: float = 15.0  # seconds a WebSocket connection may stay without a valid JOIN (then closed 1008)
+    # what one address may create (an IPv4 address, or an IPv6 /64); the admin token is exempt
+    creations_per_window: int = 30  # projects created (also forks, zoo uploads) per address in any creation_window_s
+    creation_window_s: float = 3600.0  # s: the sliding window of creations_per_window
+    max_projects_per_address: int = 100  # projects created by one address that exist at once
+    # what the server stores in data_dir (docs/errors.md: PROJECT_QUOTA_EXCEEDED, SERVER_QUOTA_EXCEEDED, DISK_LOW)
+    max_project_bytes: int = 4 * 1024**3  # bytes: one project's uploaded data sets (decoded) and added examples
+    max_server_bytes: int = 64 * 1024**3  # bytes: everything under data_dir, uploads in flight included
+    min_free_disk_bytes: int = 1024**3  # bytes: uploads, examples and closures are refused below this much free disk
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:

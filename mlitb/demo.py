@@ -33,7 +33,8 @@ def progress_line(m: dict, elapsed: float) -> str:
 def run_demo(workers: int = 2, duration_s: float = 300.0, port: int = 8000, host: str = "127.0.0.1",
              metrics_out: str | None = None, period_s: float = 1.0, learning_rate: float = 0.05,
              backend: str = "auto", data_dir: str | None = None, trainer_capacity: int = 30_000,
-             out=sys.stdout) -> int:
+             out=None) -> int:
+    out = out or sys.stdout  # the stdout of when it runs, not of the import
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2

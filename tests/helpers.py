@@ -24,9 +24,11 @@ def tiny_dataset(n: int = 30) -> Dataset:
     return Dataset("tiny", ("a", "b", "c"), Split(images, labels), Split(images[:6], labels[:6]))
 
 
-def make_runtime(period_s: float = 1.0, n: int = 30, **hyper) -> ProjectRuntime:
+def make_runtime(period_s: float = 1.0, n: int = 30, clock=None, **hyper) -> ProjectRuntime:
+    """A runtime of the tiny network on `n` examples; `clock`: its time source (default: time.monotonic)."""
     spec = ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": period_s, **hyper})
-    return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(n), Settings())
+    return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(n), Settings(),
+                          **({"clock": clock} if clock else {}))
 
 
 def digits_zip(per_class: int, classes=range(10), split: str = "train", offset: int = 0) -> bytes:
@@ -47,6 +49,29 @@ def digits_zip(per_class: int, classes=range(10), split: str = "train", offset: 
                 Image.fromarray(part.images[i, :, :, 0]).save(out, fmt)
                 zf.writestr(f"mnist-{split}/{c}/{i}.{fmt.lower()}", out.getvalue())
     return buf.getvalue()
+
+
+async def protocol_trainer(url: str, project: int, rounds: int, samples: int | None = None) -> None:
+    """A trainer over a real WebSocket that answers `rounds` WORK frames with a small gradient (0.01 per value)
+    over `samples` examples or, when None, over exactly the examples the master named (deterministic rounds)."""
+    import asyncio
+
+    import websockets
+
+    from mlitb.protocol import MessageType, decode, encode
+
+    async with websockets.connect(url.replace("http://", "ws://") + "/ws", max_size=None) as ws:
+        await ws.send(encode(MessageType.JOIN, project=project, payload={"role": "trainer", "backend": "test"}))
+        done, size = 0, 0
+        while done < rounds:
+            f = decode(await asyncio.wait_for(ws.recv(), 10), 1 << 30)
+            if f.type == MessageType.WELCOME:
+                size = f.json()["param_count"]
+            elif f.type == MessageType.WORK:
+                n = len(f.payload) // 4 if samples is None else samples
+                await ws.send(encode(MessageType.GRADIENT, project=project, round=f.round, count=n, aux=5,
+                                     value=float(n), payload=np.full(size, 0.01, dtype=np.float32)))
+                done += 1
 
 
 WEB = Path(__file__).resolve().parents[1] / "web"

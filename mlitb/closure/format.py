@@ -8,7 +8,6 @@ then is a `Closure` returned, so nothing is ever loaded half-way.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import subprocess
@@ -22,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from mlitb import __version__
+from mlitb.closure.data_manifest import (APPENDED_PART, appended_bytes, appended_examples, data_manifest,  # noqa: F401
+                                         sha256, split_manifest)
 from mlitb.errors import ErrorCode, MlitbError
 
 FORMAT = "mlitb-closure"
@@ -34,18 +35,11 @@ MAX_RATIO = 100  # uncompressed/compressed size of one entry larger than RATIO_F
 RATIO_FLOOR_BYTES = 1 << 20  # smaller entries may compress as well as they like
 
 # parts every closure has; the others (evaluated weights, replay record, extra code) are optional
-APPENDED_PART = "data/appended.bin"  # examples labelled on the fly (data.json "appended")
 REQUIRED_PARTS = ("model/model.json", "model/weights.bin", "optimizer/history.bin", "config.json", "data.json",
                   "metrics.json", "code/closure_check.js", "code/closure.html")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 TRAINING_DIR = Path(__file__).resolve().parents[1] / "training"
-PREPROCESSING = ("images: uint8 row-major (N, H, W, C), fed to the network as float32 x / 255; labels: uint8 "
-                 "class index, one-hot over the label map")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -60,93 +54,20 @@ def source_commit() -> str | None:
 
 
 def training_code() -> dict[str, bytes]:
-    """The code that trains: the built browser bundles and the server's training rules (optimizer, aggregation)."""
+    """The code that trains: the built browser bundles and the server's training rules (optimizers, aggregation
+    and the strategies that turn results into updates)."""
     code = {"code/closure_check.js": (STATIC_DIR / "closure_check.js").read_bytes(),
             "code/closure.html": (STATIC_DIR / "closure.html").read_bytes()}
     for bundle in ("trainer.js", "tracker.js"):
         if (STATIC_DIR / bundle).is_file():
             code[f"code/{bundle}"] = (STATIC_DIR / bundle).read_bytes()
-    for rule in sorted(TRAINING_DIR.glob("*.py")):
-        code[f"code/training/{rule.name}"] = rule.read_bytes()
+    for rule in sorted(TRAINING_DIR.rglob("*.py")):
+        code[f"code/training/{rule.relative_to(TRAINING_DIR).as_posix()}"] = rule.read_bytes()
     return code
 
 
 def wasm_hashes(directory: Path = STATIC_DIR / "wasm") -> dict[str, str]:
     return {p.name: sha256(p.read_bytes()) for p in sorted(directory.glob("*.wasm"))}
-
-
-@lru_cache(maxsize=8)
-def _split_hashes(images: Any, labels: Any) -> dict:
-    return {"count": int(len(labels)), "images_sha256": sha256(np.ascontiguousarray(images).tobytes()),
-            "labels_sha256": sha256(np.ascontiguousarray(labels).tobytes())}
-
-
-def split_manifest(split) -> dict:
-    """Count and content hashes of one split (uint8 images and labels exactly as served to workers)."""
-    return _split_hashes(_Ref(split.images), _Ref(split.labels))  # hashed once per split, not once per save
-
-
-class _Ref:
-    """Hashes by identity, so `lru_cache` remembers a split's hashes without comparing its arrays."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-
-    def __hash__(self) -> int:
-        return id(self.array)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Ref) and other.array is self.array
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def __array__(self, dtype=None, copy=None):
-        return self.array
-
-
-def data_manifest(dataset, owner: np.ndarray | None) -> dict | None:
-    """Per split and per trainer shard: counts and content hashes; the label map and preprocessing."""
-    if dataset is None:
-        return None
-    shards = []
-    if owner is not None:
-        for trainer in sorted(set(owner[owner >= 0].tolist())):
-            ids = np.flatnonzero(owner == trainer).astype("<u4")
-            shards.append({"shard": len(shards), "count": int(len(ids)), "ids_sha256": sha256(ids.tobytes())})
-    splits = {"train": split_manifest(dataset.train)}
-    if dataset.test is not None:
-        splits["test"] = split_manifest(dataset.test)
-    out = {"dataset": dataset.name, "labels": list(dataset.labels), "shape": list(dataset.shape),
-           "preprocessing": PREPROCESSING, "splits": splits, "shards": shards}
-    if dataset.appended:  # examples labelled on the fly: stored in the closure, they are in no package
-        classes = dataset.appended_classes
-        out["appended"] = {"count": dataset.appended, "part": APPENDED_PART,
-                           "new_labels": list(dataset.labels[len(dataset.labels) - classes:]) if classes else []}
-    return out
-
-
-def appended_examples(closure: "Closure") -> list:
-    """The examples labelled on the fly that a closure carries (data/appended.bin), as LabelledExamples."""
-    from mlitb.data.examples import LabelledExample
-
-    data = closure.data or {}
-    count = int((data.get("appended") or {}).get("count", 0))
-    raw, labels, shape = closure.parts.get(APPENDED_PART), data.get("labels", []), data.get("shape", [])
-    if not count:
-        return []
-    pixels = int(np.prod(shape)) if shape else 0
-    if raw is None or not pixels or len(raw) != count * (1 + pixels) or max(raw[:count]) >= len(labels):
-        raise _error(ErrorCode.CLOSURE_INVALID, f"data.json lists {count} appended examples that {APPENDED_PART} "
-                     "does not hold")
-    images = np.frombuffer(raw[count:], np.uint8).reshape(count, *shape)
-    return [LabelledExample(labels[raw[k]], images[k].copy()) for k in range(count)]
-
-
-def appended_bytes(dataset) -> bytes:
-    """The examples appended to the training split: their labels (one byte each), then their images."""
-    n = dataset.appended
-    return dataset.train.labels[-n:].tobytes() + dataset.train.images[-n:].tobytes()
 
 
 @dataclass
@@ -185,6 +106,18 @@ def unreported_reason(runtime) -> str | None:
                   "page), then save again")
 
 
+def communication(hyper) -> dict:
+    """How updates travelled (docs/protocol.md "Payload kinds"): codecs both ways and the algorithm."""
+    return {"upload_codec": hyper.upload_codec, "download_codec": hyper.download_codec,
+            "topk_density": hyper.topk_density, "topk_warmup_rounds": hyper.topk_warmup_rounds,
+            "algorithm": hyper.algorithm}
+
+
+def compressed(hyper) -> bool:
+    """A run whose updates depend on client-side state the record does not hold (residuals, shadows, inner steps)."""
+    return hyper.upload_codec != "float32" or hyper.download_codec != "float32" or hyper.algorithm != "gradient"
+
+
 def snapshot(runtime, description: str = "") -> Snapshot:
     """Copy what a closure needs from a running project; cheap enough for the event loop (no pause)."""
     record = runtime.record
@@ -209,8 +142,10 @@ def build_closure(snap: Snapshot) -> bytes:
         "model/model.json": json.dumps(model_json(net, snap.name)).encode(),
         "model/weights.bin": snap.params.astype("<f4").tobytes(),
         "optimizer/history.bin": snap.history.astype("<f4").tobytes(),
-        "config.json": json.dumps({"project": snap.spec, "optimizer": "adagrad",
-                                   "aggregation": spec.hyper.aggregation, "rounds": snap.round}, indent=1).encode(),
+        "config.json": json.dumps({"project": snap.spec,
+                                   "optimizer": "nesterov" if spec.hyper.algorithm == "local_sgd" else "adagrad",
+                                   "aggregation": spec.hyper.aggregation, "rounds": snap.round,
+                                   "communication": communication(spec.hyper)}, indent=1).encode(),
         "data.json": json.dumps(data_manifest(snap.dataset, snap.owner), indent=1).encode(),
         **({APPENDED_PART: appended_bytes(snap.dataset)} if getattr(snap.dataset, "appended", 0) else {}),
         "metrics.json": json.dumps(snap.metrics).encode(),

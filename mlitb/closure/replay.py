@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from mlitb.closure.browser import ClosurePage, b64, closure_files
-from mlitb.closure.format import read_closure
+from mlitb.closure.format import communication, compressed, read_closure
 from mlitb.closure.verify import load_split
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.training import adagrad_step, make_aggregator
+from mlitb.training import make_aggregator, make_optimizer
 
 DEFAULT_WEIGHT_TOLERANCE = 1e-4  # relative L2 distance of the final weights still counted as a match
 DEFAULT_LOSS_TOLERANCE = 1e-4  # absolute difference of a round's mean training loss
@@ -41,6 +41,11 @@ class ReplayReport:
 def replay(path: str | Path, data: str | Path | None = None, backend: str = "wasm",
            weight_tolerance: float = DEFAULT_WEIGHT_TOLERANCE, loss_tolerance: float = DEFAULT_LOSS_TOLERANCE) -> ReplayReport:
     closure = read_closure(path)
+    if compressed(closure.spec.hyper):
+        raise MlitbError(ErrorCode.NOT_REPLAYABLE, f"the run used {communication(closure.spec.hyper)}: its updates "
+                         "depend on the trainers' error-feedback residuals, the shadow parameters they computed on "
+                         "and their inner steps, which the record does not hold; replay recomputes dense gradients "
+                         "only. `mlitb closure verify` still recomputes its test error")
     info = closure.manifest.get("replay")
     if closure.spec.hyper.mode == "async":
         raise MlitbError(ErrorCode.NOT_REPLAYABLE, "the closure was trained in asynchronous mode (hyper.mode = "
@@ -57,7 +62,8 @@ def replay(path: str | Path, data: str | Path | None = None, backend: str = "was
     train = load_split(closure, data, "train")
     hyper = closure.spec.hyper
     params = closure.floats("replay/start_weights.bin")
-    history = closure.floats("replay/start_history.bin")
+    optimizer = make_optimizer(hyper, params.size)  # the project's server optimizer, from the recorded state
+    optimizer.load(closure.floats("replay/start_history.bin"))
     shape = list(train.images.shape[1:])
     report = ReplayReport(rounds=len(records))
     recorded = {m["round"]: m for m in closure.metrics}
@@ -76,10 +82,10 @@ def replay(path: str | Path, data: str | Path | None = None, backend: str = "was
                 grad = np.frombuffer(base64.b64decode(out["grad"]), "<f4").astype(np.float32)
                 acc.add(grad, int(out["samples"]), float(np.float32(out["lossSum"])))
             if acc.samples > 0 and not rec.get("step_skipped"):
-                p, h = params.copy(), history.copy()
-                adagrad_step(p, h, acc.mean(), learning_rate=hyper.learning_rate, epsilon=hyper.epsilon,
-                             l1=hyper.l1, l2=hyper.l2)
-                params, history = p, h
+                params = optimizer.step(params, acc.mean(), hyper)
+                if params is None:
+                    raise MlitbError(ErrorCode.NOT_REPLAYABLE, f"round {rec['round']}: the replayed step is not "
+                                     "finite, but the recorded one was taken")
             loss = round(acc.loss_sum / acc.samples, 6) if acc.samples else None
             report.replayed_losses.append(loss)
             report.recorded_losses.append(recorded.get(rec["round"], {}).get("loss"))

@@ -83,8 +83,9 @@ def _label_of(path: PurePosixPath, top: str | None) -> str | None:
 
 
 def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits: IngestLimits = IngestLimits(),
-               progress=None) -> IngestReport:
-    """Decode `archive` into `out_dir` (images.npy, labels.npy, meta.json); atomic."""
+               progress=None, reserve=None) -> IngestReport:
+    """Decode `archive` into `out_dir` (images.npy, labels.npy, meta.json); atomic. `reserve(bytes)`, if given,
+    is called with the decoded size of every image in the zip before any is decoded, and may refuse it."""
     h, w, c = shape
     if c not in (1, 3):
         raise _fail(f"image input must have 1 or 3 channels, the network has {c}")
@@ -112,6 +113,8 @@ def ingest_zip(archive: Path, out_dir: Path, shape: tuple[int, int, int], limits
                              "(expected [top/]label/image.png)")
         if len(labels) > limits.max_classes:
             raise _fail(f"{len(labels)} classes; at most {limits.max_classes}")
+        if reserve is not None:
+            reserve(len(images) * (h * w * c + 1))
         index = {label: i for i, label in enumerate(labels)}
         pixels = np.empty((len(images), h, w, c), dtype=np.uint8)
         targets = np.empty(len(images), dtype=np.uint8)

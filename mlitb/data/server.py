@@ -15,14 +15,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlitb import __version__
+from mlitb import __version__, auth
 from mlitb.config import Settings
 from mlitb.data.dataset import Dataset
 from mlitb.data.examples import LabelledExample, with_examples
 from mlitb.data.mnist import load_mnist
 from mlitb.data.routes import dataset_dir, range_response, stored_dataset
 from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
-from mlitb.server import auth
 from mlitb.store import ProjectStore
 
 
@@ -62,11 +61,9 @@ def create_data_app(settings: Settings) -> FastAPI:
         if meta is None:
             raise MlitbError(ErrorCode.UNKNOWN_PROJECT, f"no project with id {project_id}")
         spec, owner_hash, invite_hash = meta
-        if spec.get("private"):
-            token = auth.token_of(request)
-            allowed = (auth.is_admin(token, settings.admin_token) or auth.matches(token, owner_hash)
-                       or auth.matches(token, invite_hash))
-            auth.require(allowed, token, "read this private project's data")
+        auth.require(auth.token_of(request), auth.READ, "read this private project's data",
+                     admin_token=settings.admin_token, owner_hash=owner_hash, invite_hash=invite_hash,
+                     private=bool(spec.get("private")))
         # an upload replaces a project's files and an example labelled on the fly is appended to its training
         # split (mlitb/data/examples.py): the cache key follows the files' modification times and the examples
         stamps = tuple((dataset_dir(settings.data_dir, project_id, s) / "meta.json").stat().st_mtime_ns

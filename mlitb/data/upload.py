@@ -12,8 +12,9 @@ CHUNK = 1 << 20
 
 
 def upload_zip(path: Path, server: str, project: int, token: str | None, split: str = "train",
-               out=sys.stderr) -> dict:
+               out=None) -> dict:
     """Upload `path`; raises RuntimeError with the server's message on failure."""
+    out = out or sys.stderr  # the stderr of when it runs, not of the import
     if not path.is_file():
         raise RuntimeError(f"{path} is not a file")
     total = path.stat().st_size

@@ -22,16 +22,17 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from mlitb.codec import link as codec_link
 from mlitb.config import Settings
 from mlitb.data import Dataset
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master import scheduler
 from mlitb.master.allocator import Allocator
-from mlitb.master.closure_record import ClosureRecord
 from mlitb.master.model_state import ModelState
+from mlitb.master.params_out import ParamsOut
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
-from mlitb.master.telemetry import Telemetry
+from mlitb.master.telemetry import Telemetry, TelemetryViews
 from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
@@ -43,7 +44,7 @@ log = logging.getLogger("mlitb.master")
 __all__ = ["Client", "ProjectRuntime"]
 
 
-class ProjectRuntime(ModelState):
+class ProjectRuntime(ModelState, TelemetryViews):
     def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
                  settings: Settings, params: np.ndarray | None = None, clock=time.monotonic,
                  on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None,
@@ -61,11 +62,11 @@ class ProjectRuntime(ModelState):
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
         self.strategy: Strategy = strategy or make_strategy(spec.hyper)
-        self._shared: tuple[int, np.ndarray, bytes] | None = None  # the encoded PARAMS frame of a version
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
+        self.params_out = ParamsOut(spec.hyper)  # PARAMS frames: dense, or shadow deltas under a download codec
 
     # ---- read-only views -----------------------------------------------------------------------
     @property
@@ -83,30 +84,6 @@ class ProjectRuntime(ModelState):
         """The version an update is being built for (the open round), None between updates."""
         return self.strategy.open_version
 
-    @property
-    def samples_total(self) -> int:
-        return self.telemetry.samples_total
-
-    @property
-    def late_total(self) -> int:
-        return self.telemetry.late_total
-
-    @property
-    def late_applied_total(self) -> int:
-        return self.telemetry.late_applied_total
-
-    @property
-    def rejected_total(self) -> int:
-        return self.telemetry.rejected_total
-
-    @property
-    def bytes_in(self) -> int:
-        return self.meter.bytes_in
-
-    @property
-    def bytes_out(self) -> int:
-        return self.meter.bytes_out
-
     def trainers(self) -> list[Client]:
         return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
@@ -121,11 +98,13 @@ class ProjectRuntime(ModelState):
         if role == "tracker":
             client.admitted = True
             link.send(self.params_frame())
+            self.params_out.mark(client.id)
         self._wake.set()
         return client
 
     def remove_client(self, client_id: int) -> None:
         client = self.clients.pop(client_id, None)
+        self.params_out.forget(client_id)
         if client is None:
             return
         if client.role == "trainer" and client.admitted:
@@ -149,13 +128,17 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        """The PARAMS frame of the current version, encoded once (async mode sends it to one trainer at a time; the
-        parameter array is replaced at every change, never written in place, so its identity names the content)."""
-        shared, params = self._shared, self.params
-        if shared is None or shared[0] != self.round or shared[1] is not params:
-            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count, payload=params)
-            self._shared = shared = (self.round, params, frame)
-        return shared[2]
+        """The parameters clients hold as one dense PARAMS frame (ParamsOut.dense)."""
+        return self.params_out.dense(self.id, self.round, self.params)
+
+    def _send_params(self, client: Client, frame: bytes) -> None:
+        if self._stats is not None:
+            self._stats.down_bytes += len(frame)
+            self._stats.down_frames += 1
+        self._send(client, frame)
+
+    def _params_replaced(self) -> None:  # weights upload, restore, growth: clients get the parameters dense next
+        self.params_out.reset()
 
     # ---- incoming frames ------------------------------------------------------------------------
     def on_frame(self, client_id: int, frame: Frame) -> None:
@@ -177,11 +160,16 @@ class ProjectRuntime(ModelState):
         for finiteness where the strategy adds them."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
-        grad = frame.vector(self.param_count)  # decoded by the frame's payload kind (mlitb.codec): dense is a view
+        # the project's upload policy first (dense, or its codec within its density: mlitb/codec/link.py), then
+        # the frame's payload kind decodes it (mlitb.codec): dense is a view
+        codec_link.check_upload(frame.kind, frame.payload, self.param_count, self.hyper, frame.round)
+        grad = frame.vector(self.param_count)
         if not 1 <= frame.count <= client.max_samples:
             raise MlitbError(ErrorCode.BAD_SAMPLE_COUNT, f"{frame.count} samples; allowed 1..{client.max_samples}")
         if frame.value < 0:
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
+        if self._stats is not None:
+            self._stats.up_bytes += 24 + len(frame.payload)
         return Result(client.id, frame.round, grad, frame.count, frame.value, frame.aux)
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
@@ -202,7 +190,7 @@ class ProjectRuntime(ModelState):
     # ---- the Host interface of strategies (mlitb/training/strategies/base.py) ---------------------
     @property
     def hyper(self) -> Hyper:
-        return self.spec.hyper
+        return self._spec.hyper
 
     def begin_update(self) -> UpdateStats:
         if self._pending_change is not None:
@@ -225,8 +213,7 @@ class ProjectRuntime(ModelState):
         return stats
 
     def broadcast(self, due: set[int]) -> None:
-        shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
+        self._start_version()
         # the k-th of n due trainers (in the order the parameters go out) is due (n - 1 - k) ingest times before
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
@@ -234,39 +221,44 @@ class ProjectRuntime(ModelState):
         k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
-                self._send_work(c, shared, (n - 1 - k) * ingest_ms if c.id in due else 0.0)
+                self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0)
                 k += c.id in due
-            elif c.role == "tracker":
-                self._send(c, shared)
+        self._to_trackers()
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
         if client is not None:
+            self.params_out.mark(client.id)
             self._send_work(client, self.params_frame(), 0.0)
 
-    def share_params(self) -> None:
-        shared = self.params_frame()
-        self.record.broadcast(self.round, self.params)
+    def publish(self) -> None:
+        self._start_version()
+        self._to_trackers()
+
+    def _start_version(self) -> None:
+        """This version's PARAMS frames; the record keeps what clients compute on (the shadow, under a codec)."""
+        self.record.broadcast(self.round, self.params_out.start(self.id, self.round, self.params))
+
+    def _to_trackers(self) -> None:
         for c in list(self.clients.values()):
             if c.role == "tracker":
-                self._send(c, shared)
+                self._send_params(c, self.params_out.frame_for(c.id))
 
     def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
-        self._send(c, shared)
+        self._send_params(c, shared)
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
                              payload=self._chosen_ids(c)))
 
-    def observe(self, result: Result, since: float) -> float:
+    def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         client = self.clients.get(result.client_id)
-        if client is None:
-            return 0.0
-        return scheduler.observe(client, result.samples, result.compute_ms, (self.clock() - since) * 1000,
-                                 self.settings.max_samples_per_s)
-
-    def ingested(self, stats: UpdateStats) -> None:
-        self.ingest.took_one(stats.ingest)
+        latency = 0.0 if client is None else scheduler.observe(
+            client, result.samples, result.compute_ms, (self.clock() - since) * 1000, self.settings.max_samples_per_s)
+        if stats is not None:
+            stats.latencies.append(latency)
+            self.ingest.took_one(stats.ingest)
+        return latency
 
     def count_late(self, applied: bool) -> None:
         self.telemetry.late_total += 1
@@ -328,9 +320,13 @@ class ProjectRuntime(ModelState):
             test_url=f"{data_base}/test" if ds.test else None,
             shape=list(ds.shape), num_classes=len(ds.labels), train_count=len(ds.train),
             test_count=len(ds.test) if ds.test else 0, labels=list(ds.labels))
+        h = self.hyper
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
-                       param_count=self.param_count, period_s=self.hyper.period_s,
-                       batch_size=self.hyper.batch_size, model_url=f"{base}/model/model.json", data=data)
+                       param_count=self.param_count, period_s=h.period_s,
+                       batch_size=h.batch_size, model_url=f"{base}/model/model.json", data=data,
+                       upload_codec=h.upload_codec, topk_density=h.topk_density,
+                       topk_warmup_rounds=h.topk_warmup_rounds, download_codec=h.download_codec,
+                       algorithm=h.algorithm, inner_optimizer=h.inner_optimizer, inner_lr=h.inner_lr)
 
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell

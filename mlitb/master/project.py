@@ -17,7 +17,8 @@ class Hyper(BaseModel):
     model (mlitb/master/hyper_docs.py); a test fails until it is regenerated after a change here."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    period_s: float = Field(4.0, ge=1, le=30, description="round duration T in seconds")
+    period_s: float = Field(4.0, ge=1, le=60, description="round duration T in seconds (over 30 only for local_sgd, "
+                                                          "whose trainers take many steps between synchronisations)")
     learning_rate: float = Field(0.01, gt=0, le=10, description="AdaGrad learning rate")
     epsilon: float = Field(1e-8, gt=0, le=1, description="AdaGrad epsilon")
     l1: float = Field(0.0, ge=0, le=1, description="L1 decay")
@@ -53,10 +54,40 @@ class Hyper(BaseModel):
     max_staleness: int = Field(32, ge=0, le=10000, description="async: a result more versions late than this is "
                                                                 "refused (TOO_STALE) and counted")
 
+    # communication (docs/protocol.md "Payload kinds"); fixed at creation, like the network
+    upload_codec: Literal["float32", "topk", "topk_q8"] = Field(
+        "float32", description="how trainers send results: dense float32, or the top-k share of coordinates with "
+                               "error feedback (values float32, or 8-bit with per-block scales)")
+    topk_density: float = Field(0.01, gt=0, le=1, description="topk, topk_q8: share of coordinates sent per round")
+    topk_warmup_rounds: int = Field(0, ge=0, le=100_000, description="topk: DGC warm-up, density 0.25 falling by "
+                                                                       "quarters to topk_density over these rounds "
+                                                                       "(measured: helps the early rounds, most at "
+                                                                       "low densities)")
+    download_codec: Literal["float32", "delta_q8", "delta_q4"] = Field(
+        "float32", description="how parameters reach clients: dense float32, or the 8/4-bit quantised change of a "
+                               "shadow copy every client holds (a joining client gets the shadow in float32)")
+    algorithm: Literal["gradient", "local_sgd"] = Field(
+        "gradient", description="'gradient': trainers send summed gradients for the server's AdaGrad step; "
+                                "'local_sgd': trainers take inner steps on their own copy and send the change, "
+                                "which the server applies with Nesterov momentum (DiLoCo)")
+    inner_optimizer: Literal["sgd", "adam"] = Field("sgd", description="local_sgd: the trainers' inner optimizer")
+    inner_lr: float = Field(0.05, gt=0, le=10, description="local_sgd: inner learning rate")
+    outer_lr: float = Field(0.7, gt=0, le=10, description="local_sgd: outer (server) learning rate")
+    outer_momentum: float = Field(0.9, ge=0, lt=1, description="local_sgd: outer Nesterov momentum")
+
     @model_validator(mode="after")
-    def _async_is_not_replayable(self) -> "Hyper":
+    def _long_rounds_are_local(self) -> "Hyper":
+        if self.period_s > 30 and self.algorithm != "local_sgd":
+            raise ValueError(f"period_s {self.period_s} over 30 s needs algorithm local_sgd")
+        return self
+
+    @model_validator(mode="after")
+    def _async_is_buffered_gradients(self) -> "Hyper":
         if self.mode == "async" and self.deterministic:
             raise ValueError("deterministic replay needs mode 'sync': asynchronous updates depend on arrival order")
+        if self.mode == "async" and (self.algorithm != "gradient" or self.download_codec != "float32"):
+            raise ValueError("mode 'async' needs algorithm 'gradient' and download_codec 'float32' (each trainer is "
+                             "sent dense parameters when it is dispatched)")
         return self
 
 

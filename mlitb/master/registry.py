@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from mlitb.auth import new_token, token_hash
 from mlitb.config import Settings
 from mlitb.data import BUILTIN_DATASETS, Dataset, load_mnist
 from mlitb.data.examples import LabelledExample, with_examples
@@ -14,7 +15,6 @@ from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
 from mlitb.model.grow import fit_checkpoint
-from mlitb.server.auth import new_token, token_hash
 from mlitb.store import ProjectStore
 
 log = logging.getLogger("mlitb.master")

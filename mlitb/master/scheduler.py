@@ -1,9 +1,9 @@
 """Work times (MLitB §3.3 d): each trainer's latency and processing-rate estimates, and the server's ingest time.
 
-A trainer's next work time is T minus its round-trip latency, minus one mini-batch at its measured
-rate (a clock-bounded trainer may finish one batch past its work time), minus a safety margin and its
-place in the ingest queue, so all results arrive by the deadline: the server takes each result in
-turn (measured: its CPU time per result), so the trainers' arrivals are staggered one ingest time
+A trainer's next work time is T minus its round-trip latency, minus a margin that follows the measured
+spread of its own timing (`timing_margin_ms`: how far its compute ran past the work time it was given,
+and how much its latency varies), minus its place in the ingest queue, so all results arrive by the
+deadline: the server takes each result in turn (measured: its CPU time per result), so the trainers' arrivals are staggered one ingest time
 apart, in the order the parameters went out, instead of all landing at once at the deadline.
 Estimates rise at once (a trainer that slowed should not be late twice) and fall by moving averages.
 """
@@ -11,7 +11,8 @@ Estimates rise at once (a trainer that slowed should not be late twice) and fall
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +23,13 @@ INGEST_SMOOTHING = 0.3  # weight of the newest per-result ingest time in the mov
 MAX_INGEST_SHARE = 0.5  # the staggered arrivals span at most this share of the period
 RATE_SMOOTHING = 0.3  # weight of the newest processing-rate sample in the moving average
 SLOWDOWN_RATIO = 0.5  # a rate sample below this share of the estimate replaces it at once
+TIMING_WINDOW = 8  # results whose timing sets a trainer's margin
+MIN_TIMING_SAMPLES = 3  # results before their spread sets the margin
+# the least margin, for a stall no recent result showed (bench/work_fill.py on a 2-core machine at load ~20:
+# late results of a fast trainer 2 in 16 rounds with 0.5% of T, 2 in 32 with 2.5%; before issue 14, 0 in 16)
+MIN_MARGIN_MS = 20.0
+MIN_MARGIN_SHARE = 0.025
+MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation of a normal distribution
 
 
 @dataclass(eq=False)
@@ -39,6 +47,9 @@ class Client:
     max_samples: int = 1  # most samples a result may claim: max_samples_per_s x max(work time, 1 s)
     alloc_size: int = 0
     last_samples: int = 0
+    # the newest results' compute past the work time they were given (ms, >= 0), and their latency (ms)
+    overshoots: deque = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
+    latencies: deque = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
 
 
 def observe_latency(client: Client, sample_ms: float) -> float:
@@ -66,17 +77,42 @@ def observe(client: Client, samples: int, compute_ms: int, elapsed_ms: float, ma
     client.last_samples = samples
     if compute_ms > 0:
         observe_rate(client, min(samples * 1000.0 / compute_ms, float(max_samples_per_s)))
-    return observe_latency(client, elapsed_ms - compute_ms)
+    sample = observe_latency(client, elapsed_ms - compute_ms)
+    if client.work_ms > 0:  # a result of given work: its timing sets the margin
+        client.overshoots.append(max(0.0, float(compute_ms - client.work_ms)))
+        client.latencies.append(sample)
+    return sample
+
+
+def spread_ms(samples) -> float:
+    """Three standard deviations of the samples, from their median absolute deviation: one outlier (a first
+    round that also compiled its kernels, a garbage collection) barely moves it."""
+    x = np.asarray(samples, dtype=np.float64)
+    return 3 * MAD_TO_SIGMA * float(np.median(np.abs(x - np.median(x)))) if x.size >= 3 else 0.0
+
+
+def timing_margin_ms(client: Client, period_ms: float, batch_size: int) -> float:
+    """Time kept back, besides the latency estimate (which rises at once with a slower round trip), so the
+    result still arrives by the deadline: the median of the trainer's recent overshoots past its work time (one
+    that checks its clock between sub-batches overshoots by milliseconds, one that finishes whole batches by up
+    to one batch) plus the spread of its overshoot and latency together, at least max(20 ms, 2.5% of T).
+    Until MIN_TIMING_SAMPLES results have shown that spread: its largest overshoot so far (before the first,
+    one mini-batch at its rate) and 5% of T."""
+    if len(client.overshoots) < MIN_TIMING_SAMPLES:
+        batch_ms = 1000.0 * batch_size / client.rate_sps if client.rate_sps else 0.0
+        first = max(client.overshoots) if client.overshoots else batch_ms
+        return min(first, period_ms) + max(50.0, 0.05 * period_ms)
+    timing = [o + lat for o, lat in zip(client.overshoots, client.latencies)]
+    margin = float(np.median(client.overshoots)) + max(spread_ms(timing), MIN_MARGIN_MS, MIN_MARGIN_SHARE * period_ms)
+    return min(margin, period_ms)
 
 
 def work_ms_for(client: Client, period_s: float, batch_size: int, min_work_ms: int, queue_ms: float = 0.0) -> int:
     """Compute time for the next round so the result is back before the deadline: T minus the client's latency,
-    minus one mini-batch at its measured rate, minus a margin, minus `queue_ms` (the ingest time of the results
-    due after its own); within [min_work_ms, T]."""
+    minus the margin its measured timing calls for (`timing_margin_ms`), minus `queue_ms` (the ingest time of
+    the results due after its own); within [min_work_ms, T]."""
     period_ms = period_s * 1000
-    margin = max(50.0, 0.05 * period_ms)
-    batch_ms = 1000.0 * batch_size / client.rate_sps if client.rate_sps else 0.0
-    work = period_ms - client.latency_ms - min(batch_ms, period_ms) - margin - queue_ms
+    work = period_ms - client.latency_ms - timing_margin_ms(client, period_ms, batch_size) - queue_ms
     return int(min(period_ms, max(min_work_ms, work)))
 
 

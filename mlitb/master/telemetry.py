@@ -20,6 +20,20 @@ class Meter:
         self.bytes_out = 0
 
 
+class TelemetryViews:
+    """The cumulative counters as read-only properties of the runtime (which sets `telemetry` and `meter`)."""
+
+    telemetry: "Telemetry"
+    meter: Meter
+
+    samples_total = property(lambda self: self.telemetry.samples_total)
+    late_total = property(lambda self: self.telemetry.late_total)
+    late_applied_total = property(lambda self: self.telemetry.late_applied_total)
+    rejected_total = property(lambda self: self.telemetry.rejected_total)
+    bytes_in = property(lambda self: self.meter.bytes_in)
+    bytes_out = property(lambda self: self.meter.bytes_out)
+
+
 class Telemetry:
     """Cumulative counters of one runtime and the builder of its per-update metrics records."""
 
@@ -76,4 +90,10 @@ class Telemetry:
             "staleness_mean": round(float(np.mean(stale)), 3) if stale else None,  # versions, async mode
             "staleness_max": max(stale) if stale else None,
             "refused_stale": stats.refused_stale,
+            # communication (docs/protocol.md "Payload kinds"): frame bytes per result taken and per client sent
+            "upload_codec": hyper.upload_codec,
+            "download_codec": hyper.download_codec,
+            "algorithm": hyper.algorithm,
+            "bytes_up_per_result": round(stats.up_bytes / acc.contributions) if acc.contributions else None,
+            "bytes_down_per_client": round(stats.down_bytes / stats.down_frames) if stats.down_frames else None,
         }

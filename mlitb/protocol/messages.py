@@ -43,6 +43,14 @@ class Welcome(BaseModel):
     batch_size: int
     model_url: str
     data: DataInfo | None
+    # communication (docs/protocol.md "Payload kinds"); fixed for a project's life
+    upload_codec: str = "float32"
+    topk_density: float = 0.01
+    topk_warmup_rounds: int = 0
+    download_codec: str = "float32"
+    algorithm: str = "gradient"
+    inner_optimizer: str = "sgd"
+    inner_lr: float = 0.05
 
 
 def parse_join(body: dict) -> JoinRequest:

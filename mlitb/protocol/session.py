@@ -23,7 +23,6 @@ from mlitb.protocol.frames import HEADER_SIZE, MAX_JSON_PAYLOAD, MessageType, de
 from mlitb.protocol.messages import parse_join
 
 PRE_JOIN_CAP = HEADER_SIZE + MAX_JSON_PAYLOAD  # bytes: the largest message before JOIN (a JOIN)
-JOIN_TIMEOUT_S = 15.0  # a connection that has not joined by then is closed
 CLOSE_POLICY = 1008  # WebSocket close code for a refusal that ends the connection (RFC 6455: policy violation)
 
 
@@ -53,7 +52,7 @@ class RateLimit:
 # (project id) -> the project's runtime, or MlitbError(UNKNOWN_PROJECT): ProjectRegistry.get
 FindProject = Callable[[int], Any]
 # (runtime, the JOIN's token) -> whether it may join (any token a public project; a private one's invite,
-# owner or admin token): mlitb.server.auth.join_check
+# owner or admin token): mlitb.auth.join_check
 MayJoin = Callable[[Any, "str | None"], bool]
 
 
@@ -62,8 +61,7 @@ class ClientSession:
     reached through `find_project` and the duck-typed calls of mlitb.master.loop.ProjectRuntime (add_client,
     remove_client, welcome, on_frame, note_rejected, clients, meter.bytes_in, param_count, id, round)."""
 
-    def __init__(self, link, settings, find_project: FindProject, may_join: MayJoin, clock=time.monotonic,
-                 join_timeout_s: float = JOIN_TIMEOUT_S):
+    def __init__(self, link, settings, find_project: FindProject, may_join: MayJoin, clock=time.monotonic):
         self.link = link
         self.settings = settings
         self.find_project = find_project
@@ -71,7 +69,7 @@ class ClientSession:
         self.clock = clock
         self.state = State.AWAITING_JOIN
         self.rate = RateLimit(settings.max_frames_per_s, clock)
-        self.join_deadline = clock() + join_timeout_s
+        self.join_deadline = clock() + settings.join_timeout_s
         self.runtime = None
         self.client = None
         self.close_reason: tuple[int, str] | None = None

@@ -5,6 +5,7 @@ the browser may use wasm threads and SIMD."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlitb import __version__
 from mlitb.config import Settings
 from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
+from mlitb.master import scheduler
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.registry import ProjectRegistry
@@ -27,6 +29,10 @@ from mlitb.store import ProjectStore
 from mlitb.model import WEIGHTS_FILE, model_json
 from mlitb.data import routes as data_routes
 from mlitb.server import auth
+from mlitb.server.creation import CreationLimits
+from mlitb.server.storage import Storage
+from mlitb.server.summary import project_summary as summary
+from mlitb.server.uploads import router as uploads_router
 from mlitb.server.ws import ConnectionLimits, serve_client
 from mlitb.server.closures import router as closure_router
 from mlitb.server.examples import router as examples_router
@@ -54,19 +60,7 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status,
     400: "malformed request", 401: "a token is needed", 403: "the token does not allow this",
     404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
     413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
-    429: "a limit was hit", 503: "a data set is not installed"}.items()}
-
-
-def summary(rt: ProjectRuntime) -> dict:
-    roles = [c.role for c in rt.clients.values()]
-    return {
-        "id": rt.id, "name": rt.spec.name, "dataset": rt.spec.dataset, "round": rt.round, "private": rt.spec.private,
-        "trainers": roles.count("trainer"), "trackers": roles.count("tracker"),
-        "param_count": rt.param_count, "num_classes": rt.network.num_classes,
-        "labels": list(rt.dataset.labels) if rt.dataset else None,
-        "test_error": rt.latest_eval[1] if rt.latest_eval else None,
-        "hyper": rt.spec.hyper.model_dump(), "network": rt.network.to_spec(), "seed": rt.spec.seed,
-    }
+    429: "a limit was hit", 503: "a data set is not installed", 507: "a storage quota or the disk is full"}.items()}
 
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -123,6 +117,10 @@ PROJECT_METRICS = (
     ("mlitb_bytes_in_total", "counter", "WebSocket message bytes received from the project's workers",
      lambda rt: rt.bytes_in),
     ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt: rt.bytes_out),
+    ("mlitb_bytes_up_per_result", "gauge", "GRADIENT frame bytes per result taken in the newest round that had results, "
+     "in the project's upload codec; NaN before any", lambda rt: _measured(rt, "bytes_up_per_result")),
+    ("mlitb_bytes_down_per_client", "gauge", "PARAMS frame bytes per client sent for the newest round that had "
+     "results, in the project's download codec; NaN before any", lambda rt: _measured(rt, "bytes_down_per_client")),
 )
 
 
@@ -138,9 +136,13 @@ def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, registry: ProjectRegistry | None = None) -> FastAPI:
     settings = settings or Settings()
-    registry = ProjectRegistry(settings, ProjectStore(settings.data_dir / "mlitb.sqlite3"))
+    store = ProjectStore(settings.data_dir / "mlitb.sqlite3")
+    storage = Storage(settings, store.examples_bytes)
+    storage.clean_staging(store.project_ids())  # what a crash left half-written; before any project loads its data
+    # a cluster gateway (mlitb/cluster/) hands in its own registry, whose projects live in project actors
+    registry = registry or ProjectRegistry(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -154,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     limits = ConnectionLimits(settings)
     app.state.settings = settings
+    app.state.storage = storage
+    app.state.creation = CreationLimits(settings, store.count_created_by, store.set_creator)
 
     @app.middleware("http")
     async def isolate(request: Request, call_next):
@@ -179,34 +183,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         err = MlitbError(code, message)
         return JSONResponse(err.to_json(), status_code=code.http_status)
 
-    def is_owner(rt: ProjectRuntime, token: str | None) -> bool:
-        return auth.is_admin(token, settings.admin_token) or auth.matches(token, rt.owner_hash)
-
     def readable(project_id: int, request: Request) -> ProjectRuntime:
         """A public project, or a private one for its owner, the admin or an invitee."""
         rt = registry.get(project_id)
-        if rt.spec.private:
-            token = auth.token_of(request)
-            auth.require(is_owner(rt, token) or auth.matches(token, rt.invite_hash), token, "read this private project")
+        auth.require_project(request, rt, auth.READ, "read this private project")
         return rt
 
     def owned(project_id: int, request: Request, what: str) -> ProjectRuntime:
         rt = registry.get(project_id)
-        token = auth.token_of(request)
-        auth.require(is_owner(rt, token), token, what)
+        auth.require_project(request, rt, auth.OWN, what)
         return rt
 
     @app.get("/api/projects", summary="List projects (private ones only for the admin)")
     async def list_projects(request: Request) -> list[dict]:
-        admin = auth.is_admin(auth.token_of(request), settings.admin_token)
+        admin = auth.is_admin_request(request)
         return [summary(rt) for rt in registry.projects.values() if admin or not rt.spec.private]
 
     @app.post("/api/projects", status_code=201, summary="Create a project; returns its owner token once")
     async def create_project(spec: ProjectSpec, request: Request) -> dict:
         if not settings.open_creation:
-            token = auth.token_of(request)
-            auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
+            auth.require_admin(request, "create projects on this server")
+        creator = app.state.creation.admit(request)
         runtime, secrets = registry.create(spec.model_dump())
+        app.state.creation.record(creator, runtime.id)
         return {**summary(runtime), **secrets}
 
     @app.get("/api/projects/{project_id}", summary="Get a project")
@@ -217,6 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def delete_project(project_id: int, request: Request) -> Response:
         owned(project_id, request, "delete this project")
         registry.delete(project_id)
+        # its uploaded data goes too (a later project may get the same id)
+        shutil.rmtree(data_routes.dataset_dir(settings.data_dir, project_id, "train").parent, ignore_errors=True)
         return Response(status_code=204)
 
     @app.get("/api/projects/{project_id}/model/model.json", summary="Current model (TF.js Layers topology)")
@@ -242,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics of every public project (private ones for the admin)",
              response_class=Response, responses={200: {"content": {PROMETHEUS_TYPE: {}}}})
     async def prometheus(request: Request) -> Response:
-        admin = auth.is_admin(auth.token_of(request), settings.admin_token)
+        admin = auth.is_admin_request(request)
         runtimes = [rt for rt in registry.projects.values() if admin or not rt.spec.private]
         return Response(prometheus_text(runtimes, time.process_time()), media_type=PROMETHEUS_TYPE)
 
@@ -250,7 +251,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def get_clients(project_id: int, request: Request) -> list[dict]:
         rt = readable(project_id, request)
         return [{"id": c.id, "role": c.role, "backend": c.backend, "latency_ms": round(c.latency_ms, 1),
-                 "work_ms": c.work_ms, "allocated": c.alloc_size, "last_samples": c.last_samples,
+                 "work_ms": c.work_ms, "work_share": round(c.work_ms / (1000 * rt.hyper.period_s), 3),
+                 "margin_ms": round(scheduler.timing_margin_ms(c, 1000 * rt.hyper.period_s, rt.hyper.batch_size), 1),
+                 "allocated": c.alloc_size, "last_samples": c.last_samples,
                  "samples_per_s": None if c.rate_sps is None else round(c.rate_sps, 1)}
                 for c in rt.clients.values()]
 
@@ -271,7 +274,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ws_endpoint(ws: WebSocket):
         await serve_client(ws, registry, limits)
 
-    app.include_router(data_routes.router)
+    app.include_router(uploads_router)  # data sets as zips (PUT /api/projects/{id}/data/{split})
 
     app.include_router(closure_router)  # research closures and the model zoo (docs/closure.md)
     app.include_router(hyper_router)  # live learning rate and period T (PATCH /api/projects/{id}/hyper)

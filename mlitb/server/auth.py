@@ -1,71 +1,36 @@
-"""Tokens: owner and invite tokens per project, one admin token per server.
-
-Tokens are 256-bit random strings shown once; only their SHA-256 is stored (a fast hash
-is enough for high-entropy secrets), and every check compares in constant time.
-"""
+"""Access checks of the REST routes: the request's token against a project through the one check
+(`mlitb.auth.allows`, which the data server and the WebSocket JOIN use too)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-
 from fastapi import Request
 
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.auth import (ADMIN, OWN, READ, Need, allows, is_admin, join_check, matches, new_token, require, token_hash,
+                        token_of)
+
+__all__ = ["ADMIN", "OWN", "READ", "allows", "is_admin", "is_admin_request", "join_check", "matches", "new_token", "require",
+           "require_admin", "require_owner", "require_project", "token_hash", "token_of"]
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
+def _admin_token(request: Request) -> str | None:
+    return request.app.state.settings.admin_token
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def is_admin_request(request: Request) -> bool:
+    return allows(token_of(request), ADMIN, admin_token=_admin_token(request))
 
 
-def matches(token: str | None, stored_hash: str | None) -> bool:
-    if not token or not stored_hash:
-        return False
-    return hmac.compare_digest(token_hash(token), stored_hash)
-
-
-def bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def is_admin(token: str | None, admin_token: str | None) -> bool:
-    return bool(token and admin_token and hmac.compare_digest(token.encode(), admin_token.encode()))
-
-
-def may_use_private(token: str | None, owner_hash: str | None, invite_hash: str | None,
-                    admin_token: str | None) -> bool:
-    """Whether a token may read or join a private project: its invite token, its owner's or the server admin's."""
-    return is_admin(token, admin_token) or matches(token, owner_hash) or matches(token, invite_hash)
-
-
-def join_check(admin_token: str | None):
-    """`may_join(project, token)` of a WebSocket JOIN (mlitb.protocol.session.MayJoin): anyone joins a public
-    project; a private one admits the tokens REST accepts for reading it."""
-    return lambda runtime, token: (not runtime.spec.private
-                                   or may_use_private(token, runtime.owner_hash, runtime.invite_hash, admin_token))
-
-
-def require(allowed: bool, token: str | None, what: str) -> None:
-    """401 without a token, 403 with the wrong one."""
-    if allowed:
-        return
-    if token is None:
-        raise MlitbError(ErrorCode.AUTH_REQUIRED, f"{what} needs a bearer token (Authorization: Bearer ...)")
-    raise MlitbError(ErrorCode.FORBIDDEN, f"this token may not {what}")
-
-
-def token_of(request: Request) -> str | None:
-    """The request's token: `Authorization: Bearer ...`, else a `token` query parameter."""
-    return bearer(request) or request.query_params.get("token")
+def require_project(request: Request, project, need: Need, what: str) -> None:
+    """401/403 unless the request's token may do what needs `need` on `project` (a runtime: its token hashes and
+    whether it is private)."""
+    require(token_of(request), need, what, admin_token=_admin_token(request), owner_hash=project.owner_hash,
+            invite_hash=project.invite_hash, private=project.spec.private)
 
 
 def require_owner(owner_hash: str | None, request: Request, admin_token: str | None, what: str) -> None:
-    token = token_of(request)
-    require(is_admin(token, admin_token) or matches(token, owner_hash), token, what)
+    """401/403 unless the request carries the owner's token (`owner_hash`) or the admin's."""
+    require(token_of(request), OWN, what, admin_token=admin_token, owner_hash=owner_hash)
+
+
+def require_admin(request: Request, what: str) -> None:
+    require(token_of(request), ADMIN, what, admin_token=_admin_token(request))

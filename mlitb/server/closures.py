@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import time
@@ -24,6 +25,7 @@ from mlitb.closure.format import Closure, appended_examples, build_closure, read
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server import auth
 from mlitb.server.bodies import read_capped
+from mlitb.server.summary import project_summary
 
 router = APIRouter()
 ZOO_PAGE = Path(__file__).resolve().parents[1] / "static" / "zoo.html"
@@ -68,9 +70,12 @@ def _public(summary: dict) -> dict:
 def _store(request: Request, raw: bytes, closure: Closure, private: bool, owner_hash: str | None, prefix: str) -> dict:
     cid = f"{prefix}-{secrets.token_hex(4)}"
     d = _dir(request)
-    (d / f"{cid}.zip").write_bytes(raw)
     summary = _summary(cid, closure, len(raw), private, owner_hash)
-    (d / f"{cid}.json").write_text(json.dumps(summary))
+    # each file is renamed into place whole, the summary last: a crash leaves parts that the server's start
+    # removes (server/storage.py), never a listed closure without its file
+    for name, data in ((f"{cid}.zip", raw), (f"{cid}.json", json.dumps(summary).encode())):
+        (d / f"{name}.partial").write_bytes(data)
+        os.replace(d / f"{name}.partial", d / name)
     return summary
 
 
@@ -80,18 +85,15 @@ def _stored(request: Request, cid: str) -> tuple[Path, dict]:
     if not _ID.match(cid) or not (d / f"{cid}.json").is_file() or not (d / f"{cid}.zip").is_file():
         raise MlitbError(ErrorCode.UNKNOWN_CLOSURE, f"no stored closure with id {cid!r}")
     summary = json.loads((d / f"{cid}.json").read_text())
-    if summary.get("private"):
-        token = auth.token_of(request)
-        admin = auth.is_admin(token, request.app.state.settings.admin_token)
-        auth.require(admin or auth.matches(token, summary.get("owner_hash")), token, "read this private closure")
+    auth.require(auth.token_of(request), auth.READ, "read this private closure",
+                 admin_token=request.app.state.settings.admin_token, owner_hash=summary.get("owner_hash"),
+                 private=bool(summary.get("private")))
     return d / f"{cid}.zip", summary
 
 
 def _may_create(request: Request) -> None:
-    settings = request.app.state.settings
-    if not settings.open_creation:
-        token = auth.token_of(request)
-        auth.require(auth.is_admin(token, settings.admin_token), token, "create projects on this server")
+    if not request.app.state.settings.open_creation:
+        auth.require_admin(request, "create projects on this server")
 
 
 @router.post("/api/projects/{project_id}/closures", status_code=201,
@@ -99,12 +101,13 @@ def _may_create(request: Request) -> None:
 async def save_closure(project_id: int, request: Request, body: SaveBody | None = None) -> dict:
     registry = request.app.state.registry
     rt = registry.get(project_id)
-    token = auth.token_of(request)
-    auth.require(auth.is_admin(token, request.app.state.settings.admin_token) or auth.matches(token, rt.owner_hash),
-                 token, "save this project's closure")
+    auth.require_project(request, rt, auth.OWN, "save this project's closure")
+    storage = request.app.state.storage
+    storage.require(0, what="saving a closure")
     snap = snapshot(rt, body.description if body else "")  # copies, in the event loop: no pause, no torn state
     raw = await asyncio.to_thread(build_closure, snap)
     closure = await asyncio.to_thread(read_closure, raw)  # what is stored is what a reader accepts
+    await asyncio.to_thread(storage.require, len(raw), what=f"a closure of {len(raw)} bytes")
     summary = await asyncio.to_thread(_store, request, raw, closure, rt.spec.private, rt.owner_hash,
                                       f"p{project_id}-r{snap.round}")
     return _public(summary)
@@ -112,7 +115,7 @@ async def save_closure(project_id: int, request: Request, body: SaveBody | None 
 
 @router.get("/api/closures", summary="Stored research closures (private ones only for the admin)")
 async def list_closures(request: Request) -> list[dict]:
-    admin = auth.is_admin(auth.token_of(request), request.app.state.settings.admin_token)
+    admin = auth.is_admin_request(request)
     out = []
     for path in sorted(_dir(request).glob("*.json")):
         try:
@@ -139,16 +142,21 @@ async def download_closure(closure_id: str, request: Request) -> FileResponse:
 @router.post("/api/closures", status_code=201, summary="Upload a closure file (application/zip body) to the zoo")
 async def upload_closure(request: Request) -> dict:
     _may_create(request)
+    limits, storage = request.app.state.creation, request.app.state.storage
+    limits.admit(request, project=False)
+    storage.require(0, what="a closure upload")
     raw = await read_capped(request, MAX_UPLOAD_BYTES, ErrorCode.CLOSURE_TOO_LARGE, "a closure")
     closure = await asyncio.to_thread(read_closure, raw)  # every check passes before anything is stored
-    return _public(await asyncio.to_thread(_store, request, raw, closure, False, None, "upload"))
+    await asyncio.to_thread(storage.require, len(raw), what=f"a closure of {len(raw)} bytes")
+    uploader = limits.admit(request, project=False)  # again: other uploads may have counted while this one read
+    summary = await asyncio.to_thread(_store, request, raw, closure, False, None, "upload")
+    limits.record(uploader)
+    return _public(summary)
 
 
 @router.post("/api/closures/{closure_id}/fork", status_code=201,
              summary="Start a new project from a stored closure; returns its owner token once")
 async def fork_closure(closure_id: str, request: Request, body: ForkBody | None = None) -> dict:
-    from mlitb.server.app import summary as project_summary
-
     _may_create(request)
     body = body or ForkBody()
     path, _ = _stored(request, closure_id)
@@ -157,9 +165,12 @@ async def fork_closure(closure_id: str, request: Request, body: ForkBody | None 
     spec = closure.spec.model_dump()
     if body.name:
         spec["name"] = body.name
+    limits = request.app.state.creation
+    creator = limits.admit(request)  # no await from here to create: the counts hold
     # checks the data set and network again; starts at the seed. Pictures labelled on the fly come along: the
     # network has their classes
     runtime, secrets_ = registry.create(spec, appended_examples(closure))
+    limits.record(creator, runtime.id)
     if body.mode == "continue":
         # before the new loop first runs (no await since create): it starts from the closure's state
         rnd = int(closure.manifest.get("round", 0))

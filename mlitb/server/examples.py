@@ -65,6 +65,8 @@ async def add_example(project_id: int, request: Request,
         if dataset.appended >= MAX_EXAMPLES:
             raise MlitbError(ErrorCode.CANNOT_ADD_CLASS, f"{dataset.appended} examples were added already; at most "
                              f"{MAX_EXAMPLES}")
+        await asyncio.to_thread(request.app.state.storage.require, image.nbytes, project_id,
+                                what=f"an example of {image.nbytes} bytes")
         example = LabelledExample(label, image)
         is_new = label not in dataset.labels
         if is_new:

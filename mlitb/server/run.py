@@ -14,13 +14,15 @@ import uvicorn
 from mlitb.config import Settings
 from mlitb.master.registry import ProjectRegistry
 from mlitb.server.app import create_app
+from mlitb.server.logs import log_config
 
 
 def _config(settings: Settings, log_level: str, app_factory=create_app) -> uvicorn.Config:
     # websockets-sansio (what "auto" picks today) named outright: it is the protocol whose per-connection read
-    # cap server/ws.py sets before each message, and whose reader server/ws_lean.py makes lean
+    # cap server/ws.py sets before each message, and whose reader server/ws_lean.py makes lean; tokens in query
+    # strings never reach the access or error log (server/logs.py)
     return uvicorn.Config(app_factory(settings), host=settings.host, port=settings.port, log_level=log_level,
-                          ws="websockets-sansio", ws_max_size=settings.max_frame_bytes,
+                          ws="websockets-sansio", log_config=log_config(), ws_max_size=settings.max_frame_bytes,
                           ws_per_message_deflate=False)
 
 

@@ -58,19 +58,29 @@ class WebSocketLink:
         # uvicorn's protocol object where it allows the lean reader (ws_lean.py: large messages read with one
         # copy) and the read-time size cap; None under another server
         self.raw = ws_lean.attach(ws)
+        self.session = None  # the connection's ClientSession, whose cap the reader enforces (`follow`)
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
-    def cap_next_message(self, max_bytes: int) -> None:
-        """The size cap the reader enforces while reading the next message (from its header, before any payload
-        is buffered). Only where uvicorn's websockets-sansio protocol serves `/ws`; elsewhere the server-wide
-        `max_frame_bytes` is the cap while reading and the session checks its own cap after."""
-        if self.raw is not None:
-            ws_lean.cap_next_message(self.raw, max_bytes)
+    def follow(self, session) -> None:
+        """Keep the reader's cap at `session.max_message_bytes` (`cap_next_message`)."""
+        self.session = session
+        self.cap_next_message()
+
+    def cap_next_message(self) -> None:
+        """Hand the session's size cap to the reader, which enforces it while reading the next message (from its
+        header, before any payload is buffered). Done before each read and whenever a frame is queued: the cap
+        grows with the model (a class learnt on the fly), and the WELCOME that says so goes out before the
+        client may send a gradient of the new size. Only where uvicorn's websockets-sansio protocol serves
+        `/ws`; elsewhere the server-wide `max_frame_bytes` is the cap while reading and the session checks its
+        own cap after."""
+        if self.raw is not None and self.session is not None:
+            ws_lean.cap_next_message(self.raw, self.session.max_message_bytes)
 
     def send(self, frame: bytes) -> bool:
         if self.closed or self.queue.qsize() >= self.max_queue:
             return False
         self.queue.put_nowait(frame)
+        self.cap_next_message()
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -102,6 +112,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
     settings = registry.settings
     link = WebSocketLink(ws, settings.client_queue_frames)
     session = ClientSession(link, settings, registry.get, auth.join_check(settings.admin_token))
+    link.follow(session)
     address = ws.client.host if ws.client else "?"
     if not limits.admit(address):
         session.refuse(MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"at most {settings.max_connections_per_address} "
@@ -110,7 +121,7 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
         return
     try:
         while not session.closed:
-            link.cap_next_message(session.max_message_bytes)
+            link.cap_next_message()
             try:
                 message = await asyncio.wait_for(ws.receive(), session.time_to_join())
             except asyncio.TimeoutError:

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS projects (
   spec TEXT NOT NULL,
   created REAL NOT NULL,
   owner_hash TEXT,
-  invite_hash TEXT
+  invite_hash TEXT,
+  creator TEXT
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
   project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
@@ -71,6 +72,9 @@ class ProjectStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(projects)")}
+        if "creator" not in columns:  # a database from before per-address creation limits
+            self._db.execute("ALTER TABLE projects ADD COLUMN creator TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -81,6 +85,26 @@ class ProjectStore:
         with self._lock:
             self._db.execute("INSERT INTO projects (id, spec, created, owner_hash, invite_hash) VALUES (?, ?, ?, ?, ?)",
                              (project_id, json.dumps(spec), created, owner_hash, invite_hash))
+
+    def project_ids(self) -> set[int]:
+        with self._lock:
+            return {pid for (pid,) in self._db.execute("SELECT id FROM projects")}
+
+    def set_creator(self, project_id: int, creator: str) -> None:
+        """Remember which address created a project (per-address creation limits)."""
+        with self._lock:
+            self._db.execute("UPDATE projects SET creator = ? WHERE id = ?", (creator, project_id))
+
+    def count_created_by(self, creator: str) -> int:
+        """Projects created by this address that still exist."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM projects WHERE creator = ?", (creator,)).fetchone()[0]
+
+    def examples_bytes(self, project_id: int) -> int:
+        """Bytes of the images added to a project on the fly."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(LENGTH(image)), 0) FROM examples WHERE project_id = ?",
+                                    (project_id,)).fetchone()[0]
 
     def update_spec(self, project_id: int, spec: dict) -> None:
         """Replace a project's stored spec (live hyper-parameter changes)."""

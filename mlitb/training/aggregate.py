@@ -16,19 +16,6 @@ import numpy as np
 _add, _dot = np.add, np.dot
 
 
-def weighted_average(grad_sums: list[np.ndarray], counts: list[int]) -> np.ndarray:
-    """Average per-sample gradient over all clients, weighting each by its sample count."""
-    if not grad_sums or len(grad_sums) != len(counts):
-        raise ValueError("need one count per gradient and at least one gradient")
-    total = sum(counts)
-    if total <= 0:
-        raise ValueError("total sample count must be positive")
-    acc = np.zeros_like(grad_sums[0], dtype=np.float64)
-    for g in grad_sums:
-        acc += g
-    return (acc / total).astype(np.float32)
-
-
 def client_arrays(grad_sums, counts) -> tuple[np.ndarray, np.ndarray]:
     """Checked (clients, parameters) float32 gradient sums and float64 sample counts, the
     common input of the robust rules."""

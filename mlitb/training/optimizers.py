@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from mlitb.training.adagrad import adagrad_step
+from mlitb.training.nesterov import nesterov_step
 
 
 class OptimizerHyper(Protocol):
@@ -63,8 +64,9 @@ class AdaGrad:
         # on copies: a step whose result is not finite (finite but huge gradients overflowing float32, say)
         # is refused, never written into the model or the history
         new, history = params.copy(), self.history.copy()
-        adagrad_step(new, history, update, learning_rate=hyper.learning_rate, epsilon=hyper.epsilon,
-                     l1=hyper.l1, l2=hyper.l2)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here, and refused below
+            adagrad_step(new, history, update, learning_rate=hyper.learning_rate, epsilon=hyper.epsilon,
+                         l1=hyper.l1, l2=hyper.l2)
         if not (np.isfinite(new).all() and np.isfinite(history).all()):
             return None
         self.history = history
@@ -89,6 +91,23 @@ class AdaGrad:
         (self.history,) = (a.astype(np.float32) for a in arrays)
 
 
+class Nesterov(AdaGrad):
+    """The outer step of local-SGD rounds (mlitb/training/nesterov.py, DiLoCo): the update is the mean parameter
+    change of the trainers' inner steps; its state is the momentum velocity. Checkpoints store it where AdaGrad's
+    history goes (one array of the parameters' size)."""
+
+    STATE = ("velocity",)
+
+    def step(self, params: np.ndarray, update: np.ndarray, hyper) -> np.ndarray | None:
+        new, velocity = params.copy(), self.history.copy()
+        nesterov_step(new, velocity, update, learning_rate=hyper.outer_lr, momentum=hyper.outer_momentum)
+        if not (np.isfinite(new).all() and np.isfinite(velocity).all()):
+            return None
+        self.history = velocity
+        return new
+
+
 def make_optimizer(hyper: OptimizerHyper, size: int) -> ServerOptimizer:
-    """The project's server optimizer (AdaGrad with L1/L2, the paper's rule, is the only one so far)."""
-    return AdaGrad(size)
+    """The project's server optimizer: AdaGrad with L1/L2 (the paper's rule), or outer Nesterov momentum for
+    local-SGD rounds."""
+    return Nesterov(size) if getattr(hyper, "algorithm", "gradient") == "local_sgd" else AdaGrad(size)

@@ -57,9 +57,10 @@ class BrowserPool:
         if self.cpu_throttle != 1.0:
             # the page's main thread; its Web Workers are slowed by the renderer duty cycle (throttle.py)
             self._context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": self.cpu_throttle})
-        query = urlencode({"project": project, "join": role, "backend": self.backend,
-                           **({"token": self.token} if self.token else {})})
-        page.goto(f"{self.server_url.rstrip('/')}/?{query}")
+        query = urlencode({"project": project, "join": role, "backend": self.backend})
+        # the invite token goes in the fragment, which the browser never sends: it stays out of server logs
+        fragment = f"#{urlencode({'token': self.token})}" if self.token else ""
+        page.goto(f"{self.server_url.rstrip('/')}/?{query}{fragment}")
         self.pages.append(page)
 
     def close_page(self, index: int) -> None:

@@ -37,9 +37,10 @@ def _interrupt(*_) -> None:
 
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
                      duration_s: float | None = None, token: str | None = None, cpu_throttle: float = 1.0,
-                     out=sys.stdout) -> int:
+                     out=None) -> int:
     """`trackers` "auto": one tracker if the project has none yet (its test error is what makes a saved closure
     verifiable), else none, so many grid machines on one project add one tracker between them, not one each."""
+    out = out or sys.stdout  # looked up per call: a default bound at import would keep a replaced stdout
     auto = trackers == "auto"
     if auto:
         trackers = 0

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from mlitb.codec import Kind
+from mlitb.codec.link import Uplink
 from mlitb.protocol.frames import HEADER, VERSION, MessageType
 
 KEEP_WHOLE = 8192  # payloads up to this size are kept (JSON); longer ones (PARAMS) only their 24-byte header
@@ -47,6 +47,9 @@ class FleetSpec:
     period_s: float = 4.0
     seed: int = 0
     token: str | None = None  # invite token of a private project
+    upload_codec: str = "float32"  # the project's hyper.upload_codec: the gradient is sent in this encoding
+    topk_density: float = 0.01
+    topk_warmup_rounds: int = 0  # (the fleet's one precomputed payload is for the rounds after warm-up)
 
 
 def _mask(data: bytes, key: bytes) -> bytes:
@@ -231,7 +234,7 @@ class SimClient(asyncio.Protocol):
         if self.closed or self.close_sent:
             return
         fleet = self.fleet
-        header = HEADER.pack(MessageType.GRADIENT, VERSION, Kind.DENSE_F32, fleet.spec.project, rnd, samples, int(compute_ms),
+        header = HEADER.pack(MessageType.GRADIENT, VERSION, fleet.kind, fleet.spec.project, rnd, samples, int(compute_ms),
                              samples * RANDOM_GUESS_LOSS)
         masked = (int.from_bytes(header, "little") ^ fleet.key24).to_bytes(24, "little")
         self.transport.writelines((fleet.gradient_prefix, masked, fleet.gradient_body))
@@ -279,11 +282,12 @@ class Fleet:
         self.rng = random.Random(spec.seed * 1_000_003 + index)
         self.key = self.rng.randbytes(4)  # one masking key for every frame of this process (see the module note)
         self.key24 = int.from_bytes(self.key * 6, "little")
-        length = 24 + 4 * spec.param_count
-        self.gradient_prefix = _ws_prefix(0x2, length, self.key)
         body = (np.random.default_rng(spec.seed + index).standard_normal(spec.param_count) * 0.01).astype("<f4")
+        # a compressed upload is a real payload of the project's codec (mlitb/codec/), sized as a trainer's would be
+        self.kind, payload = Uplink(spec, spec.param_count).encode(body, 1 << 30)
+        self.gradient_prefix = _ws_prefix(0x2, 24 + len(payload), self.key)
         # the payload starts at offset 24, a multiple of 4, so it is masked with the key in its own phase
-        self.gradient_body = (body.view("<u4") ^ np.frombuffer(self.key, "<u4")[0]).tobytes()
+        self.gradient_body = _mask(payload, self.key)
         spread = math.log(max(spec.speed_spread, 1.0))
         self.speeds = [spec.speed * math.exp(self.rng.uniform(-spread / 2, spread / 2)) for _ in range(spec.clients)]
         self.rtts = [self.rng.uniform(*spec.latency_ms) for _ in range(spec.clients)]

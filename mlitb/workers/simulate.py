@@ -144,13 +144,13 @@ class ServerProcess:
 
 
 def create_project(url: str, params: int | None, period_s: float, late_policy: str = "drop",
-                   name: str = "simulate", mode: str = "sync", buffer_size: int = 4) -> dict:
+                   name: str = "simulate", mode: str = "sync", buffer_size: int = 4, codecs: dict | None = None) -> dict:
     """A project for simulated trainers: the paper's network, or a dense one of about `params` parameters."""
     import httpx
 
     network = PAPER_NETWORK if params is None else dense_network(params)
     hyper = {"period_s": period_s, "learning_rate": 0.01, **({"late_policy": late_policy} if late_policy != "drop" else {}),
-             **({"mode": mode, "buffer_size": buffer_size} if mode != "sync" else {})}
+             **({"mode": mode, "buffer_size": buffer_size} if mode != "sync" else {}), **(codecs or {})}
     body = {"name": name, "network": network, "hyper": hyper}
     r = httpx.post(f"{url}/api/projects", json=body, timeout=60)
     if r.status_code != 201:
@@ -185,7 +185,8 @@ def round_line(m: dict) -> str:
 def simulate(url: str, project: int, param_count: int, clients: int, rounds: int, *, period_s: float = 4.0,
              speed: float = 2200.0, speed_spread: float = 1.0, latency_ms: tuple[float, float] = (10.0, 50.0),
              churn: float = 0.0, processes: int = 1, seed: int = 0, token: str | None = None, warmup: int = 1,
-             server_pid: int | None = None, out=None, sink=None) -> SimResult:
+             server_pid: int | None = None, out=None, sink=None, upload_codec: str = "float32",
+             topk_density: float = 0.01) -> SimResult:
     """Run `clients` simulated trainers in `processes` processes until `rounds` rounds closed after all of them
     joined (the first `warmup` of those are not reported); returns the reported rounds' records. Each record
     gets `clients`, `client_cpu_s` (CPU time of the client processes over the round) and, given the server's
@@ -200,7 +201,8 @@ def simulate(url: str, project: int, param_count: int, clients: int, rounds: int
     budget_s = 60 + clients * 0.05 + (rounds + warmup + 3) * period_s * 3  # every loop here ends by then
     procs = []
     for i, share in enumerate(shares):
-        spec = FleetSpec(url, project, param_count, share, speed, speed_spread, latency_ms, churn, period_s, seed, token)
+        spec = FleetSpec(url, project, param_count, share, speed, speed_spread, latency_ms, churn, period_s, seed, token,
+                         upload_codec, topk_density)
         p = ctx.Process(target=run_fleet_process, args=(spec, i, stop, queue, budget_s), daemon=True,
                         name=f"mlitb-simulate-{i}")
         p.start()
@@ -299,7 +301,7 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
                  rounds: int = 10, params: int | None = None, speed: float = 2200.0, speed_spread: float = 4.0,
                  latency_ms: str = "10..50", churn: float = 0.0, processes: int = 1, late_policy: str = "drop",
                  seed: int = 0, metrics_out: str | None = None, token: str | None = None, mode: str = "sync",
-                 buffer_size: int = 4, out=None) -> int:
+                 buffer_size: int = 4, out=None, codecs: dict | None = None) -> int:
     """The `mlitb simulate` command; returns its exit status."""
     import httpx
 
@@ -325,9 +327,10 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
         server = server.rstrip("/")
         if project is None:
             info = create_project(server, params, period_s, late_policy, name=f"simulate {clients} clients",
-                                  mode=mode, buffer_size=buffer_size)
+                                  mode=mode, buffer_size=buffer_size, codecs=codecs)
         else:
-            r = httpx.get(f"{server}/api/projects/{project}", params={"token": token} if token else None, timeout=30)
+            r = httpx.get(f"{server}/api/projects/{project}", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"} if token else None)
             if r.status_code != 200:
                 from mlitb.workers.grid import project_problem
 
@@ -341,7 +344,9 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
               f"round trip {lat[0]:g}..{lat[1]:g} ms, churn {churn:g}", file=out, flush=True)
         result = simulate(server, info["id"], info["param_count"], clients, rounds, period_s=period_s, speed=speed,
                           speed_spread=speed_spread, latency_ms=lat, churn=churn, processes=processes, seed=seed,
-                          token=token, server_pid=own.pid if own else None, out=out, sink=sink)
+                          token=token, server_pid=own.pid if own else None, out=out, sink=sink,
+                          upload_codec=info["hyper"].get("upload_codec", "float32"),
+                          topk_density=info["hyper"].get("topk_density", 0.01))
         for line in summary_lines(result, clients):
             print(line, file=out, flush=True)
         return 0

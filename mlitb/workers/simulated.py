@@ -3,7 +3,10 @@
 A `MemoryTrainer` connects to a `ProjectRuntime` through a `MemoryLink` and the same sans-I/O
 `ClientSession` the WebSocket endpoint uses: it JOINs with a real JOIN frame, reads the same
 binary frames a browser gets, and answers each WORK frame with a gradient from `gradient_fn`
-(given the parameters and its allocated ids), encoded and fed to its session like a real message.
+(given the parameters and its allocated ids), encoded and fed to its session like a real message,
+in the project's payload kinds (mlitb/codec/link.py: top-k uploads with error feedback,
+shadow-delta downloads). Under `algorithm: "local_sgd"` it takes `local_steps` plain SGD steps of
+`inner_lr` on its own copy, one `gradient_fn` call each, and sends samples x (start - end).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from typing import Callable
 
 import numpy as np
 
+from mlitb.codec.link import Downlink, Uplink
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.transport import MemoryLink
 from mlitb.protocol import MessageType, decode, encode
 from mlitb.protocol.session import ClientSession
-from mlitb.server.auth import join_check
+from mlitb.auth import join_check
 
 # (params, allocated ids) -> (summed gradient, samples, summed loss)
 GradientFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int, float]]
@@ -42,10 +46,13 @@ def memory_session(runtime: ProjectRuntime, link: MemoryLink, clock=time.monoton
 
 class MemoryTrainer:
     def __init__(self, runtime: ProjectRuntime, gradient_fn: GradientFn | None, role: str = "trainer",
-                 delay_s: float = 0.0, token: str | None = None, clock=time.monotonic):
+                 delay_s: float = 0.0, token: str | None = None, clock=time.monotonic, local_steps: int = 4):
         self.runtime = runtime
         self.gradient_fn = gradient_fn
         self.delay_s = delay_s
+        self.local_steps = local_steps
+        self.downlink = Downlink()
+        self.uplink = Uplink(runtime.spec.hyper, runtime.param_count)
         self.link = MemoryLink()
         self.session = memory_session(runtime, self.link, clock)
         join = {"role": role, "backend": "memory", **({"token": token} if token else {})}
@@ -65,16 +72,28 @@ class MemoryTrainer:
             if frame.type == MessageType.ALLOC:
                 self.ids = frame.uint32s().copy()
             elif frame.type == MessageType.PARAMS:
-                self.params = frame.vector(frame.count).copy()
+                self.params = self.downlink.apply(frame.kind, frame.payload, frame.round, frame.aux, frame.count)
             elif frame.type == MessageType.ERROR:
                 self.errors.append(frame.json())
             elif frame.type == MessageType.WORK and self.gradient_fn is not None:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                grad, samples, loss = self.gradient_fn(self.params, self.ids)
+                grad, samples, loss = self._result()
+                kind, payload = self.uplink.encode(grad.astype(np.float32), frame.round)
                 self.send(encode(MessageType.GRADIENT, project=self.runtime.id, round=frame.round, count=samples,
-                                 aux=frame.aux, value=loss, payload=grad.astype(np.float32)))
+                                 aux=frame.aux, value=loss, payload=payload, kind=kind))
                 self.rounds_answered.append(frame.round)
+
+    def _result(self) -> tuple[np.ndarray, int, float]:
+        hyper = self.runtime.spec.hyper
+        if hyper.algorithm != "local_sgd":
+            return self.gradient_fn(self.params, self.ids)
+        local, samples, loss = self.params.copy(), 0, 0.0
+        for _ in range(self.local_steps):
+            grad, n, step_loss = self.gradient_fn(local, self.ids)
+            local -= np.float32(hyper.inner_lr / n) * grad.astype(np.float32)
+            samples, loss = samples + n, loss + step_loss
+        return (self.params - local) * np.float32(samples), samples, loss
 
     def send(self, data: bytes) -> MlitbError | None:
         """Deliver a raw message through the session, as the WebSocket endpoint does; returns the error it

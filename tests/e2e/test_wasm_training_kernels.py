@@ -6,6 +6,7 @@ static server and reads window.selftest. Needs `cd web && npm run build` first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -65,12 +66,17 @@ def _failures(checks: dict[str, dict], prefix: str) -> list[dict]:
     return [c for c in picked if not c["pass"]]
 
 
-def test_wasm_filter_gradient_matches_cpu_backend_to_float32_tolerance(kernel_checks):
-    assert "Conv2DBackpropFilter x[8,28,28,1] f[5,5,1,16] s1 same" in kernel_checks  # the paper's layer
-    assert _failures(kernel_checks, "Conv2DBackpropFilter") == []
-    # strides 2 and 3, valid and same padding, kernels 1..5, several channels in and out
-    assert len([n for n in kernel_checks if n.startswith("Conv2DBackpropFilter")]) >= 6
-    assert max(c["maxRel"] for n, c in kernel_checks.items() if n.startswith("Conv2DBackpropFilter")) < 1e-4
+@pytest.mark.parametrize("kernel", ["Conv2DBackpropFilter", "Conv2DBackpropInput"])
+def test_wasm_conv_gradients_match_cpu_backend_to_float32_tolerance(kernel_checks, kernel):
+    assert f"{kernel} x[8,28,28,1] f[5,5,1,16] s1 same" in kernel_checks  # the paper's layer
+    # the CIFAR-size network's layers: 3x3, 32-64 channels, stride 1 and 2
+    for shape in ("x[4,32,32,32] f[3,3,32,32] s1 same", "x[4,16,16,64] f[3,3,64,64] s1 same",
+                  "x[4,16,16,32] f[3,3,32,64] s2 same", "x[4,15,15,64] f[3,3,64,64] s2 valid"):
+        assert f"{kernel} {shape}" in kernel_checks
+    assert _failures(kernel_checks, kernel) == []
+    # strides 1, 2, 3 and (2, 1), valid and same padding, kernels 1..5, several channels in and out
+    assert len([n for n in kernel_checks if n.startswith(kernel)]) >= 12
+    assert max(c["maxRel"] for n, c in kernel_checks.items() if n.startswith(kernel)) < 1e-4
 
 
 def test_wasm_max_pool_gradient_matches_cpu_backend_and_gives_ties_to_the_first_maximum(kernel_checks):
@@ -90,7 +96,7 @@ def test_paper_network_gradient_on_wasm_matches_cpu_backend(kernel_checks):
 
 def test_other_conv_networks_gradients_on_wasm_match_cpu_backend(kernel_checks):
     others = [n for n in kernel_checks if n.startswith("gradient: ") and n != "gradient: paper"]
-    assert len(others) >= 2
+    assert "gradient: cifar" in others and len(others) >= 4
     for name in others:
         assert kernel_checks[name]["pass"], kernel_checks[name]
 
@@ -99,7 +105,7 @@ def test_paper_network_trains_on_wasm_without_missing_kernels(selftest):
     r = selftest("check=train&backend=wasm&rounds=8&ms=300")
     assert r["backend"]["name"] == "wasm"
     rounds = r["rounds"]
-    assert all(x["samples"] >= 32 for x in rounds)
+    assert all(x["samples"] >= 1 for x in rounds)  # a round stops at its work time, not after a whole batch
     assert rounds[-1]["meanLoss"] < 0.25 * rounds[0]["meanLoss"]
     assert r["after"]["error"] < r["before"]["error"]
     assert r["after"]["error"] < 0.2
@@ -134,6 +140,10 @@ def test_wasm_threaded_build_initialises_in_a_worker_under_cross_origin_isolatio
     assert r["crossOriginIsolated"] is True
     assert r["backend"]["name"] == "wasm"
     assert "threaded SIMD build" in r["backend"]["detail"]
+    # whether XNNPACK's pool really runs is reported: a pool of n threads runs n - 1 pthread workers. Measured
+    # here (2 cores, trainer in a Web Worker): 2 threads asked, 1 thread and 0 pthread workers run (issue 14).
+    m = re.search(r"(\d+) thread\(s\) \((\d+) pthread worker\(s\) running\)", r["backend"]["detail"])
+    assert m and int(m.group(2)) == int(m.group(1)) - 1, r["backend"]["detail"]
 
 
 def test_wasm_trains_the_paper_network_much_faster_than_the_cpu_backend(selftest):
@@ -150,3 +160,16 @@ def test_gradient_computer_loads_artifacts_and_rejects_a_wrong_parameter_count(s
     assert r["numClasses"] == 10
     assert r["same"]["pass"] and r["same"]["maxAbs"] == 0
     assert "31786" in r["wrongLength"]
+
+
+@pytest.mark.parametrize("network,rounds", [("paper", 60), ("cifar", 30)])
+def test_a_long_run_of_rounds_keeps_tensors_their_bytes_and_the_wasm_heap_flat(selftest, network, rounds):
+    # new parameters every round and a last sub-batch that shrinks to fit its work time: varied batch shapes
+    r = selftest(f"check=memory&backend=wasm&network={network}&rounds={rounds}&ms=60", timeout_s=300)
+    rows = r["rounds"]
+    assert len(rows) == rounds and all(x["samples"] >= 1 for x in rows)
+    assert len({x["samples"] for x in rows}) > 1  # the shapes did vary
+    assert {x["numTensors"] for x in rows} == {rows[0]["numTensors"]}, rows
+    assert {x["numBytes"] for x in rows} == {rows[0]["numBytes"]}, rows
+    # the heap grows to the largest batch once (the wasm memory never shrinks), then stays
+    assert rows[-1]["heapBytes"] == rows[len(rows) // 2]["heapBytes"], [x["heapBytes"] for x in rows]

@@ -18,7 +18,7 @@ from mlitb.workers.simulated import MemoryTrainer
 from tests.helpers import TINY_NETWORK, tiny_dataset
 from tests.mnist_softmax import SOFTMAX_REGRESSION, error_rate, gradient_fn, mnist_subset
 
-DELAYS = (0.01, 0.02, 0.04, 0.1)  # seconds per result: a 10x spread
+DELAYS = (0.06, 0.12, 0.25, 0.6)  # seconds per result: a 10x spread (under the 20 frames/s rate limit)
 
 
 def runtime(data, **hyper) -> ProjectRuntime:
@@ -47,14 +47,14 @@ async def test_a_speed_spread_fleet_learns_in_both_modes_and_async_updates_do_no
     sync_rt = runtime(data)
     trainers = fleet(sync_rt, data)
     await asyncio.sleep(0)
-    sync = await run_for(sync_rt, 1.5)
+    sync = await run_for(sync_rt, 3)
     async_rt = runtime(data, mode="async", buffer_size=2)
     fleet(async_rt, data)
     await asyncio.sleep(0)
-    fast = await run_for(async_rt, 1.5)
+    fast = await run_for(async_rt, 3)
     # sync rounds wait for every trainer (the barrier): every round has all four, and lasts the slowest one's delay
     assert all(r["contributions"] == 4 and r["mode"] == "sync" for r in sync)
-    assert min(r["duration_s"] for r in sync) >= 0.1
+    assert min(r["duration_s"] for r in sync) >= 0.6
     # async: exactly K results per update, many more updates than rounds, the fast trainers answering most
     assert all(r["contributions"] == 2 and r["mode"] == "async" for r in fast)
     assert len(fast) > 3 * len(sync)
@@ -66,17 +66,17 @@ async def test_a_speed_spread_fleet_learns_in_both_modes_and_async_updates_do_no
 
 async def test_a_trainer_that_disappears_mid_computation_or_goes_silent_holds_nobody_up(data):
     rt = runtime(data, mode="async", buffer_size=2)
-    fast = fleet(rt, data, (0.01, 0.02))
+    fast = fleet(rt, data, (0.06, 0.1))
     leaver = MemoryTrainer(rt, gradient_fn(data.train, 7), delay_s=30)  # still computing when it leaves
     silent = MemoryTrainer(rt, gradient_fn(data.train, 8), delay_s=3600)  # never answers, stays connected
     await asyncio.sleep(0)
-    first = await run_for(rt, 0.8)
+    first = await run_for(rt, 1.0)
     leaver.leave()
-    rest = await run_for(rt, 0.8)
+    rest = await run_for(rt, 1.0)
     # updates kept coming from the two live trainers, before and after the leave, each far sooner than the silent
     # trainers (or the flush of a buffer that cannot fill, two periods) would allow
     assert len(first) >= 4 and len(rest) >= 4
-    assert max(r["duration_s"] for r in first + rest) < 0.5
+    assert max(r["duration_s"] for r in first + rest) < 0.5, [r["duration_s"] for r in first + rest]
     assert all(r["contributions"] == 2 for r in first + rest)
     assert rest[-1]["trainers"] == 3 and not silent.rounds_answered
     assert {t.client.id for t in fast} >= {cid for cid in rt.trainer_ids() if cid != silent.client.id}
@@ -84,7 +84,7 @@ async def test_a_trainer_that_disappears_mid_computation_or_goes_silent_holds_no
 
 async def test_async_runs_on_after_a_restart_from_its_checkpoint_and_trackers_get_parameters_once_per_period(data):
     rt = runtime(data, mode="async", buffer_size=2)
-    fleet(rt, data, (0.01, 0.02))
+    fleet(rt, data, (0.06, 0.1))
     tracker = MemoryTrainer(rt, None, role="tracker")
     sent, send = [], tracker.link.send
     tracker.link.send = lambda frame: sent.append(frame) or send(frame)
@@ -95,10 +95,10 @@ async def test_async_runs_on_after_a_restart_from_its_checkpoint_and_trackers_ge
     rt.stop()
     again = runtime(data, mode="async", buffer_size=2)
     again.restore(version, params, history, metrics)
-    fleet(again, data, (0.01, 0.02))
+    fleet(again, data, (0.06, 0.1))
     await asyncio.sleep(0)
-    after = await run_for(again, 0.5)
-    assert shared and len(before) >= 10
+    after = await run_for(again, 0.8)
+    assert shared and len(before) >= 6
     # a tracker is sent the parameters at most once per period (T = 1 s), not at every update
     assert 1 <= len(sent) <= 3 and all(decode(f, 1 << 30).type == MessageType.PARAMS for f in sent)
     assert after[0]["round"] == version and all(r["contributions"] == 2 and r["mode"] == "async" for r in after)
@@ -111,7 +111,7 @@ async def test_a_new_class_is_applied_between_async_updates_and_the_trainers_go_
 
     spec = ProjectSpec(name="tiny", network=TINY_NETWORK, hyper={"period_s": 1, "mode": "async", "buffer_size": 1})
     rt = ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(30), Settings(min_work_ms=10))
-    trainers = [MemoryTrainer(rt, lambda p, ids: (np.ones_like(p), max(1, len(ids)), 1.0), delay_s=0.02)
+    trainers = [MemoryTrainer(rt, lambda p, ids: (np.ones_like(p), max(1, len(ids)), 1.0), delay_s=0.06)
                 for _ in range(2)]
     await asyncio.sleep(0)
     await run_for(rt, 0.3)
@@ -125,7 +125,7 @@ async def test_a_new_class_is_applied_between_async_updates_and_the_trainers_go_
     assert rt.open_round == rt.round  # mid-update: the change waits for the update to be applied
     assert rt.change_model_and_data(with_more_classes(rt.spec.network, 1), grown) == rt.round + 1
     assert (await task)["classes"] == 3
-    records = await run_for(rt, 0.5)
+    records = await run_for(rt, 1.0)
     assert rt.param_count == rt.history.size == 20 and records[-1]["classes"] == 4
     assert all(t.params.size == 20 for t in trainers)
     assert sum(r["contributions"] for r in records[1:]) >= 5  # training went on with the grown model

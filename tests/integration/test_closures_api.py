@@ -11,12 +11,11 @@ import zipfile
 import httpx
 import numpy as np
 import pytest
-import websockets
 
 from mlitb.cli import main
 from mlitb.closure import load
 from mlitb.model import PAPER_NETWORK, glorot_init, parse_network
-from mlitb.protocol import MessageType, decode, encode
+from tests.helpers import protocol_trainer
 
 PROJECT = {"name": "closure-api", "dataset": "mnist", "network": PAPER_NETWORK, "seed": 7,
            "hyper": {"period_s": 1, "learning_rate": 0.05}}
@@ -26,24 +25,10 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
-async def train_rounds(url: str, project: int, rounds: int) -> None:
-    """One protocol-speaking trainer sends a small gradient every round."""
-    async with websockets.connect(url.replace("http://", "ws://") + "/ws", max_size=None) as ws:
-        await ws.send(encode(MessageType.JOIN, project=project, payload={"role": "trainer", "backend": "test"}))
-        done = 0
-        while done < rounds:
-            f = decode(await asyncio.wait_for(ws.recv(), 10), 1 << 30)
-            if f.type == MessageType.WORK:
-                grad = np.full(31786, 0.01, dtype=np.float32)
-                await ws.send(encode(MessageType.GRADIENT, project=project, round=f.round, count=8, aux=5,
-                                     value=8.0, payload=grad))
-                done += 1
-
-
 @pytest.fixture(scope="module")
 def trained(server):
     project = httpx.post(f"{server.url}/api/projects", json=PROJECT).json()
-    asyncio.run(train_rounds(server.url, project["id"], 3))
+    asyncio.run(protocol_trainer(server.url, project["id"], 3, samples=8))
     return project
 
 

@@ -88,6 +88,12 @@ def test_connected_workers_get_the_new_topology_and_keep_the_examples_they_hold(
             welcome = (await until(lambda f: f.type == MessageType.WELCOME and f.json()["param_count"] != first["param_count"])).json()
             alloc = await until(lambda f: f.type == MessageType.ALLOC and 30 in f.uint32s().tolist())
             params = await until(lambda f: f.type == MessageType.PARAMS and f.count == welcome["param_count"])
+            # a gradient of the grown size is read whole (the connection's read-time cap follows the model)
+            work = await until(lambda f: f.type == MessageType.WORK and f.round == params.round)
+            await ws.send(encode(MessageType.GRADIENT, project=p["id"], round=work.round, count=1, value=1.0,
+                                 payload=np.zeros(welcome["param_count"], np.float32)))
+            await until(lambda f: f.type == MessageType.PARAMS and f.round == params.round + 1)
+            assert not [f.json() for f in frames if f.type == MessageType.ERROR]
             return first, welcome, alloc, params
 
     first, welcome, alloc, params = asyncio.run(run())

@@ -23,8 +23,9 @@ async def test_projects_resume_from_their_last_checkpoint_after_a_restart(tmp_pa
     MemoryTrainer(rt, quadratic)
     while rt.round < 7:
         await asyncio.sleep(0.001)
-    for t in reg._tasks.values():  # the "crash": no shutdown, no final checkpoint
-        t.cancel()
+    # the "crash": the project's loop task dies where it is, with no shutdown and no final checkpoint
+    loop_task = next(t for t in asyncio.all_tasks() if t.get_name() == f"project-{rt.id}")
+    loop_task.cancel()
     await asyncio.sleep(0)
     reg.store.close()
 

@@ -44,21 +44,19 @@ async def test_each_trainer_gets_a_disjoint_balanced_share_of_the_data():
 
 
 async def test_a_round_closes_early_when_every_trainer_has_answered():
-    rt = make_runtime(period_s=5)
+    rt = make_runtime(period_s=30)
     MemoryTrainer(rt, quadratic)
-    t0 = asyncio.get_running_loop().time()
-    await run_rounds(rt, 3)
-    assert asyncio.get_running_loop().time() - t0 < 2
+    # three rounds at their deadlines would take 90 s; the generous bound only catches a round that waits for it
+    records = await asyncio.wait_for(run_rounds(rt, 3), timeout=30)
+    assert [r["contributions"] for r in records] == [1, 1, 1]
 
 
 async def test_a_trainer_that_never_answers_does_not_hold_the_round_past_its_deadline():
     rt = make_runtime(period_s=1)
     MemoryTrainer(rt, quadratic)
     MemoryTrainer(rt, None)  # joins, never answers
-    t0 = asyncio.get_running_loop().time()
-    records = await run_rounds(rt, 2)
-    elapsed = asyncio.get_running_loop().time() - t0
-    assert 1.9 < elapsed < 3.0
+    records = await asyncio.wait_for(run_rounds(rt, 2), timeout=30)  # generous: a loaded machine is slow
+    assert all(r["duration_s"] >= 0.95 for r in records)  # each round waited for its deadline, then closed
     assert [r["contributions"] for r in records] == [1, 1]
 
 

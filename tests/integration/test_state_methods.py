@@ -7,13 +7,11 @@ import asyncio
 
 import httpx
 import numpy as np
-import websockets
 
 from mlitb.closure import load
 from mlitb.master.transport import MemoryLink
 from mlitb.model import PAPER_NETWORK, glorot_init, parse_network
-from mlitb.protocol import MessageType, decode, encode
-from tests.helpers import make_runtime
+from tests.helpers import make_runtime, protocol_trainer
 
 P = 31786
 PROJECT = {"name": "state", "dataset": "mnist", "network": PAPER_NETWORK, "seed": 3,
@@ -22,20 +20,6 @@ PROJECT = {"name": "state", "dataset": "mnist", "network": PAPER_NETWORK, "seed"
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
-
-
-async def train_deterministic(url: str, project: int, rounds: int) -> None:
-    """A trainer that sends, every round, a gradient over exactly the examples the master named in WORK."""
-    async with websockets.connect(url.replace("http://", "ws://") + "/ws", max_size=None) as ws:
-        await ws.send(encode(MessageType.JOIN, project=project, payload={"role": "trainer", "backend": "test"}))
-        done = 0
-        while done < rounds:
-            f = decode(await asyncio.wait_for(ws.recv(), 10), 1 << 30)
-            if f.type == MessageType.WORK:
-                named = len(f.payload) // 4
-                await ws.send(encode(MessageType.GRADIENT, project=project, round=f.round, count=named, aux=5,
-                                     value=float(named), payload=np.full(P, 0.01 * named, np.float32)))
-                done += 1
 
 
 def closure_of(server, project):
@@ -55,14 +39,14 @@ async def wait_until_no_trainers(server, project) -> None:
 
 def test_a_closure_saved_after_a_weight_upload_replays_from_the_uploaded_weights(server):
     project = httpx.post(f"{server.url}/api/projects", json=PROJECT).json()
-    asyncio.run(train_deterministic(server.url, project["id"], 2))
+    asyncio.run(protocol_trainer(server.url, project["id"], 2))
     asyncio.run(wait_until_no_trainers(server, project))
     uploaded = np.linspace(-0.1, 0.1, P, dtype=np.float32)
     res = httpx.put(f"{server.url}/api/projects/{project['id']}/model/weights.bin", content=uploaded.tobytes(),
                     headers=bearer(project["owner_token"]))
     assert res.status_code == 200, res.text
     uploaded_at = res.json()["round"]
-    asyncio.run(train_deterministic(server.url, project["id"], 2))
+    asyncio.run(protocol_trainer(server.url, project["id"], 2))
     manifest = closure_of(server, project)
     start = manifest.manifest["replay"]
     # the replay starts where the weights were loaded, from those weights and a fresh optimizer state; it

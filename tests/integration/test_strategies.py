@@ -10,7 +10,9 @@ import numpy as np
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
+from mlitb.master.transport import MemoryLink
 from mlitb.config import Settings
+from mlitb.protocol import MessageType, decode
 from mlitb.training.aggregate import GradientAccumulator, all_finite
 from mlitb.training.optimizers import AdaGrad
 from mlitb.training.strategies import Result, SyncRounds
@@ -52,11 +54,12 @@ class OneResultPerUpdate:
         acc = GradientAccumulator(host.param_count)
         acc.add(result.grad, result.samples, result.loss_sum)
         stats.trainers = len(host.trainer_ids())
-        stats.latencies.append(host.observe(result, self.busy.pop(result.client_id)))
+        host.observe(result, self.busy.pop(result.client_id), stats)
         self.open_version = None
         record = host.finish_update(stats, acc)
         self.busy[result.client_id] = host.clock()
         host.dispatch(result.client_id)
+        host.publish()
         return record
 
     def on_result(self, result: Result) -> None:
@@ -107,8 +110,11 @@ async def test_the_runtime_drives_an_asynchronous_strategy_without_a_barrier():
     rt = runtime(strategy)
     fast = MemoryTrainer(rt, quadratic, delay_s=0.01)
     slow = MemoryTrainer(rt, quadratic, delay_s=0.035)
+    tracker = MemoryTrainer(rt, None, role="tracker")
     await asyncio.sleep(0)
     records = [await rt.run_round() for _ in range(12)]
+    await asyncio.sleep(0.01)
+    np.testing.assert_array_equal(tracker.params, rt.params)  # every update was published to the trackers
     assert [r["round"] for r in records] == list(range(12)) and all(r["contributions"] == 1 for r in records)
     # the fast trainer was re-dispatched at once and answered more versions than the slow one; the slow one's
     # results were computed from versions that had moved on
@@ -133,3 +139,14 @@ async def test_the_default_strategy_and_optimizer_are_sync_rounds_and_adagrad():
     MemoryTrainer(rt, quadratic)
     await rt.run_round()
     assert rt.history.shape == rt.params.shape and (rt.history > 0).any()
+
+
+async def test_in_synchronous_rounds_a_tracker_gets_the_parameters_on_joining_and_every_round():
+    rt = runtime()
+    link = MemoryLink()
+    rt.add_client(link, "tracker", "memory")
+    MemoryTrainer(rt, quadratic)
+    for _ in range(3):
+        await rt.run_round()
+    frames = [decode(link.inbox.get_nowait(), 1 << 30) for _ in range(link.inbox.qsize())]
+    assert [f.round for f in frames if f.type == MessageType.PARAMS] == [0, 0, 1, 2]

@@ -164,6 +164,18 @@ def test_sixteen_anonymous_40_mib_messages_are_not_buffered(server):
     assert max(sent) < 40 * MiB  # the server stopped reading: no connection got its whole message out
 
 
+def test_a_connection_that_does_not_join_in_time_is_closed_without_an_error_frame(tmp_path):
+    with BackgroundServer(Settings(port=0, data_dir=tmp_path, join_timeout_s=0.3)) as srv:
+        async def run():
+            c = await RawClient.connect(srv.url)
+            op, payload = await c.next_frame()  # nothing else comes first
+            c.close()
+            return op, payload
+
+        op, payload = asyncio.run(run())
+    assert op == 8 and struct.unpack("!H", payload[:2])[0] == 1008 and payload[2:] == b"no JOIN in time"
+
+
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory):
     with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("caps"))) as srv:

@@ -229,3 +229,19 @@ async def test_a_refused_gradient_is_not_recorded_as_a_contribution():
     await task
     [record] = rt.record.replay_rounds
     assert len(record["contributions"]) == 1
+
+
+def test_a_compressed_run_records_its_codecs_and_replay_refuses_it_clearly(tmp_path):
+    from mlitb.closure.replay import replay
+
+    rt = make_runtime(deterministic=True, upload_codec="topk_q8", download_codec="delta_q4", algorithm="local_sgd")
+    raw = build_closure(snapshot(rt))
+    config = json.loads(entries(raw)["config.json"])
+    assert config["communication"]["upload_codec"] == "topk_q8"
+    assert config["communication"]["download_codec"] == "delta_q4"
+    assert config["optimizer"] == "nesterov"
+    path = tmp_path / "c.zip"
+    path.write_bytes(raw)
+    with pytest.raises(MlitbError) as exc:
+        replay(path)
+    assert exc.value.code is ErrorCode.NOT_REPLAYABLE and "topk_q8" in exc.value.detail

@@ -197,9 +197,12 @@ def test_a_lost_connection_leaves_the_project_once():
     assert s.closed and not rt.clients
 
 
-def test_a_gradient_of_a_reserved_payload_kind_without_a_codec_is_refused_and_the_connection_stays():
+def test_a_gradient_of_an_unsupported_or_disallowed_payload_kind_is_refused_and_the_connection_stays():
     rt = make_runtime()
     s = session_for(rt)
     s.receive(join())
-    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=3)
+    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=5)
     assert s.receive(grad).code == ErrorCode.UNKNOWN_PAYLOAD_KIND and s.state is State.JOINED
+    # a download kind (shadow delta) is not this float32 project's upload codec
+    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=3)
+    assert s.receive(grad).code == ErrorCode.CODEC_NOT_ALLOWED and s.state is State.JOINED

@@ -206,8 +206,6 @@ class AsyncBuffer:
             buffer.staleness.append(s)
             buffer.latencies.append(latency)
             buffer.late += s > 0
-            if self._stats is not None:
-                host.ingested(self._stats)
             if place == 0 and buffer.count >= hyper.buffer_size:
                 self._full.set()
                 self._after_apply.append(cid)  # its next work starts from the update its result completes
@@ -243,4 +241,4 @@ class AsyncBuffer:
     def _share(self, now: float) -> None:
         if now - self._shared_at >= self.host.hyper.period_s:
             self._shared_at = now
-            self.host.share_params()
+            self.host.publish()

@@ -52,6 +52,9 @@ class UpdateStats:
     ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive results
     staleness: list[int] = field(default_factory=list)  # per applied result: versions between its start and the update
     refused_stale: int = 0  # results refused as older than max_staleness
+    up_bytes: int = 0  # bytes of the result frames taken in (compressed uploads: docs/protocol.md)
+    down_bytes: int = 0  # bytes of the PARAMS frames sent for this update
+    down_frames: int = 0
 
 
 class Host(Protocol):
@@ -84,22 +87,22 @@ class Host(Protocol):
     def dispatch(self, client_id: int) -> None:
         """Send the current parameters and a WORK frame to one trainer (re-dispatch as soon as it answered)."""
 
-    def share_params(self) -> None:
-        """Send the current parameters to every tracker (`broadcast` does this too)."""
+    def publish(self) -> None:
+        """Send the current parameters to every tracker (`broadcast` does this too); they are remembered for a
+        while, so a tracker's test error of this version can be kept with them."""
 
-    def observe(self, result: Result, since: float) -> float:
+    def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         """Update the client's rate and latency estimates from a result of work sent at clock time `since`;
-        returns the latency sample (ms)."""
-
-    def ingested(self, stats: UpdateStats) -> None:
-        """Note that one more result was taken in (the server CPU time per result paces the arrivals)."""
+        returns the latency sample (ms). With `stats`, the result was taken into that update: the sample joins
+        its latencies, and the server's CPU time since the previous result taken in joins its ingest times
+        (which pace the arrivals)."""
 
     def count_late(self, applied: bool) -> None:
         """A result for an older version arrived (counted in the cumulative counters); `applied`: it was taken
         into the update in progress (with a staleness weight), else it was refused."""
 
     def record_contribution(self, result: Result):
-        """Deterministic mode: check the result against the examples the master named (BAD_SAMPLE_COUNT)
+        """Deterministic mode (`hyper.deterministic`): check the result against the examples the master named (BAD_SAMPLE_COUNT)
         and return a token for `record_reduced`; None when the project is not deterministic."""
 
     def record_reduced(self, token) -> None:

@@ -31,6 +31,7 @@ class SyncRounds:
         self.open_version: int | None = None
         self._stats: UpdateStats | None = None
         self._acc = None
+        self._deterministic = False  # the open round records its contributions for a replay
         self._pending: set[int] = set()  # trainers sent work in the open round that have not answered yet
         self._all_answered = asyncio.Event()
         self._round_starts: dict[int, float] = {}
@@ -52,6 +53,7 @@ class SyncRounds:
         self._round_starts[version] = stats.started
         self._round_starts.pop(version - LATE_ROUNDS_REMEMBERED, None)
         self._stats, self._acc = stats, make_aggregator(host.hyper, host.param_count)
+        self._deterministic = host.hyper.deterministic
         self._all_answered.clear()
         self.open_version = version
         self._pending = set(host.trainer_ids())
@@ -74,7 +76,7 @@ class SyncRounds:
         if self._answered.get(cid) == version:
             raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have this client's gradient for round {version}")
         host = self.host
-        record = host.record_contribution(result)
+        record = host.record_contribution(result) if self._deterministic else None
         # the aggregator checks every value before the add that could change it (block by block for large
         # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
         if not self._acc.add_finite(result.grad, result.samples, result.loss_sum):
@@ -82,8 +84,7 @@ class SyncRounds:
         if record is not None:
             host.record_reduced(record)
         self._answered[cid] = self._applied[cid] = version
-        stats.latencies.append(host.observe(result, stats.started))
-        host.ingested(stats)
+        host.observe(result, stats.started, stats)
         pending = self._pending
         pending.discard(cid)
         if not pending:

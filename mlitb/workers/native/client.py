@@ -15,6 +15,7 @@ cannot build, or a refused JOIN that closes the connection, ends the worker with
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -27,6 +28,7 @@ import torch
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from mlitb.codec.link import Downlink
 from mlitb.errors import MlitbError
 from mlitb.protocol import MessageType, Welcome, decode, encode
 from mlitb.workers.native.data import Held, RangeFetcher, fill
@@ -38,6 +40,7 @@ FINAL_CLOSE_CODES = {1000, 1008, 4404}  # as the browser: reconnecting after the
 BACKOFF_BASE_S, BACKOFF_MAX_S = 0.5, 30.0
 MAX_FRAME = 64 * 1024 * 1024 + 64  # the server's own cap on a message (Settings.max_frame_bytes)
 MAX_TEST = 10_000
+MAX_MODEL_JSON = 4 * 1024 * 1024  # bytes; our topology of 64 layers is a few KB
 
 
 class Reconnect(Exception):
@@ -91,6 +94,7 @@ class NativeWorker:
         self.engine: TorchEngine | None = None
         self.welcome: Welcome | None = None
         self.params: tuple[int, np.ndarray] | None = None  # (round, parameters in our order)
+        self.downlink = Downlink()  # dense PARAMS replace, shadow deltas (download codecs) advance the parameters
         self.held: Held | None = None
         self._fresh: Held | None = None  # downloaded examples the next WORK picks up
         self._download: asyncio.Task | None = None
@@ -213,10 +217,15 @@ class NativeWorker:
                 self._download.cancel()
             self._download = asyncio.create_task(self._fetch_allocation(ids))
         elif t == MessageType.PARAMS:
-            params = f.floats().copy()
-            if self.engine is not None and params.size != self.engine.param_count:
-                raise Reconnect(f"PARAMS of round {f.round} has {params.size} values; the loaded model has "
-                                f"{self.engine.param_count}: reconnecting")
+            n = self.engine.param_count if self.engine is not None else f.count
+            if f.kind == 0 and len(f.payload) != 4 * n:
+                raise Reconnect(f"PARAMS of round {f.round} has {len(f.payload) // 4} values; the loaded model has "
+                                f"{n}: reconnecting")
+            try:
+                # dense frames replace, shadow deltas (download codecs) advance the parameters: mlitb/codec/link.py
+                params = self.downlink.apply(f.kind, f.payload, f.round, f.aux, n).copy()
+            except MlitbError as exc:
+                raise Reconnect(f"PARAMS of round {f.round}: {exc.detail}: reconnecting") from None
             self.params = (f.round, params)
             if self.opts.role == "tracker":
                 self._maybe_evaluate()
@@ -224,15 +233,16 @@ class NativeWorker:
             await self._on_work(f, arrived)
 
     async def _on_welcome(self, w: Welcome) -> None:
+        if w.algorithm != "gradient" and self.opts.role == "trainer":
+            # local-SGD rounds expect a parameter change, which this worker does not compute yet
+            self.fatal = f"this worker sends gradients; project {w.project_id} trains with {w.algorithm} rounds"
+            raise Reconnect(self.fatal)
         self.welcome = w
         self.status.client_id = w.client_id
         if self.engine is None or self.engine.param_count != w.param_count:  # a reconnect keeps the loaded model
             self.status.state = "loading"
-            res = await self.fetcher.http.get(w.model_url)
-            if res.status_code != 200:
-                raise Reconnect(f"model.json request failed: {res.status_code}")
             try:
-                network = network_from_model_json(res.json())
+                network = network_from_model_json(await self._model_json(w.model_url))
             except MlitbError as exc:
                 self.fatal = exc.detail
                 raise Reconnect(exc.detail) from None
@@ -248,6 +258,24 @@ class NativeWorker:
         self.status.state = "idle" if w.data else "waiting for data"
         if self.opts.role == "tracker":
             await self._load_test_set(w)
+
+    async def _model_json(self, url: str) -> dict:
+        """The model.json WELCOME names, read up to MAX_MODEL_JSON bytes (a server's bytes are not trusted either)."""
+        async with self.fetcher.http.stream("GET", url) as res:
+            if res.status_code != 200:
+                raise Reconnect(f"model.json request failed: {res.status_code}")
+            body = bytearray()
+            async for chunk in res.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_MODEL_JSON:
+                    raise Reconnect(f"model.json is larger than {MAX_MODEL_JSON} bytes")
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise Reconnect(f"model.json is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise Reconnect("model.json is not a JSON object")
+        return doc
 
     async def _fetch_allocation(self, ids: np.ndarray) -> None:
         info = self.welcome.data if self.welcome else None

@@ -73,14 +73,24 @@ export async function refresh() {
     }
     if (rows.length) plots.forEach((p, k) => p.setData([rounds, series[k]] as uPlot.AlignedData));
     $("#charts-state").textContent = rounds.length ? `${rounds.length} rounds, newest ${rounds[rounds.length - 1]}` : "no rounds yet";
+    if (rows.length) $("#comm-state").textContent = communication(rows[rows.length - 1]);
   }
   const cres = await fetch(`/api/projects/${id}/clients`, { headers: authHeaders(token) });
   if (!cres.ok || id !== project) return;
   const clients: any[] = await cres.json();
   $("#clients").innerHTML = clients.length
     ? clients.map((c) => `<tr><td>#${c.id}</td><td>${esc(c.role)}</td><td>${esc(c.backend ?? "–")}</td><td>${c.latency_ms ?? "–"}</td>
-        <td>${c.work_ms ?? "–"}</td><td>${c.allocated ?? "–"}</td><td>${c.last_samples ?? "–"}</td></tr>`).join("")
+        <td>${c.work_ms ?? "–"}${c.role === "trainer" && c.work_share != null ? ` (${Math.round(100 * c.work_share)}% of T)` : ""}</td><td>${c.allocated ?? "–"}</td><td>${c.last_samples ?? "–"}</td></tr>`).join("")
     : `<tr><td colspan="7" class="muted">No workers connected.</td></tr>`;
+}
+
+const kb = (n: number | null | undefined) => (n == null ? "–" : n < 10_000 ? `${n} B` : `${(n / 1024).toFixed(1)} KB`);
+
+// The codecs in force and the newest round's frame bytes per trainer result (up) and per client (down).
+function communication(m: any): string {
+  if (!m.upload_codec) return "";
+  return `${m.algorithm === "local_sgd" ? "local SGD" : "gradients"} · upload ${m.upload_codec}, ${kb(m.bytes_up_per_result)} per result · ` +
+    `download ${m.download_codec}, ${kb(m.bytes_down_per_client)} per client (round ${m.round})`;
 }
 
 window.addEventListener("resize", () => plots.forEach((p) => p.setSize({ width: width(), height: 160 })));

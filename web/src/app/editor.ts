@@ -112,7 +112,12 @@ export function initEditor() {
       private: $<HTMLInputElement>("#create-private").checked,
       network: layers,
       hyper: { learning_rate: num("#create-lr"), period_s: num("#create-period"), l1: num("#create-l1"),
-               l2: num("#create-l2"), dropout: num("#create-dropout") },
+               l2: num("#create-l2"), dropout: num("#create-dropout"),
+               // communication (docs/protocol.md "Payload kinds"): fixed for the project's life
+               upload_codec: $<HTMLSelectElement>("#create-upload-codec").value, topk_density: num("#create-topk-density"),
+               download_codec: $<HTMLSelectElement>("#create-download-codec").value,
+               algorithm: $<HTMLSelectElement>("#create-algorithm").value, inner_lr: num("#create-inner-lr"),
+               outer_lr: num("#create-outer-lr"), outer_momentum: num("#create-outer-momentum") },
     };
     const res = await fetch("/api/projects", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     const data = await res.json().catch(() => ({}));

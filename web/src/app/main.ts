@@ -37,7 +37,15 @@ let listed: ProjectSummary[] = [];
 const latencyMs = new Map<number, number>(); // client id -> the master's round-trip estimate for it
 const params = new URLSearchParams(location.search);
 const forcedBackend = params.get("backend") ?? "auto";
-const projectToken = params.get("token") ?? undefined; // invite link of a private project
+// The invite token of a private project travels in the link's fragment (`#token=`), which browsers never send,
+// so it never reaches a server log; an older `?token=` link is moved into the fragment at once.
+const fragment = new URLSearchParams(location.hash.slice(1));
+const projectToken = fragment.get("token") ?? params.get("token") ?? undefined;
+if (params.has("token")) {
+  params.delete("token");
+  fragment.set("token", projectToken!);
+  history.replaceState(null, "", `${location.pathname}${params.toString() ? `?${params}` : ""}#${fragment}`);
+}
 
 // Exposed for headless drivers and tests: a snapshot of every worker in this tab.
 (window as any).mlitb = {

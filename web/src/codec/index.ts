@@ -1,6 +1,8 @@
 // Payload kinds: the browser twin of mlitb/codec/__init__.py (numbers, names and errors match; docs/protocol.md).
 // The header's u16 at offset 2 says how a GRADIENT or PARAMS payload is encoded; 0 = dense float32.
 import { dense } from "./dense";
+import * as delta from "./delta";
+import * as topk from "./topk";
 
 export enum Kind {
   DENSE_F32 = 0,
@@ -49,3 +51,13 @@ export const decode = (kind: number, payload: ArrayBuffer, paramCount: number): 
   get(kind).decode(payload, paramCount);
 
 register(dense);
+// the update codecs (mlitb/codec/topk.py, delta.py): registry decoding is bounded by the parameter count only;
+// a project's density and codec are enforced by the master (and a trainer's Uplink encodes with its residual)
+for (const [kind, name, q] of [[Kind.TOPK_F32, "topk_f32", false], [Kind.TOPK_Q8, "topk_q8", true]] as const) {
+  register({ kind, name, decode: (p, n) => topk.decode(new Uint8Array(p), n, n, q),
+    encode: (v) => topk.encode(v, topk.countFor(0.01, v.length), q)[0], maxPayloadBytes: (n) => topk.maxPayloadBytes(n) });
+}
+for (const [kind, name, bits] of [[Kind.DELTA_Q8, "delta_q8", 8], [Kind.DELTA_Q4, "delta_q4", 4]] as const) {
+  register({ kind, name, decode: (p, n) => delta.decode(new Uint8Array(p), n, bits), encode: (v) => delta.encode(v, bits)[0],
+    maxPayloadBytes: (n) => delta.payloadSize(n, bits) });
+}

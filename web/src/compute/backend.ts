@@ -54,13 +54,21 @@ function probeWebGL(): Probe {
 
 // Threads need SharedArrayBuffer (cross-origin isolation) and nested workers. TF.js 4.22 caps XNNPACK's
 // pool at hardwareConcurrency / 2, so below 4 logical cores the threaded build only adds 8 idle workers:
-// by default it is used from 4 cores up (bench/trainer_throughput.py measures either way).
+// by default it is used from 4 cores up (bench/trainer_throughput.py --threads measures either way). The
+// backend detail says how many pthread workers really run (measured on 2 cores: none, even when 2 threads
+// are asked for).
 function wasmThreads(opts: BackendOptions): number {
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
   if (!isolated || typeof SharedArrayBuffer === "undefined") return 0;
   if (opts.wasmThreads !== undefined) return opts.wasmThreads;
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
   return cores >= 4 ? Math.floor(cores / 2) : 0;
+}
+
+// The threaded build's pool really runs: XNNPACK's threads are Emscripten pthreads, each a nested Web Worker.
+function runningPthreads(): number {
+  const wasm = (tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[] } } }).wasm;
+  return wasm?.PThread?.runningWorkers?.length ?? 0;
 }
 
 function configureWasm(opts: BackendOptions, threads: number): void {
@@ -73,18 +81,25 @@ function configureWasm(opts: BackendOptions, threads: number): void {
   }
 }
 
-// A tiny training step with every op the trainer uses: a backend that cannot run it is skipped.
+// A tiny training step with every op the trainer uses: a backend that cannot run it is skipped. Its numbers
+// are checked too: measured here, Chromium's fallback WebGPU adapter (SwiftShader) runs every kernel and
+// returns zeros, which would train nothing while looking fast.
 function smokeTrain(): void {
   tf.tidy(() => {
+    const product = tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5], [6]])).dataSync();
+    if (product[0] !== 17 || product[1] !== 39) throw new Error(`wrong results ([1,2;3,4]x[5;6] gave [${product}])`);
     const w = tf.variable(tf.randomNormal([3, 3, 1, 2]), true, `smoke${Math.random()}`);
     const d = tf.variable(tf.randomNormal([32, 3]), true, `smoke${Math.random()}`);
-    const x = tf.randomUniform([2, 8, 8, 1]);
+    const x = tf.randomUniform([2, 8, 8, 1], 0.1, 1);
     const { grads } = tf.variableGrads(() => {
       const h = tf.maxPool(tf.relu(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, "same")), 2, 2, "valid");
       const p = tf.softmax(tf.matMul(tf.reshape(h, [2, 32]) as tf.Tensor2D, d as tf.Tensor2D));
       return tf.sum(tf.log(tf.clipByValue(p, 1e-7, 1))) as tf.Scalar;
     }, [w, d]);
-    Object.values(grads).forEach((g) => g.dataSync());
+    for (const g of Object.values(grads)) {
+      const v = g.dataSync();
+      if (!v.every(Number.isFinite) || v.every((e) => e === 0)) throw new Error("wrong results (a zero or non-finite gradient)");
+    }
     w.dispose();
     d.dispose();
   });
@@ -133,8 +148,8 @@ export async function chooseBackend(force?: string, opts: BackendOptions = {}): 
         const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
         const threaded = tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT");
         const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-        extra = `${threaded ? "threaded " : ""}${simd ? "SIMD" : "plain"} build, ${getThreadsCount()} thread(s), `
-          + `${isolated ? "" : "not "}cross-origin isolated`;
+        extra = `${threaded ? "threaded " : ""}${simd ? "SIMD" : "plain"} build, ${getThreadsCount()} thread(s)`
+          + `${threaded ? ` (${runningPthreads()} pthread worker(s) running)` : ""}, ${isolated ? "" : "not "}cross-origin isolated`;
       }
     } else {
       failure = await activate(name);

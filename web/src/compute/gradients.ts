@@ -23,6 +23,9 @@ export interface GradientResult {
 // overshoots the work time less.
 export const DEFAULT_BATCH_SIZE = 32;
 const EVAL_BATCH_SIZE = 256;
+const PROBE_SAMPLES = 4; // the first sub-batch of a fresh trainer, which measures its speed
+const SUB_BATCHES = 8; // a sub-batch takes at most this share of the work time
+const PER_SAMPLE_SMOOTHING = 0.3; // weight of the newest full batch in the time-per-sample average
 const EPSILON = 1e-7; // Keras' clip for log(p)
 
 export class GradientComputer {
@@ -30,6 +33,8 @@ export class GradientComputer {
   readonly paramCount: number;
   readonly numClasses: number;
   batchSize = DEFAULT_BATCH_SIZE;
+  /** A sub-batch takes at most 1/subBatches of the work time (1: whole batches, as benchmarks measure them). */
+  subBatches = SUB_BATCHES;
   private readonly vars: tf.Variable[];
   private readonly sizes: number[];
   private readonly inputShape: number[];
@@ -37,6 +42,7 @@ export class GradientComputer {
   private order: Uint32Array = new Uint32Array(0);
   private cursor = 0;
   private orderOf: Uint8Array | null = null;
+  private msPerSample = 0; // measured compute time per sample (0 = not measured yet)
 
   private constructor(model: tfl.LayersModel) {
     this.model = model;
@@ -81,6 +87,12 @@ export class GradientComputer {
     return flat;
   }
 
+  /**
+   * Sums gradients over mini-batches until `workMs` is used up. Before each batch the clock is checked
+   * against the measured time per sample: a batch that would run past the work time shrinks to what still
+   * fits, and the loop ends when not one sample fits, so the result is sent at the work time instead of up
+   * to one batch later (the master then needs no whole batch of margin). At least one sample is computed.
+   */
   computeFor(workMs: number, data: LabelledImages, batchSize?: number): GradientResult {
     this.check(data);
     const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
@@ -89,8 +101,16 @@ export class GradientComputer {
     let samples = 0;
     let lossSum = 0;
     try {
-      do {
-        const idx = this.nextIndices(data, bs);
+      for (;;) {
+        const left = workMs - (performance.now() - start);
+        // Before its speed is known the trainer measures it on a few samples, not a whole (maybe long) batch.
+        const fits = this.msPerSample > 0 ? Math.floor(left / this.msPerSample) : Math.min(PROBE_SAMPLES, bs);
+        if (samples > 0 && fits < 1) break;
+        // A slow device splits its batches so one sub-batch is at most 1/subBatches of the work time: the
+        // summed gradient is the same, and a misjudged last sub-batch overshoots by less.
+        const slice = this.msPerSample > 0 ? Math.floor(workMs / (this.subBatches * this.msPerSample)) : bs;
+        const idx = this.nextIndices(data, Math.max(1, Math.min(bs, fits, slice)));
+        const t0 = performance.now();
         const prev: tf.Tensor[] | null = acc;
         const step: { value: tf.Tensor; sums: tf.Tensor[] } = tf.tidy(() => {
           const { x, y } = this.batch(data, idx);
@@ -105,7 +125,8 @@ export class GradientComputer {
         lossSum += step.value.dataSync()[0];
         step.value.dispose();
         samples += idx.length;
-      } while (performance.now() - start < workMs);
+        this.timed(idx.length, Math.min(bs, Math.max(slice, 1)), performance.now() - t0);
+      }
     } catch (e) {
       (acc as tf.Tensor[] | null)?.forEach((t) => t.dispose()); // no leak when a kernel throws
       throw e;
@@ -117,6 +138,41 @@ export class GradientComputer {
       off += this.sizes[i];
       t.dispose();
     });
+    return { grad, samples, lossSum, ms: performance.now() - start };
+  }
+
+  // Moving average of the compute time per sample, kept across rounds; a small batch pays the same fixed
+  // cost per batch as a full one, so it counts less, and a slow-down (a busy device) is taken at once.
+  private timed(n: number, full: number, ms: number): void {
+    const sample = ms / n;
+    if (this.msPerSample === 0 || sample > 2 * this.msPerSample) this.msPerSample = sample;
+    else this.msPerSample += PER_SAMPLE_SMOOTHING * (n / full) * (sample - this.msPerSample);
+  }
+
+  /** Local SGD (DiLoCo's inner loop): steps of `optimizer` on the model's own weights, one per mini-batch, until
+   * `workMs` has passed; `grad` is samples x (weights before - weights after), the pseudo-gradient the master
+   * averages by samples for its outer Nesterov step. */
+  trainFor(workMs: number, data: LabelledImages, batchSize: number | undefined, optimizer: tf.Optimizer): GradientResult {
+    this.check(data);
+    const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
+    const before = this.getParams();
+    const start = performance.now();
+    let samples = 0;
+    let lossSum = 0;
+    do {
+      const idx = this.nextIndices(data, bs);
+      const value = tf.tidy(() => {
+        const { x, y } = this.batch(data, idx);
+        const { value, grads } = tf.variableGrads(() => tf.mean(this.loss(x, y, true)) as tf.Scalar, this.vars);
+        optimizer.applyGradients(grads);
+        return value;
+      });
+      lossSum += value.dataSync()[0] * idx.length; // also waits for asynchronous backends: an honest clock
+      value.dispose();
+      samples += idx.length;
+    } while (performance.now() - start < workMs);
+    const grad = this.getParams();
+    for (let i = 0; i < grad.length; i++) grad[i] = (before[i] - grad[i]) * samples;
     return { grad, samples, lossSum, ms: performance.now() - start };
   }
 

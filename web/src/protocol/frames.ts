@@ -87,6 +87,14 @@ export interface Welcome {
   period_s: number;
   batch_size: number;
   model_url: string;
+  // communication (docs/protocol.md "Payload kinds"); fixed for a project's life
+  upload_codec: string;
+  topk_density: number;
+  topk_warmup_rounds: number;
+  download_codec: string;
+  algorithm: "gradient" | "local_sgd";
+  inner_optimizer: "sgd" | "adam";
+  inner_lr: number;
   data: {
     version: string; // content hash of the data set: cached examples of the same version are reused
     base_version: string; // examples are only appended while this stays: held examples stay valid

@@ -172,7 +172,7 @@ export async function gradientChecks(target: string): Promise<Compared[]> {
       else params = gc.getParams();
       const data = syntheticData(net.count, net.shape, gc.numClasses, 11);
       // One mini-batch over the whole set: the summed gradient does not depend on the shuffled order.
-      const r = gc.computeFor(0, data, data.count);
+      const r = gc.computeOn(data, Uint32Array.from({ length: data.count }, (_, i) => i), data.count);
       grads.push(r.grad);
       losses.push(r.lossSum);
       gc.model.dispose();

@@ -51,6 +51,52 @@ async function trainCheck(p: Params) {
   return { backend: choice, before, after, rounds, predictShape: [4, gc.numClasses], predictSums: sumsOfRows(probs, gc.numClasses) };
 }
 
+// A long run as the trainer does it: new parameters each round, then gradients for a work time whose last
+// sub-batch shrinks to fit (so batch shapes vary), with the live tensors, their bytes and the wasm heap
+// recorded per round (?network=paper|cifar&rounds=&ms=).
+async function memoryCheck(p: Params) {
+  const choice = await chooseBackend(p.backend || undefined);
+  const net = BENCH_NETWORKS[p.network ?? "paper"];
+  const gc = GradientComputer.fromModel(net.make());
+  const data = syntheticData(512, net.shape, net.classes, 5);
+  const heap = () => (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8.length ?? 0;
+  const rounds: { samples: number; numTensors: number; numBytes: number; heapBytes: number }[] = [];
+  const w = gc.getParams();
+  for (let r = 0; r < Number(p.rounds ?? 40); r++) {
+    gc.setParams(w);
+    const g = gc.computeFor(Number(p.ms ?? 100) * (1 + (r % 3) / 2), data);
+    for (let i = 0; i < w.length; i++) w[i] -= (0.01 * g.grad[i]) / g.samples;
+    const m = tf.memory();
+    rounds.push({ samples: g.samples, numTensors: m.numTensors, numBytes: m.numBytes, heapBytes: heap() });
+  }
+  return { backend: choice, network: p.network ?? "paper", rounds };
+}
+
+// Every layer type's gradients on WebGPU against the cpu backend, then a short training throughput; a clean
+// skip (with the reason) where this browser exposes no WebGPU adapter. ?software=1 accepts a fallback adapter.
+async function webgpuCheck(p: Params) {
+  let choice;
+  try {
+    choice = await chooseBackend("webgpu");
+  } catch (e) {
+    return { skipped: String((e as Error).message ?? e) };
+  }
+  if (choice.software && p.software !== "1") return { skipped: choice.detail };
+  const checks = [...(await kernelChecks("webgpu")), ...(await gradientChecks("webgpu"))];
+  const rates: Record<string, number> = {};
+  for (const name of ["paper", "cifar"]) {
+    await tf.setBackend("webgpu");
+    const net = BENCH_NETWORKS[name];
+    const gc = GradientComputer.fromModel(net.make());
+    const data = syntheticData(1024, net.shape, net.classes, 3);
+    gc.computeFor(1000, data, 32);
+    const r = gc.computeFor(Number(p.ms ?? 3000), data, 32);
+    rates[name] = (r.samples / r.ms) * 1000;
+    gc.model.dispose();
+  }
+  return { backend: choice, checks, pass: checks.every((c) => c.pass), samplesPerSec: rates };
+}
+
 function sumsOfRows(a: Float32Array, k: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < a.length; i += k) out.push(a.subarray(i, i + k).reduce((s, v) => s + v, 0));
@@ -67,6 +113,7 @@ async function throughput(p: Params) {
   const net = BENCH_NETWORKS[p.network ?? "paper"];
   if (!net) throw new Error(`unknown network '${p.network}'`);
   const gc = GradientComputer.fromModel(net.make());
+  gc.subBatches = 1; // whole batches of the size asked for: the figure is compared with PyTorch at that size
   const data = syntheticData(2048, net.shape, net.classes, 3);
   const results = [];
   for (const bs of batches) {
@@ -113,6 +160,8 @@ async function run(p: Params) {
   }
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);
+  if (check === "memory") return memoryCheck(p);
+  if (check === "webgpu") return webgpuCheck(p);
   if (check === "parity") return parityCheck(p);
   if (check === "artifacts") return artifactsCheck();
   if (check === "profile") return profileStep(p, threadOption(p));

@@ -33,6 +33,8 @@ export interface WorkerStatus {
   downloaded?: number;
   fromCache?: number; // examples of `downloaded` that came from the IndexedDB cache
   kept?: number; // examples kept from the previous allocation (not downloaded again)
+  codecMs?: number; // ms the upload codec took this round (top-k selection, quantisation, error feedback)
+  bytesUp?: number; // bytes of this round's GRADIENT frame
   error?: string;
 }
 

@@ -2,7 +2,8 @@
 // error on the project's test set whenever it is free, reporting it to the master.
 
 import { GradientComputer } from "../compute/gradients";
-import { Frame, MessageType, vector } from "../protocol/frames";
+import { Downlink } from "../codec/link";
+import { Frame, MessageType } from "../protocol/frames";
 import { fetchRange, modelSource, WorkerStatus } from "./connection";
 import { WorkerSession } from "./session";
 
@@ -18,6 +19,7 @@ let computer: GradientComputer | undefined;
 let test: { images: Uint8Array; labels: Uint8Array; count: number; shape: [number, number, number] } | undefined;
 let latest: { round: number; params: Float32Array } | undefined;
 let busy = false;
+const downlink = new Downlink(); // the parameters as dense frames replace and shadow deltas advance them
 
 
 async function prepare() {
@@ -64,9 +66,10 @@ async function evaluateLatest() {
 }
 
 async function onFrame(f: Frame) {
+  // (a WELCOME does not reset the downlink: a (re)joined client's first PARAMS is dense, and it may come first)
   if (f.type === MessageType.WELCOME) prepare().catch((e) => post({ state: "error", error: String(e) }));
   if (f.type === MessageType.PARAMS) {
-    latest = { round: f.round, params: vector(f, f.count) };
+    latest = { round: f.round, params: downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux, f.count).slice() };
     evaluateLatest();
   }
 }

@@ -2,7 +2,9 @@
 // work time the master gave it and sends back the summed gradient and the sample count.
 
 import { GradientComputer } from "../compute/gradients";
-import { Frame, MessageType, uint32s, vector } from "../protocol/frames";
+import * as tf from "@tensorflow/tfjs-core";
+import { Downlink, Uplink } from "../codec/link";
+import { Frame, MessageType, uint32s } from "../protocol/frames";
 import { fetchRange, modelSource, idRuns, WorkerStatus } from "./connection";
 import { WorkerSession } from "./session";
 
@@ -16,6 +18,11 @@ let allocVersion = 0;
 let dataBase = ""; // base version of the data set `data` came from (examples are only appended within one)
 const CHUNK = 2000; // examples per data request
 let position = new Map<number, number>(); // example id -> index in `data` (deterministic rounds name ids)
+// parameters: dense frames replace them, shadow deltas advance them; never reset on WELCOME, since a (re)joined
+// client's first PARAMS is dense and may arrive before its WELCOME
+const downlink = new Downlink();
+let uplink: Uplink | undefined; // the project's upload codec and this trainer's error-feedback residual
+let inner: tf.Optimizer | undefined; // local SGD: the inner optimizer, its state kept across rounds
 
 
 // Makes `data` hold exactly the allocated ids: examples already held are kept (a pie-cut or a
@@ -73,13 +80,17 @@ async function onFrame(f: Frame) {
       if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
         computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
+      // the residual survives a reconnect (it is this trainer's unsent work); a model change resets it (Uplink.encode)
+      uplink ??= new Uplink(w, w.param_count);
+      inner?.dispose();
+      inner = w.algorithm === "local_sgd" ? (w.inner_optimizer === "adam" ? tf.train.adam(w.inner_lr) : tf.train.sgd(w.inner_lr)) : undefined;
       break;
     }
     case MessageType.ALLOC:
       download(uint32s(f)).catch((e) => post({ state: "error", error: String(e) }));
       break;
     case MessageType.PARAMS:
-      params = vector(f, f.count);
+      params = downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux, f.count);
       break;
     case MessageType.WORK: {
       if (!computer || !params || !data || data.count === 0) return; // not ready: skip this round
@@ -93,11 +104,15 @@ async function onFrame(f: Frame) {
       post({ state: "training", round: f.round, workMs: Math.round(workMs), error: undefined });
       // In deterministic mode the WORK frame names the example ids to use this round (see docs/closure.md).
       const chosen = f.payload.byteLength ? Uint32Array.from(uint32s(f), (id) => position.get(id) ?? data!.count) : null;
-      const r = chosen ? computer.computeOn(data, chosen, session.conn.welcome!.batch_size)
-        : computer.computeFor(workMs, data, session.conn.welcome!.batch_size);
-      session.conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload: r.grad });
+      const bs = session.conn.welcome!.batch_size;
+      const r = chosen ? computer.computeOn(data, chosen, bs)
+        : inner ? computer.trainFor(workMs, data, bs, inner) : computer.computeFor(workMs, data, bs);
+      const t0 = performance.now();
+      const [kind, payload] = uplink!.encode(r.grad, f.round);
+      const codecMs = performance.now() - t0;
+      session.conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload, kind });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),
-        loss: r.lossSum / r.samples });
+        loss: r.lossSum / r.samples, codecMs: Math.round(codecMs * 10) / 10, bytesUp: 24 + payload.byteLength });
       break;
     }
   }

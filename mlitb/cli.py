@@ -75,7 +75,8 @@ def _worker(args: argparse.Namespace) -> int:
     from mlitb.workers.grid import run_grid_workers
 
     return run_grid_workers(args.server, args.project, trainers=args.trainers, trackers=args.trackers,
-                            backend=args.backend, duration_s=args.duration, token=token)
+                            backend=args.backend, duration_s=args.duration, cpu_throttle=args.cpu_throttle,
+                            token=token)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -102,6 +103,8 @@ def _simulate(args: argparse.Namespace) -> int:
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
                         late_policy=args.late_policy, seed=args.seed, metrics_out=args.metrics_out,
+                        mode=args.mode, buffer_size=args.buffer_size,
+                        
                         token=_token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV),
                         codecs={"upload_codec": args.upload_codec, "download_codec": args.download_codec,
                                 "topk_density": args.topk_density})
@@ -324,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
+    w.add_argument("--cpu-throttle", type=float, default=1.0,
+                   help="slow these browsers' CPU R times (>= 1; Chromium's DevTools CPU throttling on each page and "
+                        "a run/stop duty cycle of its renderer processes, which hold the Web Worker trainers)")
     w.add_argument("--ray", action="store_true",
                    help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
                         "`mlitb serve --ray` (--server: any gateway; --duration: 60 s unless given; docs/cluster.md) (default: off)")
@@ -370,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--processes", type=int, default=1, help="client processes the trainers are spread over")
     m.add_argument("--late-policy", default="drop", choices=["drop", "stale_weighted"],
                    help="late-gradient policy of a created project")
+    m.add_argument("--mode", default="sync", choices=["sync", "async"],
+                   help="a created project's mode: synchronous rounds or buffered asynchronous updates")
+    m.add_argument("--buffer-size", type=int, default=4, help="async: results per update (K) of a created project")
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
     m.add_argument("--upload-codec", default="float32", choices=["float32", "topk", "topk_q8"],
                    help="upload codec of a created project (docs/protocol.md, payload kinds)")

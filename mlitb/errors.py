@@ -35,6 +35,7 @@ class ErrorCode(enum.Enum):
     DUPLICATE_RESULT = ErrorInfo(1013, 409, "a result for this round was already received")
     BAD_VALUE = ErrorInfo(1014, 400, "a header value is out of range")
     UNKNOWN_PAYLOAD_KIND = ErrorInfo(1015, 400, "the frame's payload kind is not supported by this server")
+    TOO_STALE = ErrorInfo(1016, 409, "result was computed from parameters more than max_staleness versions old")
     # compressed payloads (mlitb/codec/, docs/protocol.md "Payload kinds")
     CODEC_LENGTH = ErrorInfo(1101, 400, "compressed payload length does not match what its header and the model imply")
     CODEC_MALFORMED = ErrorInfo(1102, 400, "compressed payload is malformed (coding, reserved bytes, varints, bitmap)")

@@ -47,6 +47,10 @@ def replay(path: str | Path, data: str | Path | None = None, backend: str = "was
                          "and their inner steps, which the record does not hold; replay recomputes dense gradients "
                          "only. `mlitb closure verify` still recomputes its test error")
     info = closure.manifest.get("replay")
+    if closure.spec.hyper.mode == "async":
+        raise MlitbError(ErrorCode.NOT_REPLAYABLE, "the closure was trained in asynchronous mode (hyper.mode = "
+                         "'async'): its updates depend on the order results arrived in, which is not recorded; "
+                         "`verify` still checks its test error")
     if not info or "replay/rounds.json" not in closure.parts:
         raise MlitbError(ErrorCode.NOT_REPLAYABLE, "the closure has no deterministic record: train with "
                          "hyper.deterministic = true to make a run replayable")

@@ -48,6 +48,18 @@ class Hyper(BaseModel):
                                                 "(dense networks; mlitb/trust/spot_check.py): trainers follow the "
                                                 "example order seeded in WORK; fakers get strikes and quarantine")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
+    mode: Literal["sync", "async"] = Field(
+        "sync", description="'sync': time-boxed rounds with a barrier (MLitB); 'async': no barrier, every trainer "
+                            "loops on its own clock and an update is applied every buffer_size results (FedBuff). "
+                            "Fixed at creation")
+    buffer_size: int = Field(4, ge=1, le=4096, description="async: results per update (FedBuff's K)")
+    staleness: Literal["inverse_sqrt", "constant", "hinge"] = Field(
+        "inverse_sqrt", description="async: weight of a result computed s versions ago: 1/sqrt(1+s), 1, or "
+                                    "1 up to 'hinge_after' versions then 1/(1+s-hinge_after)")
+    hinge_after: int = Field(4, ge=0, le=1000, description="async, staleness 'hinge': versions late at full weight")
+    max_staleness: int = Field(32, ge=0, le=10000, description="async: a result more versions late than this is "
+                                                                "refused (TOO_STALE) and counted")
+
     # communication (docs/protocol.md "Payload kinds"); fixed at creation, like the network
     upload_codec: Literal["float32", "topk", "topk_q8"] = Field(
         "float32", description="how trainers send results: dense float32, or the top-k share of coordinates with "
@@ -73,6 +85,15 @@ class Hyper(BaseModel):
     def _long_rounds_are_local(self) -> "Hyper":
         if self.period_s > 30 and self.algorithm != "local_sgd":
             raise ValueError(f"period_s {self.period_s} over 30 s needs algorithm local_sgd")
+        return self
+
+    @model_validator(mode="after")
+    def _async_is_buffered_gradients(self) -> "Hyper":
+        if self.mode == "async" and self.deterministic:
+            raise ValueError("deterministic replay needs mode 'sync': asynchronous updates depend on arrival order")
+        if self.mode == "async" and (self.algorithm != "gradient" or self.download_codec != "float32"):
+            raise ValueError("mode 'async' needs algorithm 'gradient' and download_codec 'float32' (each trainer is "
+                             "sent dense parameters when it is dispatched)")
         return self
 
 

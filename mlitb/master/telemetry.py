@@ -43,6 +43,7 @@ class Telemetry:
         self.late_total = 0
         self.late_applied_total = 0
         self.rejected_total = 0
+        self.refused_stale_total = 0  # async mode: results older than max_staleness
         self._marks: tuple[float, int, int] | None = None  # (CPU s, bytes in, bytes out) at the last close
 
     def begin(self) -> None:
@@ -56,6 +57,8 @@ class Telemetry:
         cpu, bytes_in, bytes_out = self._marks or (time.process_time(), meter.bytes_in, meter.bytes_out)
         self._marks = (time.process_time(), meter.bytes_in, meter.bytes_out)
         self.samples_total += acc.samples
+        self.refused_stale_total += stats.refused_stale
+        stale = stats.staleness
         return {
             "round": stats.round,
             "time": time.time(),
@@ -84,6 +87,10 @@ class Telemetry:
             "unallocated": unallocated,  # ids no trainer holds although some trainer has room (0 is the steady state)
             "refreshed": stats.refreshed,
             "classes": classes,
+            "mode": hyper.mode,  # sync rounds or buffered async updates (a record is one update either way)
+            "staleness_mean": round(float(np.mean(stale)), 3) if stale else None,  # versions, async mode
+            "staleness_max": max(stale) if stale else None,
+            "refused_stale": stats.refused_stale,
             # communication (docs/protocol.md "Payload kinds"): frame bytes per result taken and per client sent
             "upload_codec": hyper.upload_codec,
             "download_codec": hyper.download_codec,

@@ -106,6 +106,15 @@ PROJECT_METRICS = (
     ("mlitb_late_applied_total", "counter", "late gradients applied with a staleness weight",
      lambda rt: rt.late_applied_total),
     ("mlitb_rejected_total", "counter", "client frames refused by validation", lambda rt: rt.rejected_total),
+    ("mlitb_async_mode", "gauge", "1 when the project runs buffered asynchronous updates (hyper.mode 'async'), 0 for "
+     "synchronous rounds; mlitb_rounds_total counts the updates applied either way",
+     lambda rt: float(rt.hyper.mode == "async")),
+    ("mlitb_staleness_mean", "gauge", "mean staleness (versions) of the results in the newest update that applied "
+     "any; NaN before any (sync rounds record none)", lambda rt: _measured(rt, "staleness_mean")),
+    ("mlitb_staleness_max", "gauge", "largest staleness (versions) in the newest update that applied any; NaN "
+     "before any", lambda rt: _measured(rt, "staleness_max")),
+    ("mlitb_refused_stale_total", "counter", "async results refused as older than max_staleness (TOO_STALE)",
+     lambda rt: rt.telemetry.refused_stale_total),
     ("mlitb_bytes_in_total", "counter", "WebSocket message bytes received from the project's workers",
      lambda rt: rt.bytes_in),
     ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt: rt.bytes_out),

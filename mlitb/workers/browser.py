@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
+
+from mlitb.workers.throttle import RendererThrottle
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -32,14 +35,18 @@ class BrowserPool:
     server_url: str
     backend: str = "auto"
     token: str | None = None  # invite token of a private project
+    cpu_throttle: float = 1.0  # each page's CPU slowed this many times (DevTools Emulation.setCPUThrottlingRate)
     pages: list = field(default_factory=list)
 
     def __enter__(self) -> "BrowserPool":
         from playwright.sync_api import sync_playwright
 
         self._pw = sync_playwright().start()
-        self._browser = self._pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        marker = f"--mlitb-pool={uuid.uuid4().hex}"  # an unknown switch, ignored by Chromium: finds its processes
+        self._browser = self._pw.chromium.launch(executable_path=chromium_path(), headless=True,
+                                                 args=CHROMIUM_ARGS + [marker])
         self._context = self._browser.new_context()
+        self._throttle = RendererThrottle(marker, self.cpu_throttle).start() if self.cpu_throttle > 1 else None
         return self
 
     def open(self, project: int, role: str) -> None:
@@ -47,6 +54,9 @@ class BrowserPool:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.errors = errors  # type: ignore[attr-defined]
+        if self.cpu_throttle != 1.0:
+            # the page's main thread; its Web Workers are slowed by the renderer duty cycle (throttle.py)
+            self._context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": self.cpu_throttle})
         query = urlencode({"project": project, "join": role, "backend": self.backend})
         # the invite token goes in the fragment, which the browser never sends: it stays out of server logs
         fragment = f"#{urlencode({'token': self.token})}" if self.token else ""
@@ -77,6 +87,8 @@ class BrowserPool:
                 page.evaluate("window.mlitb && window.mlitb.workers().forEach(w => window.mlitb.stopWorker?.(w.id))")
             except Exception:
                 pass
+        if self._throttle is not None:
+            self._throttle.stop()
         self._context.close()
         self._browser.close()
         self._pw.stop()

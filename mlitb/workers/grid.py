@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 
 import httpx
@@ -29,8 +31,13 @@ def project_problem(server: str, project: int, response: httpx.Response, token_o
     return f"error: project {project} on {server}: {response.status_code} {code or ''} {message}".rstrip()
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
-                     duration_s: float | None = None, token: str | None = None, out=None) -> int:
+                     duration_s: float | None = None, token: str | None = None, cpu_throttle: float = 1.0,
+                     out=None) -> int:
     """`trackers` "auto": one tracker if the project has none yet (its test error is what makes a saved closure
     verifiable), else none, so many grid machines on one project add one tracker between them, not one each."""
     out = out or sys.stdout  # looked up per call: a default bound at import would keep a replaced stdout
@@ -39,6 +46,9 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
         trackers = 0
     if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
         print("error: ask for at least one trainer or tracker", file=sys.stderr)
+        return 2
+    if not 1 <= cpu_throttle <= 100:
+        print("error: --cpu-throttle must be between 1 and 100", file=sys.stderr)
         return 2
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -52,9 +62,12 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
     if auto:
         trackers = 0 if r.json().get("trackers") else 1
     print(f"joining project {project} ({r.json()['name']}) on {server} with {trainers} trainer(s), "
-          f"{trackers} tracker(s){' (auto: the project had none)' if auto and trackers else ''}", file=out, flush=True)
+          f"{trackers} tracker(s){' (auto: the project had none)' if auto and trackers else ''}"
+          f"{f', CPU throttled {cpu_throttle:g}x' if cpu_throttle > 1 else ''}", file=out, flush=True)
     deadline = None if duration_s is None else time.monotonic() + duration_s
-    with BrowserPool(server, backend=backend, token=token) as pool:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # leave as on Ctrl-C: pages closed, throttled renderers resumed
+    with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle) as pool:
         for _ in range(trainers):
             pool.open(project, "trainer")
         for _ in range(trackers):

@@ -31,7 +31,8 @@ from mlitb.workers.sim_fleet import Fleet, FleetSpec, FleetStatus, run_fleet_pro
 
 METRIC_KEYS = ("round", "trainers", "samples", "samples_per_s", "latency_ms_mean", "latency_ms_max", "loss", "test_error")
 EXTRA_KEYS = ("clients", "contributions", "duration_s", "latency_ms_p95", "cpu_s", "ingest_ms", "server_cpu_s", "client_cpu_s",
-              "bytes_in", "bytes_out", "late", "late_applied", "rejected")
+              "bytes_in", "bytes_out", "late", "late_applied", "rejected", "mode", "staleness_mean", "staleness_max",
+              "refused_stale")
 
 
 def dense_network(params: int) -> list[dict]:
@@ -143,13 +144,13 @@ class ServerProcess:
 
 
 def create_project(url: str, params: int | None, period_s: float, late_policy: str = "drop",
-                   name: str = "simulate", codecs: dict | None = None) -> dict:
+                   name: str = "simulate", mode: str = "sync", buffer_size: int = 4, codecs: dict | None = None) -> dict:
     """A project for simulated trainers: the paper's network, or a dense one of about `params` parameters."""
     import httpx
 
     network = PAPER_NETWORK if params is None else dense_network(params)
     hyper = {"period_s": period_s, "learning_rate": 0.01, **({"late_policy": late_policy} if late_policy != "drop" else {}),
-             **(codecs or {})}
+             **({"mode": mode, "buffer_size": buffer_size} if mode != "sync" else {}), **(codecs or {})}
     body = {"name": name, "network": network, "hyper": hyper}
     r = httpx.post(f"{url}/api/projects", json=body, timeout=60)
     if r.status_code != 201:
@@ -176,7 +177,9 @@ def round_line(m: dict) -> str:
             f"server cpu {m.get('cpu_s') or 0:5.2f} s | client cpu "
             f"{'  -  ' if m.get('client_cpu_s') is None else format(m['client_cpu_s'], '5.2f')} s | "
             f"in {m.get('bytes_in', 0) / mb:7.1f} MB out {m.get('bytes_out', 0) / mb:7.1f} MB | "
-            f"late {m.get('late', 0)} rejected {m.get('rejected', 0)}")
+            f"late {m.get('late', 0)} rejected {m.get('rejected', 0)}"
+            + (f" | staleness mean {m.get('staleness_mean') or 0:.2f} max {m.get('staleness_max') or 0}"
+               if m.get("mode") == "async" else ""))
 
 
 def simulate(url: str, project: int, param_count: int, clients: int, rounds: int, *, period_s: float = 4.0,
@@ -297,8 +300,8 @@ def summary_lines(result: SimResult, clients: int) -> list[str]:
 def run_simulate(clients: int, server: str | None = None, project: int | None = None, period_s: float = 4.0,
                  rounds: int = 10, params: int | None = None, speed: float = 2200.0, speed_spread: float = 4.0,
                  latency_ms: str = "10..50", churn: float = 0.0, processes: int = 1, late_policy: str = "drop",
-                 seed: int = 0, metrics_out: str | None = None, token: str | None = None, out=None,
-                 codecs: dict | None = None) -> int:
+                 seed: int = 0, metrics_out: str | None = None, token: str | None = None, mode: str = "sync",
+                 buffer_size: int = 4, out=None, codecs: dict | None = None) -> int:
     """The `mlitb simulate` command; returns its exit status."""
     import httpx
 
@@ -324,7 +327,7 @@ def run_simulate(clients: int, server: str | None = None, project: int | None = 
         server = server.rstrip("/")
         if project is None:
             info = create_project(server, params, period_s, late_policy, name=f"simulate {clients} clients",
-                                  codecs=codecs)
+                                  mode=mode, buffer_size=buffer_size, codecs=codecs)
         else:
             r = httpx.get(f"{server}/api/projects/{project}", timeout=30,
                           headers={"Authorization": f"Bearer {token}"} if token else None)

@@ -122,9 +122,10 @@ def test_live_charts_clients_and_hyper_parameters_while_a_trainer_runs(page, ser
     page.click(f'#projects tr[data-project-row="{pid}"] [data-join="trainer"]')
     page.wait_for_function("/^([3-9]|\\d\\d+) rounds/.test(document.querySelector('#charts-state').textContent)",
                            timeout=30_000)
-    assert page.locator("#charts .chart canvas").count() == 5
+    assert page.locator("#charts .chart canvas").count() == 6
     titles = page.locator("#charts .u-title").all_text_contents()
-    assert titles == ["Training loss", "Test error", "Power (samples/s)", "Latency (ms, mean)", "Trainers"]
+    assert titles == ["Training loss", "Test error", "Power (samples/s)", "Latency (ms, mean)", "Trainers",
+                      "Staleness (versions, mean)"]
     page.wait_for_selector("#clients td:text('trainer')")
     row = page.locator("#clients tr").first.locator("td").all_text_contents()
     assert row[1] == "trainer" and row[2] in ("wasm", "webgl", "webgpu", "cpu") and int(row[5]) > 0

@@ -1,13 +1,16 @@
 """Strategies: how checked results become updates of the model (docs/architecture.md, "Strategies")."""
 
+from mlitb.training.strategies.async_buffer import AsyncBuffer, staleness_weight
 from mlitb.training.strategies.base import Host, Result, Strategy, UpdateStats
 from mlitb.training.strategies.sync_rounds import SyncRounds
 
+STRATEGIES = {"sync": SyncRounds, "async": AsyncBuffer}  # by hyper.mode
+
 
 def make_strategy(hyper) -> Strategy:
-    """A fresh strategy for a project with these hyper-parameters: the one place a new strategy is chosen
-    (synchronous time-boxed rounds are the only one so far)."""
-    return SyncRounds()
+    """A fresh strategy for a project's `hyper.mode`."""
+    return STRATEGIES[hyper.mode]()
 
 
-__all__ = ["Host", "Result", "Strategy", "SyncRounds", "UpdateStats", "make_strategy"]
+__all__ = ["AsyncBuffer", "Host", "Result", "STRATEGIES", "Strategy", "SyncRounds", "UpdateStats", "make_strategy",
+           "staleness_weight"]

@@ -52,6 +52,8 @@ class UpdateStats:
     refreshed: int = 0
     late_applied: int = 0
     ingest: list[float] = field(default_factory=list)  # server thread CPU s between consecutive results
+    staleness: list[int] = field(default_factory=list)  # per applied result: versions between its start and the update
+    refused_stale: int = 0  # results refused as older than max_staleness
     up_bytes: int = 0  # bytes of the result frames taken in (compressed uploads: docs/protocol.md)
     down_bytes: int = 0  # bytes of the PARAMS frames sent for this update
     down_frames: int = 0

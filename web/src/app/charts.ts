@@ -1,6 +1,7 @@
-// Live charts of the selected project (uPlot): training loss, test error, power (samples/s), latency and
-// trainers over rounds, fed incrementally from GET /api/projects/{id}/metrics?since=N; plus its clients table and
-// its volunteers' leaderboard (GET /api/projects/{id}/volunteers).
+// Live charts of the selected project (uPlot): training loss, test error, power (samples/s), latency,
+// trainers and (async mode) staleness over rounds or updates, fed incrementally from
+// GET /api/projects/{id}/metrics?since=N; plus its clients table and its volunteers' leaderboard
+// (GET /api/projects/{id}/volunteers).
 
 import uPlot from "uplot";
 import { authHeaders } from "../worker/connection";
@@ -15,6 +16,8 @@ const DEFS: ChartDef[] = [
   { id: "power", title: "Power (samples/s)", key: (m) => m.samples_per_s, color: "#087443" },
   { id: "latency", title: "Latency (ms, mean)", key: (m) => m.latency_ms_mean, color: "#b54708" },
   { id: "trainers", title: "Trainers", key: (m) => m.trainers, color: "#6941c6" },
+  // async mode (hyper.mode "async"): versions between a result's parameters and the update it joined; empty in sync
+  { id: "staleness", title: "Staleness (versions, mean)", key: (m) => m.staleness_mean, color: "#c11574" },
 ];
 
 let project: number | null = null;

@@ -102,6 +102,7 @@ class NativeWorker:
         self._evaluating = False
         self._last_eval = -float("inf")
         self._newest_round = -1
+        self.answered: list[tuple[int, int, float]] = []  # (round, samples, compute ms) of the gradients sent, newest last
         self._ws = None
         self._stop = asyncio.Event()
 
@@ -321,6 +322,7 @@ class NativeWorker:
         await self._send(MessageType.GRADIENT, round=f.round, count=r.samples, aux=max(1, round(r.ms)),
                          value=r.loss_sum, payload=r.grad)
         self.status.state, self.status.samples, self.status.compute_ms = "idle", r.samples, round(r.ms)
+        self.answered = (self.answered + [(f.round, r.samples, r.ms)])[-1000:]
         self.status.samples_per_s, self.status.loss = r.samples / max(r.ms, 1e-3) * 1000, r.loss_sum / r.samples
 
     def _compute_for(self, params, work_ms, batch):

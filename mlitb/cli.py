@@ -23,6 +23,11 @@ def _serve(args: argparse.Namespace) -> int:
                         max_project_bytes=args.project_quota, max_server_bytes=args.server_quota,
                         min_free_disk_bytes=args.min_free_disk,
                         max_connections_per_address=args.max_connections_per_address)
+    if args.ray:  # the only path that imports Ray (docs/cluster.md); a plain server never does
+        from mlitb.cluster.launch import serve_cluster
+
+        return serve_cluster(settings, args.ray_address, args.gateways, args.port, args.new_project,
+                             public_host=args.public_host)
     run_server(settings, log_level=args.log_level)
     return 0
 
@@ -53,6 +58,14 @@ def _count_or_auto(text: str) -> int | str:
 
 def _worker(args: argparse.Namespace) -> int:
     token = _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV)
+    if args.ray:  # browser trainers as Ray actors on the cluster's nodes, on `mlitb serve --ray` gateways
+        if args.engine != "browser":
+            print("error: --ray places browser workers (--engine browser) only", file=sys.stderr)
+            return 2
+        from mlitb.cluster.workers import run_browsers_ray
+
+        return run_browsers_ray(args.ray_address, args.server, args.project, args.trainers, args.ray_actors,
+                                args.duration or 60.0, args.backend, token)
     if args.engine == "torch":
         from mlitb.workers.native.run import run_native_workers
 
@@ -74,8 +87,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from mlitb.workers.simulate import run_simulate
+    from mlitb.workers.simulate import parse_range, run_simulate
 
+    if args.ray:  # fleets as Ray actors on the cluster's nodes, against `mlitb serve --ray` gateways
+        if args.server is None or args.project is None:
+            print("error: --ray needs --server (a gateway URL) and --project", file=sys.stderr)
+            return 2
+        from mlitb.cluster.simulate import run_simulate_ray
+
+        return run_simulate_ray(args.ray_address, args.server, args.project, args.clients, args.fleets, args.seconds,
+                                args.speed, parse_range(args.latency_ms), args.seed,
+                                _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV))
     return run_simulate(args.clients, server=args.server, project=args.project, period_s=args.period,
                         rounds=args.rounds, params=args.params, speed=args.speed, speed_spread=args.speed_spread,
                         latency_ms=args.latency_ms, churn=args.churn, processes=args.processes,
@@ -260,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-free-disk", type=byte_size, default=size_text(defaults.min_free_disk_bytes),
                    help="uploads, examples and closures are refused when the disk would have less free")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    s.add_argument("--ray", action="store_true",
+                   help="serve on a Ray cluster: one project actor per project, --gateways gateway processes on "
+                        "--port, --port+1, ... (docs/cluster.md; needs the `cluster` extra) (default: off)")
+    s.add_argument("--ray-address", default=None,
+                   help="with --ray: the cluster to join ('auto' or HOST:PORT) (default: start a local one)")
+    s.add_argument("--gateways", type=int, default=2, help="with --ray: number of gateway processes")
+    s.add_argument("--new-project", action="append", default=[], metavar="SPEC.json",
+                   help="with --ray: create a project from this JSON spec (as POST /api/projects takes) at start; "
+                        "its owner token is printed once (gateways do not create projects)")
+    s.add_argument("--public-host", default=None,
+                   help="with --ray: the host name gateways advertise in /api/gateways (default: each node's IP)")
     s.set_defaults(func=_serve)
 
     w = sub.add_parser("worker", formatter_class=fmt, help="add headless browser or native (PyTorch) workers to a project",
@@ -291,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
+    w.add_argument("--ray", action="store_true",
+                   help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
+                        "`mlitb serve --ray` (--server: any gateway; --duration: 60 s unless given; docs/cluster.md) (default: off)")
+    w.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
+    w.add_argument("--ray-actors", type=int, default=2, help="with --ray: browser actors (one Chromium each)")
     w.set_defaults(func=_worker)
 
     d = sub.add_parser("demo", formatter_class=fmt, help="train the paper's network on MNIST with headless browsers",
@@ -343,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "$MLITB_ADMIN_TOKEN)")
     m.add_argument("--metrics-out", default=None,
                    help="write one JSON object per round to this file (default: none is written)")
+    m.add_argument("--ray", action="store_true",
+                   help="run the trainers as Ray actors spread over a cluster's nodes, against the gateways of "
+                        "`mlitb serve --ray` (needs --server, a gateway URL, and --project; docs/cluster.md) (default: off)")
+    m.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
+    m.add_argument("--fleets", type=int, default=2, help="with --ray: actors the trainers are spread over")
+    m.add_argument("--seconds", type=float, default=20.0, help="with --ray: how long the trainers train")
     m.set_defaults(func=_simulate)
     ds = sub.add_parser("data-server", formatter_class=fmt, help="run an independent data server",
                         description="Serve the data of a master's projects (read-only, from its --data-dir) as its "

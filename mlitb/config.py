@@ -36,6 +36,11 @@ class Settings:
     refresh_every: int = 10  # rounds between data refreshments when the data exceeds all trainers' capacity
     refresh_fraction: float = 0.1  # share of each trainer's ids swapped for unallocated ones at a refreshment
     max_samples_per_s: int = 200_000  # a gradient claiming more samples per second of work is rejected
+    # a result's sample count is held to what the master measures (mlitb/trust/claims.py); above it the result
+    # keeps its per-sample mean and counts for the allowed number of samples:
+    claim_start_samples_per_s: float = 2_000.0  # samples/s any trainer may claim before there is a record
+    claim_growth: float = 2.0  # times its own measured samples/s (wall clock) a trainer may claim next
+    claim_fleet_factor: float = 8.0  # times the project's median measured samples/s a trainer may claim
     client_queue_frames: int = 32  # frames queued for one slow client before it is dropped
     min_work_ms: int = 50  # ms: the least work time a trainer is given
     seed: int = 0  # default seed of new projects' initial weights
@@ -51,6 +56,13 @@ class Settings:
     # a public 4.5M-parameter project: lower it for projects that large. Raise it for many workers behind one
     # NAT or proxy (`mlitb serve --max-connections-per-address`).
     max_connections_per_address: int = 64
+    max_trainers_per_address: int = 4  # trainers from one IP address in one project (a project may set fewer)
+    # addresses without the per-address trainer cap, whose trainers each vote on their own: the server's own
+    # machine (the demo, the owner's local workers). Behind a reverse proxy, run uvicorn with proxy headers so
+    # clients' real addresses are seen, or every client looks like the proxy
+    address_limits_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
+    pow_bits_per_trainer: int = 6  # proof-of-work bits at JOIN per trainer the address already runs in the project
+    pow_max_bits: int = 22  # the most proof-of-work bits asked (2^22 SHA-256: about a second or two in a browser)
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
     join_timeout_s: float = 15.0  # seconds a WebSocket connection may stay without a valid JOIN (then closed 1008)

@@ -61,9 +61,13 @@ def _demo(settings: Settings, workers: int, duration_s: float, metrics_out: str 
         if r.status_code != 201:
             print(f"error: creating the project failed: {r.text}", file=sys.stderr)
             return 1
-        pid = r.json()["id"]
+        pid, owner = r.json()["id"], r.json()["owner_token"]
         print(f"MLitB demo: project {pid} on {server.url}/ — open it in a browser and press 'Join as trainer' "
               f"to help. {workers} headless trainer(s) + 1 tracker, T = {period_s} s, {duration_s:.0f} s of training.",
+              file=out, flush=True)
+        # the demo user owns the demo project: the link fills the owner token on the page (learning rate, teach a
+        # class, save a closure); the token is in the fragment, which the browser never sends
+        print(f"Owner token of project {pid}: {owner}\n  as the owner: {server.url}/?project={pid}#owner={owner}",
               file=out, flush=True)
         with BrowserPool(server.url, backend=backend) as pool:
             for _ in range(workers):

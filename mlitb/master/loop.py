@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import time
 from typing import Awaitable, Callable
 
@@ -32,19 +33,25 @@ from mlitb.master.model_state import ModelState
 from mlitb.master.params_out import ParamsOut
 from mlitb.master.project import Hyper, ProjectSpec
 from mlitb.master.scheduler import Client, IngestClock
-from mlitb.master.telemetry import Telemetry
+from mlitb.master.telemetry import Telemetry, TelemetryViews
+from mlitb.master.trust_hooks import TrustHooks
 from mlitb.master.transport import Link
 from mlitb.model import Network
 from mlitb.protocol import DataInfo, Frame, MessageType, Welcome, encode
 from mlitb.training.optimizers import ServerOptimizer
 from mlitb.training.strategies import Result, Strategy, UpdateStats, make_strategy
+from mlitb.trust.addresses import AddressPolicy
+from mlitb.trust.claims import measured_rate
+from mlitb.trust.credit import CreditLedger, volunteer_id
+from mlitb.trust.credited import Credited
+from mlitb.trust.spot_check import SpotChecked
 
 log = logging.getLogger("mlitb.master")
 
 __all__ = ["Client", "ProjectRuntime"]
 
 
-class ProjectRuntime(ModelState):
+class ProjectRuntime(TrustHooks, ModelState, TelemetryViews):
     def __init__(self, project_id: int, spec: ProjectSpec, network: Network, dataset: Dataset | None,
                  settings: Settings, params: np.ndarray | None = None, clock=time.monotonic,
                  on_checkpoint: Callable[["ProjectRuntime"], Awaitable[None]] | None = None,
@@ -61,9 +68,12 @@ class ProjectRuntime(ModelState):
         self.telemetry = Telemetry()
         self.meter = self.telemetry.meter  # the transports count message bytes here
         self.ingest = IngestClock()
-        self.strategy: Strategy = strategy or make_strategy(spec.hyper)
+        self.addresses = AddressPolicy(settings, project_id)
+        self.credit = CreditLedger()
+        # spot checks, quarantine and credit wrap the strategy's result handling, whichever strategy it is
+        self.spot = SpotChecked(strategy or make_strategy(spec.hyper), self.credit, self._recompute)
+        self.strategy: Strategy = Credited(self.spot, self.credit)
         self.strategy.bind(self)
-        self._params_frame: tuple[int, np.ndarray, bytes] | None = None  # (version, parameters, encoded frame)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
         self._wake = asyncio.Event()
         self._stopped = False
@@ -85,40 +95,33 @@ class ProjectRuntime(ModelState):
         """The version an update is being built for (the open round), None between updates."""
         return self.strategy.open_version
 
-    @property
-    def samples_total(self) -> int:
-        return self.telemetry.samples_total
-
-    @property
-    def late_total(self) -> int:
-        return self.telemetry.late_total
-
-    @property
-    def late_applied_total(self) -> int:
-        return self.telemetry.late_applied_total
-
-    @property
-    def rejected_total(self) -> int:
-        return self.telemetry.rejected_total
-
-    @property
-    def bytes_in(self) -> int:
-        return self.meter.bytes_in
-
-    @property
-    def bytes_out(self) -> int:
-        return self.meter.bytes_out
-
     def trainers(self) -> list[Client]:
         return [c for c in self.clients.values() if c.role == "trainer" and c.admitted]
+
+    def trainer_addresses(self) -> list[str | None]:
+        return [c.address for c in self.clients.values() if c.role == "trainer"]
 
     def trainer_ids(self) -> list[int]:
         return [c.id for c in self.clients.values() if c.role == "trainer" and c.admitted]
 
     # ---- clients --------------------------------------------------------------------------------
-    def add_client(self, link: Link, role: str, backend: str) -> Client:
-        client = Client(next(self._client_ids), role, backend, link)
+    def add_client(self, link: Link, role: str, backend: str, address: str | None = None,
+                   volunteer_key: str | None = None, pow_solution: str | None = None) -> Client:
+        """A new worker; raises TOO_MANY_TRAINERS_FROM_ADDRESS past the per-address trainer cap, POW_REQUIRED or
+        POW_INVALID without the proof of work its address owes, QUARANTINED for a quarantined volunteer key. A
+        trainer with a volunteer key earns credit under its public id."""
+        if role == "trainer":
+            self.addresses.admit(address, self.trainer_addresses(), self.spec.max_trainers_per_address, pow_solution)
+        client = Client(next(self._client_ids), role, backend, link, address=address)
+        client.vote = self.addresses.vote(address, client.id)
+        if role == "trainer" and volunteer_key is not None:
+            row = self.credit.rows.get(volunteer_id(volunteer_key))
+            if row is not None and row.quarantined:
+                raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks")
+            client.volunteer = volunteer_id(volunteer_key)
+            self.credit.join(client.id, client.volunteer)
         client.max_samples = scheduler.max_samples(client, self.settings.max_samples_per_s)
+        client.allowed_samples = self._allowed_samples(client, None)
         self.clients[client.id] = client
         if role == "tracker":
             client.admitted = True
@@ -136,6 +139,7 @@ class ProjectRuntime(ModelState):
             self.allocator.leave(client_id)
             self._send_allocations()
         self.strategy.on_leave(client_id)
+        self.credit.leave(client_id)
 
     def _send_allocations(self) -> None:
         for tid in self.allocator.take_changed():
@@ -153,16 +157,8 @@ class ProjectRuntime(ModelState):
             self.remove_client(client.id)
 
     def params_frame(self) -> bytes:
-        """The parameters clients hold as one dense PARAMS frame: the shadow under a download codec; else the
-        current version, encoded once and shared by every send of it."""
-        if self.params_out.shadow is not None:
-            return self.params_out.dense(self.id, self.round, self.params)
-        cached = self._params_frame
-        if cached is None or cached[0] != self.round or cached[1] is not self._params:
-            frame = encode(MessageType.PARAMS, project=self.id, round=self.round, count=self.param_count,
-                           payload=self._params)
-            cached = self._params_frame = (self.round, self._params, frame)
-        return cached[2]
+        """The parameters clients hold as one dense PARAMS frame (ParamsOut.dense)."""
+        return self.params_out.dense(self.id, self.round, self.params)
 
     def _send_params(self, client: Client, frame: bytes) -> None:
         if self._stats is not None:
@@ -170,17 +166,7 @@ class ProjectRuntime(ModelState):
             self._stats.down_frames += 1
         self._send(client, frame)
 
-    # ---- model changes that replace the parameters: clients get them dense next -------------------
-    def replace_params(self, params: np.ndarray) -> None:
-        super().replace_params(params)
-        self.params_out.reset()
-
-    def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
-        super().restore(round, params, history, metrics)
-        self.params_out.reset()
-
-    def grow_to(self, layers: list[dict]) -> None:
-        super().grow_to(layers)
+    def _params_replaced(self) -> None:  # weights upload, restore, growth: clients get the parameters dense next
         self.params_out.reset()
 
     # ---- incoming frames ------------------------------------------------------------------------
@@ -200,7 +186,8 @@ class ProjectRuntime(ModelState):
 
     def _result_of(self, client: Client, frame: Frame) -> Result:
         """The frame as a `Result`, after the role, length (the codec's), sample-count and loss checks; its values are checked
-        for finiteness where the strategy adds them."""
+        for finiteness where the strategy adds them. A count above the client's allowance (mlitb/trust/claims.py)
+        is cut to it, the sum and loss scaled alike (a copy), and counted as clamped."""
         if client.role != "trainer":
             raise MlitbError(ErrorCode.WRONG_ROLE, "only trainers send gradients")
         # the project's upload policy first (dense, or its codec within its density: mlitb/codec/link.py), then
@@ -213,7 +200,14 @@ class ProjectRuntime(ModelState):
             raise MlitbError(ErrorCode.BAD_VALUE, "summed loss must not be negative")
         if self._stats is not None:
             self._stats.up_bytes += 24 + len(frame.payload)
-        return Result(client.id, frame.round, grad, frame.count, frame.value, frame.aux)
+        count, loss = frame.count, frame.value
+        client.claimed_samples = count
+        if count > client.allowed_samples:
+            share = client.allowed_samples / count
+            grad, count, loss = grad * np.float32(share), client.allowed_samples, loss * share
+            if self._stats is not None:
+                self._stats.clamped += 1
+        return Result(client.id, frame.round, grad, count, loss, frame.aux, client.vote)
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -261,10 +255,12 @@ class ProjectRuntime(ModelState):
         # the last, so the server takes the results in turn rather than all at the deadline
         n = len(due)
         ingest_ms = self.ingest.stagger_ms(n, self.hyper.period_s)
+        fleet_sps = self._fleet_rate()
         k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
-                self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0)
+                self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0,
+                                fleet_sps)
                 k += c.id in due
         self._to_trackers()
 
@@ -272,7 +268,7 @@ class ProjectRuntime(ModelState):
         client = self.clients.get(client_id)
         if client is not None:
             self.params_out.mark(client.id)
-            self._send_work(client, self.params_frame(), 0.0)
+            self._send_work(client, self.params_frame(), 0.0, self._fleet_rate())
 
     def publish(self) -> None:
         self._start_version()
@@ -287,17 +283,29 @@ class ProjectRuntime(ModelState):
             if c.role == "tracker":
                 self._send_params(c, self.params_out.frame_for(c.id))
 
-    def _send_work(self, c: Client, shared: bytes, queue_ms: float) -> None:
+    def _send_work(self, c: Client, shared: bytes, queue_ms: float, fleet_sps: float | None) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
+        c.allowed_samples = self._allowed_samples(c, fleet_sps)
+        chosen = self._chosen_ids(c)
+        seed = 0
+        if len(chosen) == 0 and self._verifiable() and not self.addresses.exempt(c.address):
+            # the trainer follows the example order this seed gives, so its result can be recomputed
+            seed = secrets.randbits(32) or 1
+            c.work_check = (self.round, seed, self.allocator.ids_of(c.id), self.params)
         self._send_params(c, shared)
-        self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, aux=c.work_ms,
-                             payload=self._chosen_ids(c)))
+        self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, count=seed, aux=c.work_ms,
+                             payload=chosen))
 
     def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         client = self.clients.get(result.client_id)
+        if client is not None:
+            client.measured_sps = measured_rate(result.samples, self.clock() - since, client.work_ms)
+        # the processing rate sets work times only: it follows the claimed count (the scheduler's estimate is
+        # capped at max_samples_per_s), while weight and credit follow the allowed one
         latency = 0.0 if client is None else scheduler.observe(
-            client, result.samples, result.compute_ms, (self.clock() - since) * 1000, self.settings.max_samples_per_s)
+            client, client.claimed_samples, result.compute_ms, (self.clock() - since) * 1000,
+            self.settings.max_samples_per_s)
         if stats is not None:
             stats.latencies.append(latency)
             self.ingest.took_one(stats.ingest)
@@ -323,10 +331,14 @@ class ProjectRuntime(ModelState):
             step_skipped = True
             log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
         self.ingest.close(stats.ingest)
+        spot = self.spot.stats
         record = self.telemetry.record(
             stats, aggregate, self.clock() - stats.started, step_skipped, hyper, latest_eval=self.latest_eval,
             ingest_s=self.ingest.seconds, unallocated=self.allocator.unallocated_with_room(),
             classes=self.network.num_classes)
+        record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
+                      spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
+                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined)
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()
@@ -366,7 +378,7 @@ class ProjectRuntime(ModelState):
         h = self.hyper
         return Welcome(client_id=client.id, role=client.role, project_id=self.id, name=self.spec.name,
                        param_count=self.param_count, period_s=h.period_s,
-                       batch_size=h.batch_size, model_url=f"{base}/model/model.json", data=data,
+                       batch_size=h.batch_size, model_url=f"{base}/model/model.json", data=data, volunteer=client.volunteer,
                        upload_codec=h.upload_codec, topk_density=h.topk_density,
                        topk_warmup_rounds=h.topk_warmup_rounds, download_codec=h.download_codec,
                        algorithm=h.algorithm, inner_optimizer=h.inner_optimizer, inner_lr=h.inner_lr)

@@ -159,6 +159,7 @@ class ModelState:
         self.optimizer.reset(params.size)
         self._latest_eval = None
         self._record = self._new_record()
+        self._params_replaced()
 
     def restore(self, round: int, params: np.ndarray, history: np.ndarray, metrics: list[dict]) -> None:
         """Resume from a checkpoint: the next round is `round`; `history` is the optimizer state."""
@@ -169,6 +170,7 @@ class ModelState:
         self._metrics = [m for m in metrics if m["round"] < round]
         self._checkpointed_round = round - 1
         self._record = self._new_record()
+        self._params_replaced()
         last = next((m for m in reversed(self.metrics) if m.get("test_error") is not None), None)
         self._latest_eval = (last["test_error_round"], last["test_error"]) if last else None
 
@@ -191,6 +193,7 @@ class ModelState:
             self.optimizer.replace(grown[1:])
             self._network = network
             self._record = self._new_record()
+            self._params_replaced()
         self._spec = spec
 
     def note_evaluation(self, round: int, error: float, count: int) -> None:
@@ -203,6 +206,9 @@ class ModelState:
             if m["round"] == round:
                 m["test_error_of_round"] = error
                 break
+
+    def _params_replaced(self) -> None:
+        """Hook: the parameters changed other than by an update (the runtime sends them dense next)."""
 
     def _new_record(self) -> ClosureRecord:
         return ClosureRecord(self._round, self._params, self.optimizer.state())

@@ -19,6 +19,7 @@ class ParamsOut:
         self._codec = ShadowBroadcast(hyper)
         self._held: dict[int, int] = {}  # client id -> round of the broadcast whose shadow it holds
         self._frames: tuple[bytes, bytes | None, int] = (b"", None, -1)  # this update's (dense, delta, base)
+        self._dense: tuple[int, np.ndarray, bytes] | None = None  # (version, parameters, encoded frame)
 
     @property
     def shadow(self) -> np.ndarray | None:
@@ -33,9 +34,14 @@ class ParamsOut:
         self._held.pop(client_id, None)
 
     def dense(self, project: int, round: int, params: np.ndarray) -> bytes:
-        """A dense frame of what clients hold now: the shadow of the last broadcast, else the parameters."""
+        """A dense frame of what clients hold now: the shadow of the last broadcast; else the parameters of this
+        version, encoded once and shared by every send of it (parameters are replaced, never written in place)."""
         if self._codec.shadow is None:
-            return encode(MessageType.PARAMS, project=project, round=round, count=params.size, payload=params)
+            cached = self._dense
+            if cached is None or cached[0] != round or cached[1] is not params:
+                frame = encode(MessageType.PARAMS, project=project, round=round, count=params.size, payload=params)
+                cached = self._dense = (round, params, frame)
+            return cached[2]
         return encode(MessageType.PARAMS, project=project, round=self._codec.round, count=params.size,
                       payload=self._codec.shadow.values)
 

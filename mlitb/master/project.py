@@ -25,9 +25,12 @@ class Hyper(BaseModel):
     l2: float = Field(0.0, ge=0, le=1, description="L2 decay")
     dropout: float = Field(0.5, ge=0, lt=1, description="rate of dropout layers that give none")
     batch_size: int = Field(32, ge=1, le=4096, description="trainer mini-batch; samples per round are clock-bounded")
-    aggregation: Literal["mean", "clipped_mean", "median", "trimmed_mean"] = Field(
-        "mean", description="how a round's gradients are combined: the sample-weighted mean, or a rule robust to "
-                            "hostile clients (norm-clipped mean, coordinate-wise median, coordinate-wise trimmed mean)")
+    aggregation: Literal["centered_clip", "mean", "clipped_mean", "median", "trimmed_mean"] = Field(
+        "centered_clip", description="how a round's gradients are combined: by default each client's deviation from "
+                                     "the coordinate-wise median is clipped to the round's median deviation (robust to "
+                                     "a minority of hostile clients, no threshold to tune); 'mean' is the fast "
+                                     "sample-weighted mean, for trusted trainers only; other robust rules: norm-clipped "
+                                     "mean, coordinate-wise median, coordinate-wise trimmed mean")
     clip_norm: float = Field(1.0, gt=0, le=1e6, description="clipped_mean: largest L2 norm of one client's "
                                                              "per-sample mean gradient")
     trim_fraction: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: fraction of clients dropped at each "
@@ -41,6 +44,9 @@ class Hyper(BaseModel):
     deterministic: bool = Field(False, description="replayable rounds (docs/closure.md): the master names each "
                                                    "trainer's examples every round (a seeded draw of "
                                                    "samples_per_round from its allocation) and records them")
+    spot_checks: bool = Field(True, description="verify a random share of results by recomputing them on the master "
+                                                "(dense networks; mlitb/trust/spot_check.py): trainers follow the "
+                                                "example order seeded in WORK; fakers get strikes and quarantine")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
     # communication (docs/protocol.md "Payload kinds"); fixed at creation, like the network
     upload_codec: Literal["float32", "topk", "topk_q8"] = Field(
@@ -80,6 +86,8 @@ class ProjectSpec(BaseModel):
     hyper: Hyper = Field(default_factory=Hyper)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
     private: bool = Field(False, description="joining and reading need the invite token returned at creation")
+    max_trainers_per_address: int | None = Field(None, ge=1, le=1024, description="trainers from one IP address in "
+                                                 "this project; at most the server's limit (None: the server's)")
 
     def build_network(self) -> Network:
         layers = copy.deepcopy(self.network)

@@ -16,6 +16,7 @@ from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
 from mlitb.model.grow import fit_checkpoint
 from mlitb.store import ProjectStore
+from mlitb.trust.credit import VolunteerCredit
 
 log = logging.getLogger("mlitb.master")
 
@@ -44,6 +45,8 @@ class ProjectRegistry:
                                                      saved.history)
                     runtime.restore(saved.round, params, history, saved.metrics)
                 runtime.grant(saved.owner_hash, saved.invite_hash)
+                runtime.credit.load([VolunteerCredit(v, n, r, ms, st, bool(q), first, last)
+                                     for v, n, r, ms, st, q, first, last in store.load_credit(saved.id)])
             except (MlitbError, ValueError) as exc:
                 log.error("project %s could not be restored and is left out: %s", saved.id, exc)
                 continue
@@ -59,6 +62,7 @@ class ProjectRegistry:
         await asyncio.to_thread(self.store.save_checkpoint, runtime.id, round_, params, state, new, time.time(),
                                 runtime.allocator.owner.copy())
         runtime.mark_checkpointed(round_)
+        await asyncio.to_thread(self.store.save_credit, runtime.id, runtime.credit.changed())
 
     def load_dataset(self, name: str | None) -> Dataset | None:
         if name is None:

@@ -50,6 +50,13 @@ class Client:
     # the newest results' compute past the work time they were given (ms, >= 0), and their latency (ms)
     overshoots: deque = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
     latencies: deque = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
+    allowed_samples: int = 1  # most samples a result counts for, from measured rates (mlitb/trust/claims.py)
+    claimed_samples: int = 0  # the count its newest result claimed (its processing rate is the trainer's word)
+    measured_sps: float | None = None  # accepted samples per wall second of its last result
+    address: str | None = None  # the peer's IP address (None: in memory)
+    vote: object = None  # robust rules sum the results of one vote first (mlitb/trust/addresses.py)
+    volunteer: str | None = None  # public id of the volunteer key it joined with (mlitb/trust/credit.py)
+    work_check: tuple | None = None  # (version, seed, held ids, parameters) of its newest WORK, for spot checks
 
 
 def observe_latency(client: Client, sample_ms: float) -> float:

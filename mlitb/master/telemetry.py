@@ -20,6 +20,20 @@ class Meter:
         self.bytes_out = 0
 
 
+class TelemetryViews:
+    """The cumulative counters as read-only properties of the runtime (which sets `telemetry` and `meter`)."""
+
+    telemetry: "Telemetry"
+    meter: Meter
+
+    samples_total = property(lambda self: self.telemetry.samples_total)
+    late_total = property(lambda self: self.telemetry.late_total)
+    late_applied_total = property(lambda self: self.telemetry.late_applied_total)
+    rejected_total = property(lambda self: self.telemetry.rejected_total)
+    bytes_in = property(lambda self: self.meter.bytes_in)
+    bytes_out = property(lambda self: self.meter.bytes_out)
+
+
 class Telemetry:
     """Cumulative counters of one runtime and the builder of its per-update metrics records."""
 
@@ -61,6 +75,7 @@ class Telemetry:
             "late": stats.late,
             "late_applied": stats.late_applied,
             "rejected": stats.rejected,
+            "clamped": stats.clamped,
             "step_skipped": step_skipped,
             "cpu_s": round(self._marks[0] - cpu, 4),  # server process CPU time since the previous update closed
             "ingest_ms": round(ingest_s * 1000, 4),  # estimated server CPU time per result

@@ -17,6 +17,11 @@ class JoinRequest(BaseModel):
     backend: str = Field(default="unknown", max_length=64)
     agent: str = Field(default="", max_length=256)
     token: str | None = Field(default=None, max_length=128, description="invite (or owner) token of a private project")
+    pow: str | None = Field(default=None, max_length=200, description="proof of work '<challenge>:<nonce>' "
+                                                                      "(mlitb/trust/pow.py), when the address needs one")
+    volunteer: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$",
+                                  description="the volunteer's secret key (kept by the browser): credit goes to its "
+                                              "public id, the first 16 hex digits of its SHA-256 (mlitb/trust/credit.py)")
 
 
 class DataInfo(BaseModel):
@@ -51,6 +56,7 @@ class Welcome(BaseModel):
     algorithm: str = "gradient"
     inner_optimizer: str = "sgd"
     inner_lr: float = 0.05
+    volunteer: str | None = None  # the public id credit goes to (None: joined without a volunteer key)
 
 
 def parse_join(body: dict) -> JoinRequest:

@@ -61,8 +61,10 @@ class ClientSession:
     reached through `find_project` and the duck-typed calls of mlitb.master.loop.ProjectRuntime (add_client,
     remove_client, welcome, on_frame, note_rejected, clients, meter.bytes_in, param_count, id, round)."""
 
-    def __init__(self, link, settings, find_project: FindProject, may_join: MayJoin, clock=time.monotonic):
+    def __init__(self, link, settings, find_project: FindProject, may_join: MayJoin, clock=time.monotonic,
+                 address: str | None = None):
         self.link = link
+        self.address = address  # the peer's IP address: per-address limits and proof of work (mlitb/trust/)
         self.settings = settings
         self.find_project = find_project
         self.may_join = may_join
@@ -153,7 +155,7 @@ class ClientSession:
             raise MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"project {runtime.id} already has "
                              f"{self.settings.max_clients_per_project} workers")
         self.runtime = runtime
-        self.client = runtime.add_client(self.link, join.role, join.backend)
+        self.client = runtime.add_client(self.link, join.role, join.backend, self.address, join.volunteer, join.pow)
         self.state = State.JOINED
         runtime.meter.bytes_in += len(data)
         self.link.send(encode(MessageType.WELCOME, project=runtime.id, payload=runtime.welcome(self.client).model_dump()))

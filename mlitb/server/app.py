@@ -38,6 +38,7 @@ from mlitb.server.closures import router as closure_router
 from mlitb.server.examples import router as examples_router
 from mlitb.server.hyper import router as hyper_router
 from mlitb.server.model_upload import router as model_upload_router
+from mlitb.trust.pow import make_challenge
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 ISOLATION_HEADERS = {
@@ -127,12 +128,13 @@ def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, registry: ProjectRegistry | None = None) -> FastAPI:
     settings = settings or Settings()
     store = ProjectStore(settings.data_dir / "mlitb.sqlite3")
     storage = Storage(settings, store.examples_bytes)
     storage.clean_staging(store.project_ids())  # what a crash left half-written; before any project loads its data
-    registry = ProjectRegistry(settings, store)
+    # a cluster gateway (mlitb/cluster/) hands in its own registry, whose projects live in project actors
+    registry = registry or ProjectRegistry(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -247,6 +249,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  "samples_per_s": None if c.rate_sps is None else round(c.rate_sps, 1)}
                 for c in rt.clients.values()]
 
+    @app.get("/api/projects/{project_id}/challenge", summary="A proof-of-work challenge for joining as a trainer")
+    async def get_challenge(project_id: int, request: Request) -> dict:
+        # bound to the asking address; `bits` is what one more trainer from it must show now (0: none needed)
+        rt = readable(project_id, request)
+        address = request.client.host if request.client else "?"
+        return {"challenge": make_challenge(rt.id, address), "bits": rt.addresses.pow_bits(address, rt.trainer_addresses())}
+
+    @app.get("/api/projects/{project_id}/volunteers", summary="Volunteer credit: the leaderboard, most samples first")
+    async def get_volunteers(project_id: int, request: Request, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+        # per volunteer (public id of its key): samples and results accepted, compute seconds, strikes, quarantine
+        return readable(project_id, request).credit.board(limit)
+
     @app.get("/api/projects/{project_id}/data/{split}", summary="Examples [start, start+count) as binary",
              response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}},
@@ -282,6 +296,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        # pages name /static/favicon.svg; this answers the request browsers make by default (and the API docs)
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
 
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

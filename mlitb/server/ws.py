@@ -111,9 +111,9 @@ async def serve_client(ws: WebSocket, registry: ProjectRegistry, limits: Connect
     await ws.accept()
     settings = registry.settings
     link = WebSocketLink(ws, settings.client_queue_frames)
-    session = ClientSession(link, settings, registry.get, auth.join_check(settings.admin_token))
-    link.follow(session)
     address = ws.client.host if ws.client else "?"
+    session = ClientSession(link, settings, registry.get, auth.join_check(settings.admin_token), address=address)
+    link.follow(session)
     if not limits.admit(address):
         session.refuse(MlitbError(ErrorCode.TOO_MANY_CONNECTIONS, f"at most {settings.max_connections_per_address} "
                                   "connections from one address"))

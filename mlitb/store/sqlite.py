@@ -38,6 +38,18 @@ CREATE TABLE IF NOT EXISTS metrics (
   record TEXT NOT NULL,
   PRIMARY KEY (project_id, round)
 );
+CREATE TABLE IF NOT EXISTS credit (
+  project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+  volunteer TEXT NOT NULL,
+  samples INTEGER NOT NULL,
+  results INTEGER NOT NULL,
+  compute_ms INTEGER NOT NULL,
+  strikes INTEGER NOT NULL,
+  quarantined INTEGER NOT NULL,
+  first_seen REAL NOT NULL,
+  last_seen REAL NOT NULL,
+  PRIMARY KEY (project_id, volunteer)
+);
 CREATE TABLE IF NOT EXISTS examples (
   project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
   seq INTEGER NOT NULL,
@@ -178,6 +190,27 @@ class ProjectStore:
             row = self._db.execute("SELECT spec, owner_hash, invite_hash FROM projects WHERE id = ?",
                                    (project_id,)).fetchone()
         return None if row is None else (json.loads(row[0]), row[1], row[2])
+
+    def save_credit(self, project_id: int, rows: list) -> None:
+        """Upsert volunteer credit rows (mlitb.trust.credit.VolunteerCredit) in one transaction."""
+        if not rows:
+            return
+        values = [(project_id, r.volunteer, r.samples, r.results, r.compute_ms, r.strikes, int(r.quarantined),
+                   r.first_seen, r.last_seen) for r in rows]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO credit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def load_credit(self, project_id: int) -> list[tuple]:
+        """(volunteer, samples, results, compute_ms, strikes, quarantined, first_seen, last_seen) rows."""
+        with self._lock:
+            return self._db.execute("SELECT volunteer, samples, results, compute_ms, strikes, quarantined, first_seen, "
+                                    "last_seen FROM credit WHERE project_id = ?", (project_id,)).fetchall()
 
     def load_all(self) -> list[StoredProject]:
         with self._lock:

@@ -102,8 +102,9 @@ class GradientAccumulator:
         self._spare: np.ndarray | None = None  # the buffer the next snapshot (fused mode) or add (small) writes into
         self._since: list[np.ndarray] = []  # fused mode: gradients added since the base, in order
 
-    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None:
-        """Add a gradient sum without checking its values."""
+    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> None:
+        """Add a gradient sum without checking its values. `group` (one vote per address, for the robust rules)
+        changes nothing in a sum."""
         if not self._fused:
             _add(self.sum, grad_sum, out=self.sum)
         elif len(self._since) < self._keep:
@@ -117,7 +118,7 @@ class GradientAccumulator:
         self.loss_sum += loss_sum
         self.contributions += 1
 
-    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> bool:
+    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> bool:
         """Add a gradient sum if every value is finite; otherwise return False and leave the
         accumulator unchanged."""
         total = self.sum

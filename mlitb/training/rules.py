@@ -1,10 +1,14 @@
 """The per-project choice of aggregation rule: `make_aggregator(hyper, size)` for one round.
 
-"mean" is the streaming sample-weighted mean of MLitB (one vector, whatever the number of
-clients). The robust rules (clipped_mean, median, trimmed_mean) need every client's vector
+"centered_clip" (the default; centered_clip.py says why) clips each client's deviation from the
+coordinate-wise median to the round's median deviation. "mean" is the streaming sample-weighted
+mean of MLitB (one vector, whatever the number of clients), fast but open to one hostile client.
+The robust rules (centered_clip, clipped_mean, median, trimmed_mean) need every client's vector
 at once, so their aggregator keeps a copy of each gradient sum of the round (clients x
-parameters float32) and applies the pure rule in `mean()`. Both have the same interface:
-`add(grad_sum, samples, loss_sum)`, `add_finite(...)` (False and nothing kept when a value is not
+parameters float32) and applies the pure rule in `mean()`. Results given the same `group` (the
+trainers of one address) are summed into one vote before the rule sees them, so several trainers
+of one machine cannot outvote the others. Both have the same interface:
+`add(grad_sum, samples, loss_sum, group)`, `add_finite(...)` (False and nothing kept when a value is not
 finite), `mean()`, `samples`, `loss_sum`, `contributions`.
 """
 
@@ -16,11 +20,12 @@ from typing import Callable, Protocol
 import numpy as np
 
 from mlitb.training.aggregate import GradientAccumulator, all_finite
+from mlitb.training.centered_clip import centered_clip
 from mlitb.training.clipping import clipped_mean
 from mlitb.training.median import coordinate_median
 from mlitb.training.trimmed_mean import trimmed_mean
 
-AGGREGATION_RULES = ("mean", "clipped_mean", "median", "trimmed_mean")
+AGGREGATION_RULES = ("centered_clip", "mean", "clipped_mean", "median", "trimmed_mean")
 
 
 class Aggregator(Protocol):
@@ -28,9 +33,9 @@ class Aggregator(Protocol):
     loss_sum: float
     contributions: int
 
-    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None: ...
+    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> None: ...
 
-    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> bool: ...
+    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> bool: ...
 
     def mean(self) -> np.ndarray: ...
 
@@ -49,27 +54,35 @@ class RobustAggregator:
         self.rule = rule
         self._sums: list[np.ndarray] = []
         self._counts: list[int] = []
+        self._groups: dict[object, int] = {}  # group -> its row in _sums
         self.samples = 0  # claimed samples, for the round's metrics
         self.loss_sum = 0.0
         self.contributions = 0
 
-    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> None:
+    def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> None:
         g = np.array(grad_sum, dtype=np.float32)  # a copy: the frame's buffer is not ours to keep
         if g.shape != (self.size,):
             raise ValueError(f"gradient of shape {g.shape}; expected ({self.size},)")
         if samples <= 0:
             raise ValueError("sample count must be positive")
-        self._sums.append(g)
-        self._counts.append(int(samples))
+        row = self._groups.get(group) if group is not None else None
+        if row is None:
+            if group is not None:
+                self._groups[group] = len(self._sums)
+            self._sums.append(g)
+            self._counts.append(int(samples))
+        else:  # the group's vote: its results' summed gradient over their summed count
+            self._sums[row] += g
+            self._counts[row] += int(samples)
         self.samples += int(samples)
         self.loss_sum += loss_sum
         self.contributions += 1
 
-    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0) -> bool:
+    def add_finite(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> bool:
         """Add a gradient sum if every value is finite; otherwise return False and keep nothing."""
         if not all_finite(grad_sum):
             return False
-        self.add(grad_sum, samples, loss_sum)
+        self.add(grad_sum, samples, loss_sum, group)
         return True
 
     def mean(self) -> np.ndarray:
@@ -83,6 +96,8 @@ def make_aggregator(hyper: AggregationHyper, size: int) -> Aggregator:
     rule = hyper.aggregation
     if rule == "mean":
         return GradientAccumulator(size)
+    if rule == "centered_clip":
+        return RobustAggregator(size, centered_clip)
     if rule == "clipped_mean":
         return RobustAggregator(size, partial(clipped_mean, max_norm=hyper.clip_norm))
     if rule == "median":

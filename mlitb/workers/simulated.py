@@ -38,15 +38,17 @@ def only(runtime: ProjectRuntime):
     return find
 
 
-def memory_session(runtime: ProjectRuntime, link: MemoryLink, clock=time.monotonic) -> ClientSession:
-    """A session as the WebSocket endpoint makes one, reaching only `runtime`."""
+def memory_session(runtime: ProjectRuntime, link: MemoryLink, clock=time.monotonic,
+                   address: str | None = None) -> ClientSession:
+    """A session as the WebSocket endpoint makes one, reaching only `runtime` (from `address`: None is in memory)."""
     settings = runtime.settings
-    return ClientSession(link, settings, only(runtime), join_check(settings.admin_token), clock=clock)
+    return ClientSession(link, settings, only(runtime), join_check(settings.admin_token), clock=clock, address=address)
 
 
 class MemoryTrainer:
     def __init__(self, runtime: ProjectRuntime, gradient_fn: GradientFn | None, role: str = "trainer",
-                 delay_s: float = 0.0, token: str | None = None, clock=time.monotonic, local_steps: int = 4):
+                 delay_s: float = 0.0, token: str | None = None, clock=time.monotonic, local_steps: int = 4,
+                 volunteer: str | None = None, address: str | None = None):
         self.runtime = runtime
         self.gradient_fn = gradient_fn
         self.delay_s = delay_s
@@ -54,8 +56,9 @@ class MemoryTrainer:
         self.downlink = Downlink()
         self.uplink = Uplink(runtime.spec.hyper, runtime.param_count)
         self.link = MemoryLink()
-        self.session = memory_session(runtime, self.link, clock)
-        join = {"role": role, "backend": "memory", **({"token": token} if token else {})}
+        self.session = memory_session(runtime, self.link, clock, address)
+        join = {"role": role, "backend": "memory", **({"token": token} if token else {}),
+                **({"volunteer": volunteer} if volunteer else {})}
         err = self.session.receive(encode(MessageType.JOIN, project=runtime.id, payload=join))
         if err is not None:
             raise err

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import httpx
 
@@ -46,3 +47,4 @@ def test_demo_trains_and_writes_one_json_object_per_round(tmp_path):
     assert rows[-1]["loss"] < rows[0]["loss"]
     text = out.getvalue()
     assert "http://127.0.0.1:" in text and "Join as trainer" in text and "done:" in text
+    assert re.search(r"Owner token of project \d+: (\S+)\n  as the owner: http://127.0.0.1:\d+/\?project=\d+#owner=\1", text)

@@ -183,7 +183,7 @@ async def test_with_stale_weighting_a_late_gradient_joins_the_open_round_with_it
 
 
 async def test_a_stale_weighted_gradient_moves_the_mean_by_its_weighted_share():
-    rt = make_runtime(period_s=1, late_policy="stale_weighted", staleness_weight=0.25)
+    rt = make_runtime(period_s=1, late_policy="stale_weighted", staleness_weight=0.25, aggregation="mean")
     a = ScriptedTrainer(rt, answer=False)
     b = ScriptedTrainer(rt, answer=False)
     await asyncio.sleep(0)

@@ -16,6 +16,8 @@ from mlitb.protocol import MessageType, decode
 from mlitb.training.aggregate import GradientAccumulator, all_finite
 from mlitb.training.optimizers import AdaGrad
 from mlitb.training.strategies import Result, SyncRounds
+from mlitb.trust.credited import Credited
+from mlitb.trust.spot_check import SpotChecked
 from mlitb.workers.simulated import MemoryTrainer
 from tests.helpers import TINY_NETWORK, tiny_dataset
 
@@ -135,7 +137,10 @@ async def test_a_swapped_server_optimizer_takes_the_step_and_its_state_is_what_c
 
 async def test_the_default_strategy_and_optimizer_are_sync_rounds_and_adagrad():
     rt = runtime()
-    assert isinstance(rt.strategy, SyncRounds) and isinstance(rt.optimizer, AdaGrad)
+    # the runtime wraps every strategy in spot checks and credit (mlitb/trust/)
+    assert isinstance(rt.strategy, Credited) and isinstance(rt.strategy.inner, SpotChecked)
+    assert isinstance(rt.strategy.inner.inner, SyncRounds)
+    assert isinstance(rt.optimizer, AdaGrad)
     MemoryTrainer(rt, quadratic)
     await rt.run_round()
     assert rt.history.shape == rt.params.shape and (rt.history > 0).any()

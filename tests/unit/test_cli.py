@@ -103,7 +103,7 @@ def test_the_readme_command_table_shows_every_option_optional_or_required_with_i
         names = action.option_strings
         if action.required:
             assert any(f" {n} " in usage and f"[{n} " not in usage for n in names), f"{names}: required, no brackets"
-        elif action.default in (None, False, ""):
+        elif action.default in (None, False, "", []):  # [] : an append option given zero or more times
             assert any(f"[{n}" in usage for n in names), f"{names}: optional, in brackets"
         else:
             shown = [f"[{n} {_shown(action.default)}]" for n in names]

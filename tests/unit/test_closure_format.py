@@ -77,7 +77,7 @@ def test_the_manifest_covers_every_part_with_its_hash_and_names_the_code_and_dat
     assert data["labels"] == ["a", "b", "c"] and data["splits"]["train"]["count"] == 30
     assert data["splits"]["test"]["images_sha256"] and data["preprocessing"]
     config = json.loads(parts["config.json"])
-    assert config["project"]["seed"] == 0 and config["aggregation"] == "mean" and config["optimizer"] == "adagrad"
+    assert config["project"]["seed"] == 0 and config["aggregation"] == "centered_clip" and config["optimizer"] == "adagrad"
 
 
 def test_a_flipped_byte_in_the_weights_is_refused_naming_the_part(raw):

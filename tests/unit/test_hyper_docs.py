@@ -20,7 +20,8 @@ def test_every_field_of_the_model_has_a_row_with_its_range():
     assert "| `learning_rate` | number | `0.01` | (0, 10] |" in text
     assert "| `batch_size` | integer | `32` | [1, 4096] (integers) |" in text
     assert "| `dropout` | number | `0.5` | [0, 1) |" in text
-    assert '| `aggregation` | string | `"mean"` | `"mean"`, `"clipped_mean"`, `"median"`, `"trimmed_mean"` |' in text
+    assert ('| `aggregation` | string | `"centered_clip"` | `"centered_clip"`, `"mean"`, `"clipped_mean"`, `"median"`, '
+            '`"trimmed_mean"` |') in text
     assert "| `deterministic` | boolean | `false` | `true`, `false` |" in text
 
 

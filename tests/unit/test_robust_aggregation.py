@@ -1,14 +1,15 @@
-"""Robust aggregation rules (norm-clipped mean, coordinate-wise median, trimmed mean) and the per-project choice."""
+"""Robust aggregation rules (centred clipping, norm-clipped mean, coordinate-wise median, trimmed mean) and the per-project choice."""
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from mlitb.master.project import Hyper
-from mlitb.training import (GradientAccumulator, RobustAggregator, clip_to_norm, clipped_mean, coordinate_median,
-                            make_aggregator, trimmed_count, trimmed_mean)
+from mlitb.training import (GradientAccumulator, RobustAggregator, centered_clip, clip_to_norm, clipped_mean,
+                            coordinate_median, make_aggregator, trimmed_count, trimmed_mean)
 
 ROBUST = {
+    "centered_clip": lambda sums, counts: centered_clip(sums, counts),
     "median": lambda sums, counts: coordinate_median(sums, counts),
     "trimmed_mean": lambda sums, counts: trimmed_mean(sums, counts, 0.2),
     "clipped_mean": lambda sums, counts: clipped_mean(sums, counts, 1e6),
@@ -159,9 +160,9 @@ def test_no_clients_or_a_non_positive_count_is_an_error(rule):
 
 
 # ---- the per-project choice -------------------------------------------------------------------------------
-def test_hyper_defaults_to_the_plain_mean_and_validates_the_new_keys():
+def test_hyper_defaults_to_centred_clipping_and_validates_the_new_keys():
     h = Hyper()
-    assert (h.aggregation, h.trim_fraction) == ("mean", 0.2) and h.clip_norm > 0
+    assert (h.aggregation, h.trim_fraction) == ("centered_clip", 0.2) and h.clip_norm > 0
     Hyper(trim_fraction=0.0)
     Hyper(trim_fraction=0.499)
     Hyper(clip_norm=1e-9)
@@ -170,8 +171,9 @@ def test_hyper_defaults_to_the_plain_mean_and_validates_the_new_keys():
             Hyper(**bad)
 
 
-def test_make_aggregator_gives_the_streaming_mean_by_default():
-    assert isinstance(make_aggregator(Hyper(), 4), GradientAccumulator)
+def test_make_aggregator_gives_the_streaming_mean_only_when_mean_is_chosen():
+    assert isinstance(make_aggregator(Hyper(aggregation="mean"), 4), GradientAccumulator)
+    assert isinstance(make_aggregator(Hyper(), 4), RobustAggregator)
 
 
 @pytest.mark.parametrize("rule,expected", [("median", [2.0]), ("trimmed_mean", [2.0]), ("clipped_mean", [1.0])])
@@ -198,3 +200,17 @@ def test_the_robust_aggregator_refuses_a_wrong_length_and_an_empty_round():
         agg.mean()
     with pytest.raises(ValueError):
         agg.add(np.zeros(2, np.float32), 1)
+
+
+def test_results_of_one_group_are_one_vote_their_summed_gradient_over_their_summed_count():
+    agg = make_aggregator(Hyper(aggregation="median"), 1)
+    agg.add(np.array([1.0], np.float32), 1, group="10.0.0.1")
+    agg.add(np.array([2.0], np.float32), 1, group="10.0.0.2")
+    for _ in range(3):  # three colluding trainers of one address, far away: one vote of per-sample mean 100
+        agg.add(np.array([100.0], np.float32), 1, group="10.0.0.9")
+    np.testing.assert_allclose(agg.mean(), [2.0])  # median of 1, 2, 100; three separate votes would give 100
+    assert (agg.samples, agg.contributions) == (5, 5)
+    alone = make_aggregator(Hyper(aggregation="median"), 1)
+    alone.add(np.array([2.0], np.float32), 2, group="a")
+    alone.add(np.array([6.0], np.float32), 2, group="a")
+    np.testing.assert_allclose(alone.mean(), [2.0])  # (2 + 6) / (2 + 2)

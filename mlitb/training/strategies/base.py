@@ -35,6 +35,7 @@ class Result:
     samples: int
     loss_sum: float
     compute_ms: int  # time the client spent computing (0: not reported)
+    group: object = None  # the client's vote: robust rules sum one group's results first (one vote per address)
 
 
 @dataclass(slots=True)
@@ -46,6 +47,7 @@ class UpdateStats:
     trainers: int = 0
     latencies: list[float] = field(default_factory=list)
     rejected: int = 0
+    clamped: int = 0  # results whose sample count was cut to the client's allowance (mlitb/trust/claims.py)
     late: int = 0
     refreshed: int = 0
     late_applied: int = 0

@@ -79,7 +79,7 @@ class SyncRounds:
         record = host.record_contribution(result) if self._deterministic else None
         # the aggregator checks every value before the add that could change it (block by block for large
         # gradients, so each comes from memory once) and is left unchanged by a gradient it refuses
-        if not self._acc.add_finite(result.grad, result.samples, result.loss_sum):
+        if not self._acc.add_finite(result.grad, result.samples, result.loss_sum, result.group):
             raise MlitbError(ErrorCode.NON_FINITE, "gradient holds NaN or infinite values")
         if record is not None:
             host.record_reduced(record)
@@ -109,7 +109,7 @@ class SyncRounds:
         weight = hyper.staleness_weight ** (self.open_version - version)
         samples = max(1, round(result.samples * weight))
         scale = samples / result.samples
-        self._acc.add(result.grad * np.float32(scale), samples, result.loss_sum * scale)
+        self._acc.add(result.grad * np.float32(scale), samples, result.loss_sum * scale, result.group)
         self._applied[result.client_id] = version
         stats.late_applied += 1
         host.count_late(applied=True)

@@ -1,5 +1,6 @@
 // Live charts of the selected project (uPlot): training loss, test error, power (samples/s), latency and
-// trainers over rounds, fed incrementally from GET /api/projects/{id}/metrics?since=N; plus its clients table.
+// trainers over rounds, fed incrementally from GET /api/projects/{id}/metrics?since=N; plus its clients table and
+// its volunteers' leaderboard (GET /api/projects/{id}/volunteers).
 
 import uPlot from "uplot";
 import { authHeaders } from "../worker/connection";
@@ -17,6 +18,8 @@ const DEFS: ChartDef[] = [
 ];
 
 let project: number | null = null;
+let me: string | null = null; // this browser's public volunteer id, marked on the leaderboard
+const LEADERBOARD_ROWS = 10;
 let token: string | undefined;
 let since = 0;
 let rounds: number[] = [];
@@ -43,6 +46,10 @@ function build() {
       series: [{ label: "round" }, { label: d.title, stroke: d.color, width: 2, spanGaps: true }],
     }, [[], []], el));
   }
+}
+
+export function setVolunteer(id: string | null) {
+  me = id;
 }
 
 /** Shows the charts and clients of a project (with its invite/owner token if private). */
@@ -79,6 +86,15 @@ export async function refresh() {
     ? clients.map((c) => `<tr><td>#${c.id}</td><td>${esc(c.role)}</td><td>${esc(c.backend ?? "–")}</td><td>${c.latency_ms ?? "–"}</td>
         <td>${c.work_ms ?? "–"}${c.role === "trainer" && c.work_share != null ? ` (${Math.round(100 * c.work_share)}% of T)` : ""}</td><td>${c.allocated ?? "–"}</td><td>${c.last_samples ?? "–"}</td></tr>`).join("")
     : `<tr><td colspan="7" class="muted">No workers connected.</td></tr>`;
+  const vres = await fetch(`/api/projects/${id}/volunteers?limit=${LEADERBOARD_ROWS}`, { headers: authHeaders(token) });
+  if (!vres.ok || id !== project) return;
+  const board: any[] = await vres.json();
+  $("#leaderboard").innerHTML = board.length
+    ? board.map((v, i) => `<tr${v.volunteer === me ? ' class="me"' : ""}><td>${i + 1}</td>
+        <td><code>${esc(v.volunteer)}</code>${v.volunteer === me ? " (you)" : ""}${v.connected ? "" : ' <span class="muted">offline</span>'}</td>
+        <td>${v.samples.toLocaleString()}</td><td>${v.results}</td><td>${v.compute_s}</td>
+        <td>${v.strikes}${v.quarantined ? ' <span class="error">quarantined</span>' : ""}</td></tr>`).join("")
+    : `<tr><td colspan="6" class="muted">No credited volunteers yet: a trainer started from this page earns credit.</td></tr>`;
 }
 
 const kb = (n: number | null | undefined) => (n == null ? "–" : n < 10_000 ? `${n} B` : `${(n / 1024).toFixed(1)} KB`);

@@ -9,6 +9,7 @@ import * as charts from "./charts";
 import { initEditor, setOnCreated } from "./editor";
 import { initPredict } from "./predict";
 import * as panel from "./project";
+import { volunteerKey } from "./volunteer";
 
 interface ProjectSummary {
   id: number;
@@ -55,6 +56,8 @@ if (params.has("token")) {
 };
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
+const contributed = new Map<number, number>(); // project -> samples credited to this browser's volunteer id
+let myVolunteer: string | null = null;
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (x: number | null | undefined) => (x == null ? "–" : `${(x * 100).toFixed(2)}%`);
 
@@ -71,7 +74,8 @@ function startWorker(project: number, role: "trainer" | "tracker"): number {
     entry.status = { ...entry.status, state: "error", error: ev.message };
     renderWorkers();
   };
-  worker.postMessage({ kind: "start", options: { server: location.origin, project, backend: forcedBackend, token: projectToken } });
+  worker.postMessage({ kind: "start", options: { server: location.origin, project, backend: forcedBackend, token: projectToken,
+    volunteer: volunteerKey() } });
   running.push(entry);
   showProject(project);
   renderWorkers();
@@ -109,13 +113,20 @@ async function refreshProjects() {
   if (selected != null) showProject(selected);
 }
 
-// The master's latency estimate of each worker in this tab (it sets the worker's work time from it).
+// The master's latency estimate of each worker in this tab (it sets the worker's work time from it), and the
+// samples the master credited to this browser's volunteer id in each project a trainer of this tab helps.
 async function refreshLatencies() {
+  const auth: Record<string, string> = projectToken ? { Authorization: `Bearer ${projectToken}` } : {};
   for (const pid of new Set(running.map((w) => w.project))) {
-    const res = await fetch(`/api/projects/${pid}/clients`, { headers: projectToken ? { Authorization: `Bearer ${projectToken}` } : {} });
+    const res = await fetch(`/api/projects/${pid}/clients`, { headers: auth });
     if (!res.ok) continue;
     for (const c of await res.json()) if (c.latency_ms != null) latencyMs.set(c.id, Math.round(c.latency_ms));
+    myVolunteer = running.find((w) => w.status.volunteer)?.status.volunteer ?? myVolunteer;
+    if (!myVolunteer) continue;
+    const board = await fetch(`/api/projects/${pid}/volunteers?limit=1000`, { headers: auth });
+    if (board.ok) contributed.set(pid, (await board.json()).find((r: any) => r.volunteer === myVolunteer)?.samples ?? 0);
   }
+  charts.setVolunteer(myVolunteer);
   renderWorkers();
 }
 
@@ -132,7 +143,8 @@ function renderWorkers() {
     ? running.map((w) => {
         const s = w.status;
         return `<tr>
-          <td>${s.role} #${w.id}<div class="muted">project #${w.project}</div></td>
+          <td>${s.role} #${w.id}<div class="muted">project #${w.project}</div>${s.role === "trainer" && contributed.has(w.project)
+            ? `<div class="contributed">you have contributed ${contributed.get(w.project)!.toLocaleString()} samples to this project</div>` : ""}</td>
           <td>${esc(s.state)}${s.error ? `<div class="error">${esc(s.error)}</div>` : ""}</td>
           <td title="${esc(s.backendDetail ?? "")}">${esc(s.backend ?? "…")}</td>
           <td>${s.round ?? "–"}</td><td>${s.samplesPerS ?? "–"}</td><td>${s.workMs ?? "–"}</td>
@@ -152,6 +164,7 @@ document.addEventListener("click", (ev) => {
 
 $("#isolation").textContent = crossOriginIsolated ? "cross-origin isolated (wasm threads available)" : "not cross-origin isolated";
 const autoProject = Number(params.get("project"));
+if (autoProject) selected = autoProject; // ?project=N opens that project's panel
 for (const role of (params.get("join") ?? "").split(",").filter(Boolean)) {
   if (autoProject && (role === "trainer" || role === "tracker")) startWorker(autoProject, role);
 }

@@ -45,6 +45,13 @@ export function select(p: { id: number; name: string; hyper?: { learning_rate: n
 
 export function initProjectPanel(onDeleted: () => void) {
   afterDelete = onDeleted;
+  // `#owner=TOKEN` (the link `mlitb demo` prints) fills the owner token: a fragment never leaves the browser, so
+  // the token is not in any request line or server log; it is removed from the address bar at once
+  const owner = new URLSearchParams(location.hash.slice(1)).get("owner");
+  if (owner) {
+    $<HTMLInputElement>("#owner-token").value = owner;
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   $("#hyper-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!selected) return;

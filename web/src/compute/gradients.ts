@@ -92,8 +92,14 @@ export class GradientComputer {
    * against the measured time per sample: a batch that would run past the work time shrinks to what still
    * fits, and the loop ends when not one sample fits, so the result is sent at the work time instead of up
    * to one batch later (the master then needs no whole batch of margin). At least one sample is computed.
+   * With `order` (positions in `data`, the seeded order of an open project: compute/example_order.ts) the
+   * examples are order[0], order[1], ... cycling, so the master can recompute the result from its count;
+   * without it, a shuffled order kept across calls.
    */
-  computeFor(workMs: number, data: LabelledImages, batchSize?: number): GradientResult {
+  computeFor(workMs: number, data: LabelledImages, batchSize?: number, order?: Uint32Array): GradientResult {
+    let at = 0;
+    const take = (n: number) =>
+      order ? Uint32Array.from({ length: n }, () => order[at++ % order.length]) : this.nextIndices(data, n);
     this.check(data);
     const bs = Math.max(1, Math.min(batchSize ?? this.batchSize, data.count));
     const start = performance.now();
@@ -109,7 +115,7 @@ export class GradientComputer {
         // A slow device splits its batches so one sub-batch is at most 1/subBatches of the work time: the
         // summed gradient is the same, and a misjudged last sub-batch overshoots by less.
         const slice = this.msPerSample > 0 ? Math.floor(workMs / (this.subBatches * this.msPerSample)) : bs;
-        const idx = this.nextIndices(data, Math.max(1, Math.min(bs, fits, slice)));
+        const idx = take(Math.max(1, Math.min(bs, fits, slice)));
         const t0 = performance.now();
         const prev: tf.Tensor[] | null = acc;
         const step: { value: tf.Tensor; sums: tf.Tensor[] } = tf.tidy(() => {

@@ -95,6 +95,7 @@ export interface Welcome {
   algorithm: "gradient" | "local_sgd";
   inner_optimizer: "sgd" | "adam";
   inner_lr: number;
+  volunteer?: string | null; // the public id the master credits this connection's results to
   data: {
     version: string; // content hash of the data set: cached examples of the same version are reused
     base_version: string; // examples are only appended while this stays: held examples stay valid

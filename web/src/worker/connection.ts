@@ -2,6 +2,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { cached } from "./cache";
+import { solve } from "./pow";
 import { decode, encode, Frame, json, MessageType, ServerError, Welcome } from "../protocol/frames";
 
 export interface WorkerOptions {
@@ -9,6 +10,7 @@ export interface WorkerOptions {
   project: number;
   backend: string; // "auto" or a forced TF.js backend name
   token?: string; // invite (or owner) token of a private project
+  volunteer?: string; // this volunteer's secret key (kept in the page's storage): credit goes to its public id
 }
 
 // Headers that carry the project token on HTTP requests, if there is one.
@@ -22,6 +24,7 @@ export interface WorkerStatus {
   backend?: string;
   backendDetail?: string;
   clientId?: number;
+  volunteer?: string | null; // public id the master credits (from WELCOME)
   round?: number;
   samples?: number;
   samplesPerS?: number;
@@ -48,11 +51,13 @@ export function wsUrl(server: string): string {
 const FINAL_CLOSE_CODES = new Set([1000, 1008, 4404]);
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
+const POW_RETRIES = 5;
 
 export class Connection {
   private ws!: WebSocket;
   private leaving = false;
   private attempts = 0;
+  private powRefused = false; // the last JOIN was refused for its proof of work
   welcome?: Welcome;
   newestRound = -1; // highest round number seen on the wire, even if not yet handled
   arrivedAt = new WeakMap<Frame, number>(); // performance.now() when each frame arrived
@@ -68,13 +73,31 @@ export class Connection {
     this.connect();
   }
 
+  // A trainer first asks for a proof-of-work challenge: one more trainer from an address that already runs some
+  // must show work (mlitb/trust/pow.py), computed here in the Worker; `bits` 0 means none is needed.
+  private async proofOfWork(): Promise<string | undefined> {
+    if (this.role !== "trainer") return undefined;
+    const res = await fetch(new URL(`/api/projects/${this.opts.project}/challenge`, this.opts.server),
+      { headers: authHeaders(this.opts.token) });
+    if (!res.ok) return undefined; // JOIN then says why (an unknown project, a private one without its token)
+    const { challenge, bits } = await res.json();
+    return bits > 0 ? solve(challenge, bits) : undefined;
+  }
+
   private connect(): void {
+    this.powRefused = false;
+    this.proofOfWork().catch(() => undefined).then((pow) => this.open(pow));
+  }
+
+  private open(pow: string | undefined): void {
     this.ws = new WebSocket(wsUrl(this.opts.server));
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () =>
       this.ws.send(encode(MessageType.JOIN, { project: this.opts.project,
         payload: { role: this.role, backend: this.backend, agent: navigator.userAgent.slice(0, 200),
-          ...(this.opts.token ? { token: this.opts.token } : {}) } }));
+          ...(this.opts.token ? { token: this.opts.token } : {}),
+          ...(pow ? { pow } : {}),
+          ...(this.opts.volunteer ? { volunteer: this.opts.volunteer } : {}) } }));
     // frames are handled strictly in order, even when a handler awaits
     let chain = Promise.resolve();
     this.ws.onmessage = (ev) => {
@@ -85,7 +108,10 @@ export class Connection {
     };
     this.ws.onclose = (ev) => {
       const reason = ev.reason || `closed (${ev.code})`;
-      if (this.leaving || FINAL_CLOSE_CODES.has(ev.code)) return this.onClose(reason, null);
+      // a proof of work refused (trainers of one address joining at once race for the cheap place) is retried
+      // with a new challenge; other policy closes are final
+      const final = FINAL_CLOSE_CODES.has(ev.code) && !(this.powRefused && this.attempts < POW_RETRIES);
+      if (this.leaving || final) return this.onClose(reason, null);
       // exponential backoff with full jitter, so a restarted master is not stormed
       const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempts++);
       this.onClose(reason, delay);
@@ -99,7 +125,11 @@ export class Connection {
       this.attempts = 0;
       this.newestRound = -1;
     }
-    if (frame.type === MessageType.ERROR) return this.onError(json<ServerError>(frame));
+    if (frame.type === MessageType.ERROR) {
+      const err = json<ServerError>(frame);
+      if (err.code === "POW_REQUIRED" || err.code === "POW_INVALID") this.powRefused = true;
+      return this.onError(err);
+    }
     await this.onFrame(frame);
   }
 

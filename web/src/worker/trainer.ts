@@ -1,6 +1,7 @@
 // Trainer Web Worker: downloads its allocated examples once, then every round trains for the
 // work time the master gave it and sends back the summed gradient and the sample count.
 
+import { exampleOrder } from "../compute/example_order";
 import { GradientComputer } from "../compute/gradients";
 import * as tf from "@tensorflow/tfjs-core";
 import { Downlink, Uplink } from "../codec/link";
@@ -23,6 +24,7 @@ let position = new Map<number, number>(); // example id -> index in `data` (dete
 const downlink = new Downlink();
 let uplink: Uplink | undefined; // the project's upload codec and this trainer's error-feedback residual
 let inner: tf.Optimizer | undefined; // local SGD: the inner optimizer, its state kept across rounds
+let held = new Uint32Array(0); // the allocated ids (sorted, as ALLOC sends them): a WORK seed orders these
 
 
 // Makes `data` hold exactly the allocated ids: examples already held are kept (a pie-cut or a
@@ -76,7 +78,8 @@ async function onFrame(f: Frame) {
   switch (f.type) {
     case MessageType.WELCOME: {
       const w = session.conn.welcome!;
-      post({ state: w.data ? "loading" : "waiting for data", clientId: w.client_id, error: undefined });
+      post({ state: w.data ? "loading" : "waiting for data", clientId: w.client_id, volunteer: w.volunteer ?? null,
+        error: undefined });
       if (!computer || computer.paramCount !== w.param_count) // a reconnect keeps the loaded model
         computer = await GradientComputer.fromArtifacts(modelSource(w.model_url, session.options.token));
       if (computer.paramCount !== w.param_count) throw new Error(`model has ${computer.paramCount} parameters, server says ${w.param_count}`);
@@ -87,7 +90,8 @@ async function onFrame(f: Frame) {
       break;
     }
     case MessageType.ALLOC:
-      download(uint32s(f)).catch((e) => post({ state: "error", error: String(e) }));
+      held = uint32s(f).slice();
+      download(held).catch((e) => post({ state: "error", error: String(e) }));
       break;
     case MessageType.PARAMS:
       params = downlink.apply(f.kind, new Uint8Array(f.payload), f.round, f.aux, f.count);
@@ -104,9 +108,16 @@ async function onFrame(f: Frame) {
       post({ state: "training", round: f.round, workMs: Math.round(workMs), error: undefined });
       // In deterministic mode the WORK frame names the example ids to use this round (see docs/closure.md).
       const chosen = f.payload.byteLength ? Uint32Array.from(uint32s(f), (id) => position.get(id) ?? data!.count) : null;
+      // In an open project the WORK frame's count is a seed: train on the held examples in the order it gives
+      // (the master can recompute any result: mlitb/trust/spot_check.py); wait until every held example is here.
+      let seeded: Uint32Array | undefined;
+      if (!chosen && f.count !== 0) {
+        if (position.size !== held.length || held.some((id) => !position.has(id))) return;
+        seeded = Uint32Array.from(exampleOrder(f.count, held.length), (k) => position.get(held[k])!);
+      }
       const bs = session.conn.welcome!.batch_size;
       const r = chosen ? computer.computeOn(data, chosen, bs)
-        : inner ? computer.trainFor(workMs, data, bs, inner) : computer.computeFor(workMs, data, bs);
+        : inner ? computer.trainFor(workMs, data, bs, inner) : computer.computeFor(workMs, data, bs, seeded);
       const t0 = performance.now();
       const [kind, payload] = uplink!.encode(r.grad, f.round);
       const codecMs = performance.now() - t0;

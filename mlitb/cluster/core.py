@@ -1,0 +1,161 @@
+"""The project side of a cluster (no Ray here): the round clock over gateways' partials, and the model state.
+
+`ProjectCore` holds one project's `ProjectRuntime` without clients of its own: its parameters, server
+optimizer, version, metrics and checkpoints. Gateways (mlitb/cluster/gateway.py) ask it for the next
+round (`next_round`: the version, the parameters and the time left) and hand it one `Partial` per round
+(`submit`). A round opens once some gateway waits for one; it closes when every live gateway has
+submitted (the barrier) or at period_s + grace_s (the deadline); then the sum of the partials goes
+through the runtime's `finish_update` (the optimizer step, metrics, version + 1) exactly as one process
+applies its aggregator. A gateway that stops calling (killed) is live for `live_periods` periods more;
+until then each round waits for it until the deadline, after that it is no longer waited for.
+The Ray actor (mlitb/cluster/actors.py) is a thin shell around this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+import numpy as np
+
+from mlitb.cluster.partial import DECOMPOSABLE, PartialSum
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master.loop import ProjectRuntime
+from mlitb.master.project import Hyper
+
+log = logging.getLogger("mlitb.cluster")
+
+
+class ProjectCore:
+    def __init__(self, runtime: ProjectRuntime, grace_s: float = 1.0, live_periods: float = 3.0,
+                 checkpoint: Callable[[ProjectRuntime], Awaitable[None]] | None = None):
+        self.runtime = runtime
+        self.grace_s = grace_s
+        self.live_periods = live_periods
+        self.checkpoint = checkpoint
+        self.clock = runtime.clock
+        self.gateways: dict[str, dict] = {}  # name -> {"seen": clock, "url": ..., "clients": n}
+        self._open: PartialSum | None = None
+        self._deadline = 0.0
+        self._changed = asyncio.Event()  # set (and replaced) whenever a round opens or a partial arrives
+        self._waiting = 0  # gateways inside next_round
+        self._stopped = False
+        self.refused = 0  # partials refused (hostile or broken gateways, late partials)
+
+    # ---- what gateways call ------------------------------------------------------------------------
+    def hello(self, gateway: str, url: str = "", clients: int = 0) -> None:
+        """A gateway is alive (its URL and number of connected clients, for GET /api/gateways)."""
+        self.gateways[gateway] = {"seen": self.clock(), "url": url, "clients": clients}
+
+    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper]:
+        """Wait for an open round newer than `after`; returns (version, parameters, seconds left to its deadline,
+        the project's hyper-parameters: a change made at one gateway reaches the others with the next round)."""
+        self._waiting += 1
+        self._notify()
+        try:
+            while not self._stopped:
+                info = self.gateways.setdefault(gateway, {"url": "", "clients": 0})
+                info["seen"] = self.clock()
+                agg = self._open
+                if agg is not None and agg.version > after:
+                    return agg.version, self.runtime.params, max(0.0, self._deadline - self.clock()), self.runtime.hyper
+                await self._wait_change(1.0)
+            raise MlitbError(ErrorCode.STALE_ROUND, "the project is stopping")
+        finally:
+            self._waiting -= 1
+
+    def set_hyper(self, hyper) -> Hyper:
+        """Live hyper-parameters changed at a gateway (PATCH .../hyper there): checked again here, in force from
+        the next round's step on (the open one's too, as in one process)."""
+        checked = Hyper.model_validate(hyper.model_dump() if isinstance(hyper, Hyper) else hyper)
+        self.runtime.change_hyper(checked)
+        return checked
+
+    def submit(self, partial) -> None:
+        """One gateway's partial of the open round; MlitbError (counted, nothing kept) when refused."""
+        agg = self._open
+        try:
+            if agg is None:
+                raise MlitbError(ErrorCode.STALE_ROUND, "no round is open")
+            agg.add(partial)
+        except MlitbError:
+            self.refused += 1
+            raise
+        self.gateways.setdefault(partial.gateway, {"url": "", "clients": 0})["seen"] = self.clock()
+        self._notify()
+
+    # ---- the round clock -----------------------------------------------------------------------------
+    def live(self) -> list[str]:
+        horizon = self.clock() - self.live_periods * self.runtime.hyper.period_s - self.grace_s
+        return sorted(g for g, info in self.gateways.items() if info.get("seen", -1e18) >= horizon)
+
+    async def run_round(self) -> dict:
+        """Open one round, wait for every live gateway's partial or the deadline, and apply the sum."""
+        rt = self.runtime
+        hyper = rt.hyper
+        if hyper.aggregation not in DECOMPOSABLE:
+            raise MlitbError(ErrorCode.INVALID_HYPER, f"aggregation '{hyper.aggregation}' is not pre-reduced by "
+                             f"gateways (cluster mode takes {', '.join(DECOMPOSABLE)})")
+        stats = rt.begin_update()
+        cap = int(rt.settings.max_samples_per_s * max(hyper.period_s, 1.0))
+        agg = PartialSum(stats.round, rt.param_count, cap)
+        self._deadline = self.clock() + hyper.period_s + self.grace_s
+        self._open = agg
+        self._notify()
+        try:
+            while not self._stopped and self.clock() < self._deadline:
+                live = self.live()
+                if live and set(live) <= set(agg.gateways):
+                    break
+                await self._wait_change(self._deadline - self.clock())
+        finally:
+            self._open = None  # from here on no partial of this round is taken: none is applied half or twice
+        stats.trainers = agg.contributions
+        record = rt.finish_update(stats, agg)
+        record["gateways"] = len(agg.gateways)
+        if self.checkpoint is not None and rt.round % rt.settings.checkpoint_every == 0:
+            await self.checkpoint(rt)
+        return record
+
+    async def run(self) -> None:
+        """Rounds while some gateway asks for one."""
+        while not self._stopped:
+            if self._waiting == 0:
+                await self._wait_change(1.0)
+                continue
+            try:
+                await self.run_round()
+            except MlitbError as err:
+                log.error("project %s: %s", self.runtime.id, err)
+                await asyncio.sleep(self.runtime.hyper.period_s)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, timeout))
+        except asyncio.TimeoutError:
+            pass
+
+
+class LocalUpstream:
+    """A gateway's upstream in the same process (tests, and the seam the Ray handle mirrors)."""
+
+    def __init__(self, core: ProjectCore):
+        self.core = core
+
+    async def next_round(self, gateway: str, after: int):
+        return await self.core.next_round(gateway, after)
+
+    async def submit(self, partial) -> None:
+        self.core.submit(partial)
+
+    async def set_hyper(self, hyper) -> None:
+        self.core.set_hyper(hyper)

@@ -1,0 +1,132 @@
+"""The gateway side of a cluster: a project runtime whose updates are made upstream, by the project core.
+
+A gateway runs the same client sessions, frame checks, scheduling (each client's latency, rate and work
+time) and aggregator as one process: `GatewayRuntime` is a `ProjectRuntime` driven by `GatewayRounds`,
+which is `SyncRounds` with the round clock and the optimizer step moved upstream. Each round it asks
+the upstream (a `ProjectCore`, or the Ray actor's handle: anything with `async next_round(gateway,
+after)` and `async submit(partial)`) for the version and parameters, takes them (`follow`), sends them
+to its clients once (one shared PARAMS frame), adds their gradients as they arrive, and at its barrier
+or ahead of the upstream deadline forwards one `Partial`. The optimizer step is the upstream's: the
+gateway never changes the parameters itself (`apply_update` is not a step here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+
+from mlitb.cluster.partial import Partial
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master.loop import ProjectRuntime
+from mlitb.master.project import parse_project_spec
+from mlitb.master.registry import ProjectRegistry
+from mlitb.training.rules import make_aggregator
+from mlitb.training.strategies import SyncRounds
+
+log = logging.getLogger("mlitb.cluster")
+
+UPSTREAM_PAUSE_S = 0.5  # a gateway refused a round (its project is stopping) asks again after this long
+SEND_MARGIN_S = 0.25  # a gateway closes its round this long before the upstream deadline, to ship its partial
+
+
+class GatewayRounds(SyncRounds):
+    """Synchronous rounds whose version, parameters and deadline come from upstream."""
+
+    def __init__(self, upstream, gateway: str):
+        super().__init__()
+        self.upstream = upstream
+        self.gateway = gateway
+        self.taken = -1  # newest version this gateway took
+        self.partials_sent = 0
+
+    async def run_update(self) -> dict:
+        host = self.host
+        try:
+            version, params, left_s, hyper = await self.upstream.next_round(self.gateway, self.taken)
+        except MlitbError as err:  # the project is stopping: no round, no record; the runtime's loop asks again
+            log.info("gateway %s: no round: %s", self.gateway, err)
+            await asyncio.sleep(UPSTREAM_PAUSE_S)
+            return {}
+        self.taken = version
+        host.follow(version, params, hyper)
+        stats = host.begin_update()
+        self._round_starts[version] = stats.started
+        self._stats, self._acc = stats, make_aggregator(host.hyper, host.param_count)
+        self._all_answered.clear()
+        self.open_version = version
+        self._pending = set(host.trainer_ids())
+        host.broadcast(self._pending)
+        stats.trainers = len(host.trainer_ids())
+        self._check_all_answered()
+        try:
+            await asyncio.wait_for(self._all_answered.wait(), timeout=max(0.0, left_s - SEND_MARGIN_S))
+        except asyncio.TimeoutError:
+            pass
+        self.open_version = None
+        try:
+            await self.upstream.submit(Partial.of(self.gateway, version, self._acc))
+            self.partials_sent += 1
+        except MlitbError as err:  # late (the round closed without us) or refused: this round's work is lost
+            log.warning("gateway %s: partial of round %s refused: %s", self.gateway, version, err)
+        return host.finish_update(stats, self._acc)
+
+
+class GatewayRuntime(ProjectRuntime):
+    """A project runtime at a gateway: clients, checks and telemetry of its own; parameters from upstream."""
+
+    def __init__(self, *args, upstream, gateway: str, **kw):
+        super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
+
+    def follow(self, version: int, params: np.ndarray, hyper=None) -> None:
+        """Take the upstream's version, parameters and hyper-parameters (arrays are replaced, never written)."""
+        params = np.asarray(params, dtype=np.float32)
+        if params.shape != self.params.shape:
+            raise ValueError(f"upstream sent {params.size} parameters; the network has {self.params.size}")
+        self._params, self._round = params, version
+        if hyper is not None and hyper != self.hyper:
+            super().change_hyper(hyper)
+
+    def change_hyper(self, hyper) -> None:
+        """PATCH .../hyper at this gateway: in force here at once and sent upstream, which hands it to the other
+        gateways with the next round (and stores it)."""
+        super().change_hyper(hyper)
+        task = asyncio.get_running_loop().create_task(self.strategy.upstream.set_hyper(hyper))
+        task.add_done_callback(lambda t: t.cancelled() or not t.exception() or
+                               log.error("project %s: hyper change not sent upstream", self.id, exc_info=t.exception()))
+
+    def apply_update(self, update: np.ndarray) -> bool:
+        return True  # the step is taken upstream; the next round's parameters come with `follow`
+
+    def advance(self) -> None:
+        pass  # the version is the upstream's (set by `follow`)
+
+
+class GatewayRegistry(ProjectRegistry):
+    """The projects one gateway serves: each a `GatewayRuntime` on `upstream_for(project id)`. No store: the
+    project's state, checkpoints included, lives upstream; its data comes from upstream once (`add`), so a
+    gateway on another host never reads a file it cannot see."""
+
+    def __init__(self, settings, gateway: str, upstream_for):
+        self.gateway = gateway
+        self.upstream_for = upstream_for
+        super().__init__(settings, None)
+
+    def add(self, project_id: int, spec: dict, dataset, owner_hash: str | None = None,
+            invite_hash: str | None = None) -> GatewayRuntime:
+        parsed = parse_project_spec(spec)
+        runtime = GatewayRuntime(project_id, parsed, parsed.build_network(), dataset, self.settings,
+                                 upstream=self.upstream_for(project_id), gateway=self.gateway)
+        runtime.grant(owner_hash, invite_hash)
+        self.projects[project_id] = runtime
+        self._next_id = max(self._next_id, project_id + 1)
+        self._start(runtime)
+        return runtime
+
+    def create(self, body, examples=()):
+        raise MlitbError(ErrorCode.FORBIDDEN, "in cluster mode projects are created where the cluster starts: "
+                         "mlitb serve --ray --new-project SPEC.json")
+
+    def delete(self, project_id: int) -> None:
+        raise MlitbError(ErrorCode.FORBIDDEN, "in cluster mode a gateway does not delete projects")

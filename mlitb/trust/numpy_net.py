@@ -1,0 +1,114 @@
+"""The summed cross-entropy gradient of a network in NumPy (float32), as the browser trainer computes it.
+
+The spot-check verifier (spot_check.py) recomputes a trainer's result with this: the trainer's loss
+is Keras' categorical cross-entropy on the softmax output, -sum(y log clip(p, 1e-7, 1 - 1e-7)), summed
+over the examples, and its gradient is the sum of the per-sample gradients, in TF.js parameter order
+(layer by layer, kernel [in, out] then bias). Pixels are uint8 scaled to [0, 1].
+
+Supported layer types: flatten, dense (any activation), relu, tanh, sigmoid, softmax. Networks with
+conv2d, maxpool2d or dropout (a random mask the master cannot reproduce) are not spot-checked
+(`supports` says so); their results are trusted like any result under the robust rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlitb.model import Network
+
+SUPPORTED = frozenset({"flatten", "dense", "relu", "tanh", "sigmoid", "softmax"})
+EPSILON = np.float32(1e-7)  # Keras' clip of the probabilities before the log
+
+
+def supports(network: Network) -> bool:
+    return all(layer.type in SUPPORTED for layer in network.layers)
+
+
+def _activate(kind: str, z: np.ndarray) -> np.ndarray:
+    if kind == "relu":
+        return np.maximum(z, 0)
+    if kind == "tanh":
+        return np.tanh(z)
+    if kind == "sigmoid":
+        return (1 / (1 + np.exp(-z))).astype(np.float32)
+    if kind == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return z  # linear
+
+
+def _back(kind: str, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The gradient through an activation, given its output y and the gradient dy of its output."""
+    if kind == "relu":
+        return dy * (y > 0)
+    if kind == "tanh":
+        return dy * (1 - y * y)
+    if kind == "sigmoid":
+        return dy * y * (1 - y)
+    if kind == "softmax":
+        return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
+    return dy
+
+
+def gradient_sum(network: Network, params: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                 batch: int = 256) -> tuple[np.ndarray, float]:
+    """(summed gradient float32 in TF.js order, summed loss) over the examples, `batch` at a time."""
+    if not supports(network):
+        raise ValueError("network has layer types the NumPy verifier does not implement")
+    grad = np.zeros(network.param_count, np.float32)
+    loss = 0.0
+    for at in range(0, len(images), batch):
+        g, l = _batch(network, params, images[at:at + batch], labels[at:at + batch])
+        grad += g
+        loss += l
+    return grad, loss
+
+
+def _batch(network: Network, params: np.ndarray, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    x = images.astype(np.float32) / np.float32(255)
+    n = len(x)
+    weights, at = [], 0
+    for layer in network.layers:
+        shapes = [w.shape for w in layer.weights]
+        arrays = []
+        for shape in shapes:
+            size = int(np.prod(shape))
+            arrays.append(params[at:at + size].reshape(shape).astype(np.float32))
+            at += size
+        weights.append(arrays)
+    # forward, keeping each layer's input and output
+    trace = []
+    for layer, w in zip(network.layers, weights):
+        inp = x
+        if layer.type == "flatten":
+            x = x.reshape(n, -1)
+            act = "linear"
+        elif layer.type == "dense":
+            x = x.reshape(n, -1) @ w[0] + w[1]
+            act = layer.params["activation"]
+            x = _activate(act, x)
+        else:
+            act = layer.type
+            x = _activate(act, x)
+        trace.append((inp, x, act))
+    p = x
+    y = np.zeros_like(p)
+    y[np.arange(n), labels.astype(np.int64)] = 1
+    clipped = np.clip(p, EPSILON, 1 - EPSILON)
+    loss = float(-np.sum(y * np.log(clipped), dtype=np.float64))
+    inside = (p >= EPSILON) & (p <= 1 - EPSILON)  # TF.js passes the gradient of clipByValue where min <= p <= max
+    dy = np.where(inside, -y / clipped, 0).astype(np.float32)
+    grads: list[list[np.ndarray]] = [[] for _ in network.layers]
+    for i in range(len(network.layers) - 1, -1, -1):
+        layer, (inp, out, act), w = network.layers[i], trace[i], weights[i]
+        if layer.type == "flatten":
+            dy = dy.reshape(inp.shape)
+        elif layer.type == "dense":
+            dz = _back(act, out, dy)
+            flat = inp.reshape(n, -1)
+            grads[i] = [flat.T @ dz, dz.sum(axis=0)]
+            dy = (dz @ w[0].T).reshape(inp.shape)
+        else:
+            dy = _back(act, out, dy)
+    flat_grad = np.concatenate([g.ravel() for gs in grads for g in gs]) if network.param_count else np.zeros(0)
+    return flat_grad.astype(np.float32), loss

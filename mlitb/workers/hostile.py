@@ -1,0 +1,128 @@
+"""Trainers over real WebSockets from a chosen loopback address, honest or hostile (tests and bench/hostile.py).
+
+`socket_trainer` joins a project from `address` (any 127.x.y.z: Linux routes the whole block to
+loopback, so one machine can play many volunteers' addresses), keeps its ALLOC ids and the newest
+PARAMS, and answers each WORK frame with what `answer(params, ids, work_ms)` returns. The hostile
+answers (`HOSTILE_KINDS`) are the attacks of issue 13, each a correctly sized, finite frame:
+- `fixed`: one fixed direction, scaled large, claiming the largest count the absolute cap allows;
+- `sign_flip`: the honest gradient times -SCALE;
+- `random`: Gaussian noise of SCALE per coordinate and sample;
+- `inflate`: the honest gradient's opposite with the largest allowed count (sample-count inflation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import httpx
+import numpy as np
+import websockets
+
+from mlitb.protocol import MessageType, decode, encode
+from mlitb.trust.pow import solve
+
+HOSTILE_KINDS = ("fixed", "sign_flip", "random", "inflate")
+SCALE = 100.0
+CAP_SAMPLES_PER_S = 200_000  # the documented absolute cap a hostile client claims up to
+
+# (params, allocated ids, work ms, WORK seed: 0 or the example order to follow) -> (summed gradient, samples, loss)
+Answer = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, int, float]]
+
+
+@dataclass
+class TrainerLog:
+    answered: int = 0
+    errors: list[dict] = field(default_factory=list)
+    closed: tuple | None = None  # (code, reason) when the server closed the connection
+    joined: bool = False
+
+
+def hostile_answer(kind: str, honest: Answer, size: int, seed: int = 0) -> Answer:
+    """An answer of one hostile kind; `honest` gives the true gradient it distorts."""
+    if kind not in HOSTILE_KINDS:
+        raise ValueError(f"unknown hostile kind {kind!r}; known: {', '.join(HOSTILE_KINDS)}")
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal(size).astype(np.float32)
+    direction /= np.linalg.norm(direction)
+
+    def answer(params: np.ndarray, ids: np.ndarray, work_ms: int, seed: int):
+        claim = int(CAP_SAMPLES_PER_S * max(work_ms, 1000) / 1000)
+        if kind == "fixed":
+            return direction * np.float32(1e3 * claim), claim, 0.0
+        grad, n, loss = honest(params, ids, work_ms, seed)
+        if kind == "sign_flip":
+            return grad * np.float32(-SCALE), n, loss
+        if kind == "random":
+            return (rng.standard_normal(size) * SCALE * n).astype(np.float32), n, loss
+        return grad * np.float32(-SCALE * claim / n), claim, loss  # inflate: the flipped mean over a huge count
+    return answer
+
+
+def faking_answer(honest: Answer, share: float, seed: int = 0) -> Answer:
+    """A credit cheat: a share of its results claim the full count but hold the gradient of half the examples
+    (work skipped); the rest are honest. Only a spot check can tell."""
+    rng = np.random.default_rng(seed)
+
+    def answer(params: np.ndarray, ids: np.ndarray, work_ms: int, seed: int):
+        grad, n, loss = honest(params, ids, work_ms, seed)
+        if rng.random() >= share:
+            return grad, n, loss
+        half, _, half_loss = honest(params, ids[: max(1, len(ids) // 2)], work_ms, seed)
+        return half, n, half_loss
+    return answer
+
+
+POW_RETRIES = 5  # trainers of one address joining at once race for the free place: the losers pay and try again
+
+
+async def socket_trainer(ws_url: str, project: int, address: str, answer: Answer, log: TrainerLog,
+                         stop: asyncio.Event, volunteer: str | None = None) -> None:
+    """Join `project` as a trainer from `address` (with the proof of work the master asks for) and answer every
+    WORK frame until `stop` is set or the server closes the connection."""
+    for _ in range(POW_RETRIES):
+        await _session(ws_url, project, address, answer, log, stop, volunteer)
+        if log.joined or not log.errors or log.errors[-1]["code"] not in ("POW_REQUIRED", "POW_INVALID"):
+            return
+
+
+async def _session(ws_url: str, project: int, address: str, answer: Answer, log: TrainerLog, stop: asyncio.Event,
+                   volunteer: str | None) -> None:
+    join = {"role": "trainer", "backend": "socket-test"}
+    if volunteer is not None:
+        join["volunteer"] = volunteer
+    # the proof of work one more trainer from this address needs, asked for from the same address
+    http_url = ws_url.replace("ws://", "http://").removesuffix("/ws")
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=address), timeout=30) as http:
+        asked = (await http.get(f"{http_url}/api/projects/{project}/challenge")).json()
+    if asked["bits"] > 0:
+        join["pow"] = await asyncio.to_thread(solve, asked["challenge"], asked["bits"])
+    try:
+        async with websockets.connect(ws_url, max_size=None, local_addr=(address, 0)) as ws:
+            await ws.send(encode(MessageType.JOIN, project=project, payload=join))
+            params, ids = None, np.zeros(0, np.uint32)
+            while not stop.is_set():
+                try:
+                    data = await asyncio.wait_for(ws.recv(), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                frame = decode(data, 1 << 30)
+                if frame.type == MessageType.WELCOME:
+                    log.joined = True
+                elif frame.type == MessageType.ALLOC:
+                    ids = frame.uint32s().copy()
+                elif frame.type == MessageType.PARAMS:
+                    params = frame.floats().copy()
+                elif frame.type == MessageType.ERROR:
+                    log.errors.append(frame.json())
+                elif frame.type == MessageType.WORK and params is not None and len(ids):
+                    started = time.perf_counter()
+                    grad, n, loss = answer(params, ids, frame.aux, frame.count)
+                    ms = max(1, int((time.perf_counter() - started) * 1000))
+                    await ws.send(encode(MessageType.GRADIENT, project=project, round=frame.round, count=n,
+                                         aux=max(ms, frame.aux), value=loss, payload=grad.astype(np.float32)))
+                    log.answered += 1
+    except websockets.ConnectionClosed as closed:
+        log.closed = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")

@@ -1,0 +1,73 @@
+"""Spot checks against the real browser trainer (wasm in headless Chromium): the master's NumPy recomputation of
+its seeded-order results agrees within the tolerance, round after round, and it is never struck."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from mlitb.config import Settings
+from mlitb.server.run import BackgroundServer
+from mlitb.trust.spot_check import SpotCheckPolicy
+from tests.mnist_softmax import SOFTMAX_REGRESSION
+
+ROUNDS = 40
+
+
+@pytest.fixture(scope="module")
+def checked_server(tmp_path_factory):
+    # nothing exempt: the browser's connections from 127.0.0.1 are checked like a stranger's
+    with BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("data"), address_limits_exempt=())) as srv:
+        yield srv
+
+
+def test_an_honest_wasm_trainer_passes_every_spot_check_of_a_long_run(checked_server, chromium):
+    url = checked_server.url
+    pid = httpx.post(f"{url}/api/projects", json={"name": "checked", "dataset": "mnist", "network": SOFTMAX_REGRESSION,
+                                                  "hyper": {"period_s": 1}}).json()["id"]
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{url}/?project={pid}&join=trainer&backend=wasm")
+    deadline = time.monotonic() + 240
+    metrics: list[dict] = []
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{url}/api/projects/{pid}/metrics").json()
+        if sum(1 for m in metrics if m["samples"] > 0) >= ROUNDS:
+            break
+        time.sleep(1)
+    context.close()
+    last = metrics[-1]
+    print(f"spot checks {last['spot_checks_total']}, failures {last['spot_check_failures_total']}, worst relative "
+          f"difference {last['spot_check_worst']:.3g}, master CPU {last['spot_check_cpu_s_total']} s")
+    assert sum(1 for m in metrics if m["samples"] > 0) >= ROUNDS
+    assert last["spot_check_failures_total"] == 0 and sum(m["rejected"] for m in metrics) == 0
+    assert last["spot_checks_total"] >= ROUNDS // 2  # a newcomer is checked with probability 0.9
+    assert last["spot_check_worst"] < SpotCheckPolicy().tolerance / 10  # a margin of ten under the tolerance
+    board = httpx.get(f"{url}/api/projects/{pid}/volunteers").json()
+    assert board and board[0]["strikes"] == 0 and not board[0]["quarantined"]
+    master = last["spot_check_cpu_s_total"] / max(last["spot_check_samples_total"], 1)
+    trainer = board[0]["compute_s"] / max(board[0]["samples"], 1)
+    print(f"per example: master recomputation {master * 1e6:.1f} us, wasm trainer {trainer * 1e6:.1f} us "
+          f"(ratio {master / trainer:.2f})")
+
+
+def test_a_second_trainer_from_the_same_address_pays_a_proof_of_work_in_its_worker_and_joins(checked_server, chromium):
+    url = checked_server.url
+    pid = httpx.post(f"{url}/api/projects", json={"name": "pow", "dataset": "mnist", "network": SOFTMAX_REGRESSION,
+                                                  "hyper": {"period_s": 1}}).json()["id"]
+    assert httpx.get(f"{url}/api/projects/{pid}/challenge").json()["bits"] == 0  # the first one is free
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{url}/?project={pid}&join=trainer,trainer&backend=wasm")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        clients = httpx.get(f"{url}/api/projects/{pid}/clients").json()
+        if sum(c["role"] == "trainer" for c in clients) == 2:
+            break
+        time.sleep(0.5)
+    bits_now = httpx.get(f"{url}/api/projects/{pid}/challenge").json()["bits"]
+    context.close()
+    assert sum(c["role"] == "trainer" for c in clients) == 2
+    assert bits_now == 12  # a third trainer of this address would pay 12 bits

@@ -1,0 +1,43 @@
+"""Spot checks over real sockets (default settings, trainers from 127.0.0.x): a volunteer faking results is struck
+and quarantined, and can come back under its key only to be refused; honest seeded trainers are never struck."""
+
+import asyncio
+
+import httpx
+
+from mlitb.workers.hostile import TrainerLog, faking_answer, socket_trainer
+from tests.socket_training import create_project, honest_answer
+
+HONEST_KEYS = ["honest-volunteer-key-one", "honest-volunteer-key-two"]
+FAKER_KEY = "faking-volunteer-key-0001"
+
+
+async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_every_check(server):
+    pid = create_project(server.url)["id"]
+    ws_url = server.url.replace("http://", "ws://") + "/ws"
+    stop = asyncio.Event()
+    honest = [TrainerLog(), TrainerLog()]
+    faker = TrainerLog()
+    tasks = [asyncio.create_task(socket_trainer(ws_url, pid, f"127.0.0.{2 + i}", honest_answer(i), log, stop, key))
+             for i, (log, key) in enumerate(zip(honest, HONEST_KEYS))]
+    tasks.append(asyncio.create_task(socket_trainer(ws_url, pid, "127.0.0.9", faking_answer(honest_answer(9), 0.5, 1),
+                                                    faker, stop, FAKER_KEY)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        while (await http.get(f"/api/projects/{pid}")).json()["round"] < 30:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+        board = {r["volunteer"]: r for r in (await http.get(f"/api/projects/{pid}/volunteers")).json()}
+        metrics = (await http.get(f"/api/projects/{pid}/metrics")).json()
+    codes = [e["code"] for e in faker.errors]
+    assert codes.count("SPOT_CHECK_FAILED") == 1 and codes[-1] == "QUARANTINED", codes
+    assert faker.closed is not None and faker.closed[0] == 1008  # quarantine ends its connection
+    assert all(not log.errors for log in honest)  # never struck: every check of theirs passed
+    struck = [r for r in board.values() if r["strikes"]]
+    assert len(struck) == 1 and struck[0]["quarantined"] and struck[0]["strikes"] == 2
+    assert sum(1 for r in board.values() if not r["strikes"]) == 2
+    assert metrics[-1]["spot_checks_total"] >= 30 and metrics[-1]["spot_check_failures_total"] == 2
+    # the quarantine is the volunteer's, not the connection's: its key is refused at JOIN
+    again = TrainerLog()
+    await socket_trainer(ws_url, pid, "127.0.0.9", honest_answer(3), again, asyncio.Event(), FAKER_KEY)
+    assert [e["code"] for e in again.errors] == ["QUARANTINED"] and not again.joined

@@ -238,3 +238,19 @@ async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_round
     refused = NativeWorker(Options(srv.url, local["id"], "trainer", cache_dir=tmp_path))
     await asyncio.wait_for(refused.run(asyncio.Event()), 30)
     assert refused.fatal is not None and "local_sgd" in refused.fatal
+
+
+async def test_a_second_torch_trainer_from_one_address_shows_proof_of_work_and_joins(srv, tmp_path):
+    p = _project(srv)
+    stop = asyncio.Event()
+    workers = [NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path)) for _ in range(2)]
+    tasks = []
+    try:
+        for w in workers:  # one after the other: the second is asked for work (6 bits) by the master
+            tasks.append(asyncio.create_task(w.run(stop)))
+            await _until(lambda: w.status.client_id is not None, 60, "a WELCOME")
+        await _until(lambda: all(w.status.samples for w in workers), 60, "gradients from both")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert not [e for w in workers for e in w.status.errors if "POW" in e]

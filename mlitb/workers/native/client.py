@@ -138,6 +138,7 @@ class NativeWorker:
         """One connection: JOIN, then frames in order until it closes. Returns (reason, final)."""
         self.welcome, self._newest_round = None, -1
         queue: asyncio.Queue = asyncio.Queue()
+        pow_ = await self._proof_of_work() if self.opts.role == "trainer" else None  # before the JOIN timeout runs
         try:
             async with connect(self._ws_url(), max_size=MAX_FRAME, compression=None, open_timeout=15) as ws:
                 self._ws = ws
@@ -146,6 +147,8 @@ class NativeWorker:
                 join = {"role": self.opts.role, "backend": self.status.backend, "agent": f"mlitb torch {torch.__version__}"}
                 if self.opts.token:
                     join["token"] = self.opts.token
+                if pow_:
+                    join["pow"] = pow_
                 await ws.send(encode(MessageType.JOIN, project=self.opts.project, payload=join))
                 handler = asyncio.create_task(self._handle_all(queue))
                 stopper = asyncio.create_task(self._stop.wait())
@@ -176,6 +179,22 @@ class NativeWorker:
             return f"cannot connect: {exc}", False
         finally:
             self._ws = None
+
+    async def _proof_of_work(self) -> str | None:
+        """A trainer from an address that already runs some shows work at JOIN (mlitb/trust/pow.py), as the browser
+        does: the challenge comes from the master, the nonce is found here (in a thread: the socket stays live)."""
+        from mlitb.trust.pow import solve
+
+        try:
+            res = await self.fetcher.http.get(f"/api/projects/{self.opts.project}/challenge")
+            body = res.json() if res.status_code == 200 else {}
+        except Exception as exc:  # noqa: BLE001 (an older master has no challenge route: join without)
+            self.status.report(f"no proof-of-work challenge: {type(exc).__name__}: {exc}")
+            return None
+        bits = int(body.get("bits") or 0)
+        if not bits or not isinstance(body.get("challenge"), str):
+            return None
+        return await asyncio.to_thread(solve, body["challenge"], bits)
 
     async def _read(self, ws, queue: asyncio.Queue) -> None:
         try:

@@ -240,7 +240,13 @@ async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_round
     assert refused.fatal is not None and "local_sgd" in refused.fatal
 
 
-async def test_a_second_torch_trainer_from_one_address_shows_proof_of_work_and_joins(srv, tmp_path):
+async def test_a_second_torch_trainer_from_one_address_shows_proof_of_work_and_joins(tmp_path):
+    settings = Settings(port=0, data_dir=tmp_path / "data", trainer_capacity=2000, address_limits_exempt=())
+    with BackgroundServer(settings) as srv:  # loopback is exempt by default: here it pays like any address
+        await _two_trainers_from_one_address(srv, tmp_path)
+
+
+async def _two_trainers_from_one_address(srv, tmp_path):
     p = _project(srv)
     stop = asyncio.Event()
     workers = [NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path)) for _ in range(2)]

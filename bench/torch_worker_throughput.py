@@ -144,25 +144,20 @@ def worker_rate(server: str, name: str, seconds: float, period: float, device: s
                       headers={"Authorization": f"Bearer {p['owner_token']}", "Content-Type": "application/zip"})
         r.raise_for_status()
     worker = NativeWorker(Options(server, p["id"], "trainer", device=device))
-    computed: list[tuple[int, int]] = []
 
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
-        last = None
-        end = time.monotonic() + seconds + 4 * period  # warm-up rounds are not counted
-        while time.monotonic() < end:
-            await asyncio.sleep(0.05)
-            if worker.status.round != last and worker.status.state == "idle" and worker.status.samples:
-                last = worker.status.round
-                computed.append((worker.status.samples, worker.status.compute_ms))
+        await asyncio.sleep(seconds + 4 * period)  # the first 3 rounds (loading, warm-up) are not counted
         stop.set()
         await task
 
     asyncio.run(main())
     rows = [m for m in httpx.get(f"{server}/api/projects/{p['id']}/metrics").json() if m["samples"] > 0][3:]
     samples, wall = sum(m["samples"] for m in rows), sum(m["duration_s"] for m in rows)
-    s, ms = sum(c[0] for c in computed[3:]), sum(c[1] for c in computed[3:])
+    counted = {m["round"] for m in rows}
+    s = sum(n for rnd, n, _ in worker.answered if rnd in counted)
+    ms = sum(t for rnd, _, t in worker.answered if rnd in counted)
     return {"network": name, "param_count": p["param_count"], "period_s": period, "rounds": len(rows),
             "server_sps": samples / wall if wall else 0.0, "compute_sps": 1000 * s / ms if ms else 0.0,
             "late": sum(m["late"] for m in rows)}

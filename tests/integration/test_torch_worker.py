@@ -100,15 +100,14 @@ async def test_a_torch_and_a_simulated_trainer_share_a_project_each_working_to_i
     native, sim = trainers["torch-cpu"], trainers["simulated"]
     # data: balanced shares of the capacity, none starved
     assert native["allocated"] == sim["allocated"] == 2000
-    # work: each trainer's rate is measured and sets its own work time: the period less its latency, one
-    # mini-batch at its own rate (held back: the clock-bounded loop may finish one past) and the 50 ms margin
+    # work: each trainer's rate and timing are measured and set its own work time (mlitb/master/scheduler.py):
+    # the slow simulated trainer finishes whole 640 ms batches (32 samples at 50 samples/s) and so is given far
+    # less of the period than the torch trainer, which cuts its last batch to fit and overshoots by milliseconds
     assert native["samples_per_s"] > 2 * sim["samples_per_s"]
     assert 35 <= sim["samples_per_s"] <= 65
-    for c in (native, sim):
-        held_back = 1000 * 32 / c["samples_per_s"]
-        assert c["work_ms"] <= 1000 - 50 - 0.8 * held_back
-        assert c["work_ms"] >= 1000 - 50 - 1.25 * held_back - 3 * c["latency_ms"] - 100
-    assert sim["work_ms"] <= 1000 - 50 - 500  # the slow trainer holds back ~640 ms (32 samples at 50 samples/s)
+    assert sim["work_ms"] <= 1000 - 300
+    assert native["work_ms"] >= 0.6 * PERIOD * 1000
+    assert native["work_ms"] > sim["work_ms"] + 200
     rows = httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()[4:]  # after the first rates are measured
     # both answer nearly every round (on a loaded machine an answer may still miss its deadline now and then)
     assert sum(r["contributions"] for r in rows) >= 1.4 * len(rows)
@@ -239,3 +238,25 @@ async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_round
     refused = NativeWorker(Options(srv.url, local["id"], "trainer", cache_dir=tmp_path))
     await asyncio.wait_for(refused.run(asyncio.Event()), 30)
     assert refused.fatal is not None and "local_sgd" in refused.fatal
+
+
+async def test_a_second_torch_trainer_from_one_address_shows_proof_of_work_and_joins(tmp_path):
+    settings = Settings(port=0, data_dir=tmp_path / "data", trainer_capacity=2000, address_limits_exempt=())
+    with BackgroundServer(settings) as srv:  # loopback is exempt by default: here it pays like any address
+        await _two_trainers_from_one_address(srv, tmp_path)
+
+
+async def _two_trainers_from_one_address(srv, tmp_path):
+    p = _project(srv)
+    stop = asyncio.Event()
+    workers = [NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path)) for _ in range(2)]
+    tasks = []
+    try:
+        for w in workers:  # one after the other: the second is asked for work (6 bits) by the master
+            tasks.append(asyncio.create_task(w.run(stop)))
+            await _until(lambda: w.status.client_id is not None, 60, "a WELCOME")
+        await _until(lambda: all(w.status.samples for w in workers), 60, "gradients from both")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert not [e for w in workers for e in w.status.errors if "POW" in e]

@@ -102,6 +102,7 @@ class NativeWorker:
         self._evaluating = False
         self._last_eval = -float("inf")
         self._newest_round = -1
+        self.answered: list[tuple[int, int, float]] = []  # (round, samples, compute ms) of the gradients sent, newest last
         self._ws = None
         self._stop = asyncio.Event()
 
@@ -137,6 +138,7 @@ class NativeWorker:
         """One connection: JOIN, then frames in order until it closes. Returns (reason, final)."""
         self.welcome, self._newest_round = None, -1
         queue: asyncio.Queue = asyncio.Queue()
+        pow_ = await self._proof_of_work() if self.opts.role == "trainer" else None  # before the JOIN timeout runs
         try:
             async with connect(self._ws_url(), max_size=MAX_FRAME, compression=None, open_timeout=15) as ws:
                 self._ws = ws
@@ -145,6 +147,8 @@ class NativeWorker:
                 join = {"role": self.opts.role, "backend": self.status.backend, "agent": f"mlitb torch {torch.__version__}"}
                 if self.opts.token:
                     join["token"] = self.opts.token
+                if pow_:
+                    join["pow"] = pow_
                 await ws.send(encode(MessageType.JOIN, project=self.opts.project, payload=join))
                 handler = asyncio.create_task(self._handle_all(queue))
                 stopper = asyncio.create_task(self._stop.wait())
@@ -175,6 +179,22 @@ class NativeWorker:
             return f"cannot connect: {exc}", False
         finally:
             self._ws = None
+
+    async def _proof_of_work(self) -> str | None:
+        """A trainer from an address that already runs some shows work at JOIN (mlitb/trust/pow.py), as the browser
+        does: the challenge comes from the master, the nonce is found here (in a thread: the socket stays live)."""
+        from mlitb.trust.pow import solve
+
+        try:
+            res = await self.fetcher.http.get(f"/api/projects/{self.opts.project}/challenge")
+            body = res.json() if res.status_code == 200 else {}
+        except Exception as exc:  # noqa: BLE001 (an older master has no challenge route: join without)
+            self.status.report(f"no proof-of-work challenge: {type(exc).__name__}: {exc}")
+            return None
+        bits = int(body.get("bits") or 0)
+        if not bits or not isinstance(body.get("challenge"), str):
+            return None
+        return await asyncio.to_thread(solve, body["challenge"], bits)
 
     async def _read(self, ws, queue: asyncio.Queue) -> None:
         try:
@@ -321,6 +341,7 @@ class NativeWorker:
         await self._send(MessageType.GRADIENT, round=f.round, count=r.samples, aux=max(1, round(r.ms)),
                          value=r.loss_sum, payload=r.grad)
         self.status.state, self.status.samples, self.status.compute_ms = "idle", r.samples, round(r.ms)
+        self.answered = (self.answered + [(f.round, r.samples, r.ms)])[-1000:]
         self.status.samples_per_s, self.status.loss = r.samples / max(r.ms, 1e-3) * 1000, r.loss_sum / r.samples
 
     def _compute_for(self, params, work_ms, batch):

@@ -92,6 +92,11 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
         return self._allocator
 
     @property
+    def core_strategy(self) -> Strategy:
+        """The strategy that decides updates, inside the trust wrappers (Credited(SpotChecked(...)))."""
+        return self.spot.inner
+
+    @property
     def open_round(self) -> int | None:
         """The version an update is being built for (the open round), None between updates."""
         return self.strategy.open_version

@@ -29,15 +29,16 @@ def test_staleness_weights_are_inverse_sqrt_constant_and_hinge():
 
 
 def test_async_mode_picks_the_buffered_strategy_and_refuses_deterministic_replay():
-    assert isinstance(runtime().strategy, AsyncBuffer)
-    assert isinstance(runtime(mode="sync").strategy, SyncRounds)
+    assert isinstance(runtime().core_strategy, AsyncBuffer)
+    assert isinstance(runtime(mode="sync").core_strategy, SyncRounds)
     with pytest.raises(ValueError, match="deterministic replay needs mode 'sync'"):
         Hyper(mode="async", deterministic=True)
 
 
 def runtime(**hyper) -> ProjectRuntime:
     spec = ProjectSpec(name="tiny", network=TINY_NETWORK,
-                       hyper={"period_s": 1, "learning_rate": 1.0, "mode": "async", **hyper})
+                       hyper={"period_s": 1, "learning_rate": 1.0, "mode": "async", "aggregation": "mean",
+                              "spot_checks": False, **hyper})
     return ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(30), Settings(), optimizer=PlainSgd())
 
 

@@ -10,37 +10,17 @@ finite) earns nothing; one it takes earns its (allowed) samples, one result and 
 from __future__ import annotations
 
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.training.strategies.base import Host, Result, Strategy
+from mlitb.training.strategies.base import Result, Strategy, StrategyWrapper
 from mlitb.trust.credit import CreditLedger
 
 
-class Credited:
+class Credited(StrategyWrapper):
     def __init__(self, inner: Strategy, ledger: CreditLedger):
-        self.inner = inner
+        super().__init__(inner)
         self.ledger = ledger
-
-    @property
-    def open_version(self) -> int | None:
-        return self.inner.open_version
-
-    def bind(self, host: Host) -> None:
-        self.inner.bind(host)
-
-    async def run_update(self) -> dict:
-        return await self.inner.run_update()
 
     def on_result(self, result: Result) -> None:
         if self.ledger.quarantined(result.client_id):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         self.inner.on_result(result)
         self.ledger.credit(result.client_id, result.samples, result.compute_ms)
-
-    def on_leave(self, client_id: int) -> None:
-        self.inner.on_leave(client_id)
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def __getattr__(self, name: str):
-        # anything else a caller reads of the strategy (SyncRounds.aggregate, say) is the wrapped strategy's
-        return getattr(self.inner, name)

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.training.strategies.base import Host, Result, Strategy
+from mlitb.training.strategies.base import Result, Strategy, StrategyWrapper
 from mlitb.trust.credit import CreditLedger
 
 
@@ -65,7 +65,7 @@ def relative_difference(got: np.ndarray, expected: np.ndarray) -> float:
 Recompute = Callable[[Result], tuple[np.ndarray, float] | None]
 
 
-class SpotChecked:
+class SpotChecked(StrategyWrapper):
     def __init__(self, inner: Strategy, ledger: CreditLedger, recompute: Recompute,
                  policy: SpotCheckPolicy = SpotCheckPolicy(), rng: random.Random | None = None):
         self.inner, self.ledger, self.recompute, self.policy = inner, ledger, recompute, policy
@@ -75,25 +75,9 @@ class SpotChecked:
         self._strikes: dict[int, int] = {}  # anonymous clients' strikes
         self._round_checks = (-1, 0)
 
-    @property
-    def open_version(self) -> int | None:
-        return self.inner.open_version
-
-    def bind(self, host: Host) -> None:
-        self.inner.bind(host)
-
-    async def run_update(self) -> dict:
-        return await self.inner.run_update()
-
     def on_leave(self, client_id: int) -> None:
         self._strikes.pop(client_id, None)
         self.inner.on_leave(client_id)
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
     def _who(self, client_id: int) -> object:
         row = self.ledger.volunteer_of(client_id)

@@ -1,7 +1,7 @@
 """Strategies: how checked results become updates of the model (docs/architecture.md, "Strategies")."""
 
 from mlitb.training.strategies.async_buffer import AsyncBuffer, staleness_weight
-from mlitb.training.strategies.base import Host, Result, Strategy, UpdateStats
+from mlitb.training.strategies.base import Host, Result, Strategy, StrategyWrapper, UpdateStats
 from mlitb.training.strategies.sync_rounds import SyncRounds
 
 STRATEGIES = {"sync": SyncRounds, "async": AsyncBuffer}  # by hyper.mode
@@ -12,5 +12,5 @@ def make_strategy(hyper) -> Strategy:
     return STRATEGIES[hyper.mode]()
 
 
-__all__ = ["AsyncBuffer", "Host", "Result", "STRATEGIES", "Strategy", "SyncRounds", "UpdateStats", "make_strategy",
+__all__ = ["AsyncBuffer", "Host", "Result", "STRATEGIES", "Strategy", "StrategyWrapper", "SyncRounds", "UpdateStats", "make_strategy",
            "staleness_weight"]

@@ -134,3 +134,35 @@ class Strategy(Protocol):
 
     def stop(self) -> None:
         """Abandon the update in progress and return from `run_update` soon."""
+
+
+class StrategyWrapper:
+    """Base of strategy wrappers (spot checks, credit; as Flower's DP wrapper wraps a strategy): every call goes to
+    the wrapped strategy unless a subclass overrides it to look at a result on its way in or out."""
+
+    def __init__(self, inner: Strategy):
+        self.inner = inner
+
+    @property
+    def open_version(self) -> int | None:
+        return self.inner.open_version
+
+    def bind(self, host: Host) -> None:
+        self.inner.bind(host)
+
+    async def run_update(self) -> dict:
+        return await self.inner.run_update()
+
+    def on_result(self, result: Result) -> None:
+        self.inner.on_result(result)
+
+    def on_leave(self, client_id: int) -> None:
+        self.inner.on_leave(client_id)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def __getattr__(self, name: str):
+        # anything else a caller reads of the strategy (SyncRounds.aggregate, say) is the wrapped strategy's
+        return getattr(self.inner, name)
+

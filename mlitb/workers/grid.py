@@ -13,6 +13,21 @@ from mlitb.unreachable import EXIT_UNREACHABLE, unreachable_line
 from mlitb.workers.browser import BrowserPool, status_line
 
 
+def project_for_worker(server: str, project: int, token: str | None) -> tuple[dict | None, int]:
+    """The project's summary before any worker starts, or (None, exit code) after one error line on stderr:
+    unreachable server, unknown project, or a private project without its token."""
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        print(unreachable_line(exc) or f"error: cannot reach {server}: {exc}", file=sys.stderr)
+        return None, EXIT_UNREACHABLE
+    if r.status_code != 200:
+        print(project_problem(server, project, r, "--token"), file=sys.stderr)
+        return None, 2
+    return r.json(), 0
+
+
 def project_problem(server: str, project: int, response: httpx.Response, token_option: str) -> str:
     """One line saying why GET /api/projects/{id} did not answer 200: a private project and no token, a token
     that does not open it, no such project, or what the server said."""
@@ -50,18 +65,12 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
     if not 1 <= cpu_throttle <= 100:
         print("error: --cpu-throttle must be between 1 and 100", file=sys.stderr)
         return 2
-    try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        print(unreachable_line(exc) or f"error: cannot reach {server}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    if r.status_code != 200:
-        print(project_problem(server, project, r, "--token"), file=sys.stderr)
-        return 2
+    info, failed = project_for_worker(server, project, token)
+    if info is None:
+        return failed
     if auto:
-        trackers = 0 if r.json().get("trackers") else 1
-    print(f"joining project {project} ({r.json()['name']}) on {server} with {trainers} trainer(s), "
+        trackers = 0 if info.get("trackers") else 1
+    print(f"joining project {project} ({info['name']}) on {server} with {trainers} trainer(s), "
           f"{trackers} tracker(s){' (auto: the project had none)' if auto and trackers else ''}"
           f"{f', CPU throttled {cpu_throttle:g}x' if cpu_throttle > 1 else ''}", file=out, flush=True)
     deadline = None if duration_s is None else time.monotonic() + duration_s

@@ -111,7 +111,7 @@ class _RecordingPool:
 
     opened: list[tuple[int, str]] = []
 
-    def __init__(self, server_url, backend="auto", token=None):
+    def __init__(self, server_url, backend="auto", token=None, cpu_throttle=1.0):
         pass
 
     def __enter__(self):

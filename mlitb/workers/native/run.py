@@ -17,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 
-from mlitb.unreachable import EXIT_UNREACHABLE, unreachable_line
-from mlitb.workers.grid import project_problem
+from mlitb.workers.grid import project_for_worker
 from mlitb.workers.native import torch_missing
 
 
@@ -90,19 +88,13 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     if device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda: PyTorch sees no usable CUDA device; use --device cpu or auto", file=sys.stderr)
         return 2
-    try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = httpx.get(f"{server.rstrip('/')}/api/projects/{project}", headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        print(unreachable_line(exc) or f"error: cannot reach {server}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    if r.status_code != 200:
-        print(project_problem(server, project, r, "--token"), file=sys.stderr)
-        return 2
+    info, failed = project_for_worker(server, project, token)
+    if info is None:
+        return failed
     if auto:  # as for browsers: one tracker between all the machines that join, not one each
-        trackers = 0 if r.json().get("trackers") else 1
+        trackers = 0 if info.get("trackers") else 1
     per = threads or max(1, (os.cpu_count() or 1) // max(1, trainers))
-    print(f"joining project {project} ({r.json()['name']}) on {server} with {trainers} torch trainer(s) and "
+    print(f"joining project {project} ({info['name']}) on {server} with {trainers} torch trainer(s) and "
           f"{trackers} tracker(s) on {device}, {per} thread(s) each", file=out, flush=True)
     from mlitb.workers.native.data import default_cache_dir
 

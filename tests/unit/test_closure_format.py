@@ -160,7 +160,7 @@ def test_a_deterministic_project_records_the_examples_it_names_each_round():
     class Client:
         id = 7
 
-    ids = rt._chosen_ids(Client())
+    ids = rt.record.name_examples(rt.spec.seed, rt.round, Client.id, rt.allocator.ids_of(Client.id), 4)
     assert len(ids) == 4 and len(set(ids.tolist())) == 4
     assert set(ids.tolist()) <= set(rt.allocator.ids_of(7).tolist())
     with pytest.raises(MlitbError) as exc:

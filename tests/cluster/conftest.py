@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster():
     ray = pytest.importorskip("ray")
     # the actors take no CPU reservation (num_cpus=0), so the 2 CPUs bound only the worker processes Ray starts

@@ -1,4 +1,4 @@
-"""One local Ray cluster (2 CPUs) for the whole test run, started by the first test that needs it."""
+"""One local Ray cluster (2 CPUs) for the cluster tests (package scope: started once, stopped after them)."""
 
 from __future__ import annotations
 

@@ -75,6 +75,7 @@ def faking_answer(honest: Answer, share: float, seed: int = 0) -> Answer:
     return answer
 
 
+MIN_ANSWER_S = 0.06  # s: at most ~16 answers a second per connection, under the default 20 frames/s
 POW_RETRIES = 5  # trainers of one address joining at once race for the free place: the losers pay and try again
 
 
@@ -121,6 +122,9 @@ async def _session(ws_url: str, project: int, address: str, answer: Answer, log:
                     started = time.perf_counter()
                     grad, n, loss = answer(params, ids, frame.aux, frame.count)
                     ms = max(1, int((time.perf_counter() - started) * 1000))
+                    # answer no faster than a real device would: a round that closes in a few ms would otherwise
+                    # push one frame per round past the server's 20 frames/s per connection (RATE_LIMITED)
+                    await asyncio.sleep(max(0.0, MIN_ANSWER_S - (time.perf_counter() - started)))
                     await ws.send(encode(MessageType.GRADIENT, project=project, round=frame.round, count=n,
                                          aux=max(ms, frame.aux), value=loss, payload=grad.astype(np.float32)))
                     log.answered += 1

@@ -19,8 +19,6 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -34,6 +32,7 @@ from mlitb.protocol import MessageType, Welcome, decode, encode
 from mlitb.workers.native.data import Held, RangeFetcher, fill
 from mlitb.workers.native.engine import TorchEngine, pick_device
 from mlitb.workers.native.network import network_from_model_json
+from mlitb.workers.native.options import Options, Status
 
 log = logging.getLogger("mlitb.native")
 FINAL_CLOSE_CODES = {1000, 1008, 4404}  # as the browser: reconnecting after these is pointless
@@ -45,44 +44,6 @@ MAX_MODEL_JSON = 4 * 1024 * 1024  # bytes; our topology of 64 layers is a few KB
 
 class Reconnect(Exception):
     """The connection must be dropped and made again (a frame that does not fit the loaded model)."""
-
-
-@dataclass
-class Options:
-    server: str  # http(s)://host:port of the master
-    project: int
-    role: str = "trainer"  # or "tracker"
-    device: str = "cpu"  # cpu | cuda | auto
-    token: str | None = None  # invite (or owner) token of a private project
-    batch_size: int | None = None  # None: the project's mini-batch
-    cache_dir: Path | None = None  # None: no disk cache
-    eval_interval_s: float = 4.0  # a tracker evaluates at most this often (as the browser's)
-    seed: int | None = None
-
-
-@dataclass
-class Status:
-    role: str
-    state: str = "connecting"
-    backend: str = ""
-    client_id: int | None = None
-    round: int | None = None
-    samples: int | None = None
-    samples_per_s: float | None = None
-    work_ms: int | None = None
-    compute_ms: int | None = None
-    loss: float | None = None
-    test_error: float | None = None
-    allocated: int = 0
-    downloaded: int = 0
-    kept: int = 0
-    from_cache: int = 0
-    connections: int = 0
-    errors: list[str] = field(default_factory=list)  # reported problems, newest last (at most 20)
-
-    def report(self, message: str) -> None:
-        log.warning("%s: %s", self.role, message)
-        self.errors = (self.errors + [message])[-20:]
 
 
 class NativeWorker:

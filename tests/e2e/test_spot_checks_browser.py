@@ -13,6 +13,11 @@ from mlitb.server.run import BackgroundServer
 from mlitb.trust.spot_check import SpotCheckPolicy
 from tests.mnist_softmax import SOFTMAX_REGRESSION
 
+# a hidden layer keeps a fast machine's rounds under the examples one spot check recomputes (50,000): softmax
+# regression alone trains faster than that in wasm, and its results would go unchecked
+HIDDEN_LAYER = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"},
+                {"type": "dense", "units": 256, "activation": "relu"}, {"type": "dense", "units": 10, "activation": "softmax"}]
+
 ROUNDS = 40
 
 
@@ -25,7 +30,7 @@ def checked_server(tmp_path_factory):
 
 def test_an_honest_wasm_trainer_passes_every_spot_check_of_a_long_run(checked_server, chromium):
     url = checked_server.url
-    pid = httpx.post(f"{url}/api/projects", json={"name": "checked", "dataset": "mnist", "network": SOFTMAX_REGRESSION,
+    pid = httpx.post(f"{url}/api/projects", json={"name": "checked", "dataset": "mnist", "network": HIDDEN_LAYER,
                                                   "hyper": {"period_s": 1}}).json()["id"]
     context = chromium.new_context()
     page = context.new_page()
@@ -43,8 +48,14 @@ def test_an_honest_wasm_trainer_passes_every_spot_check_of_a_long_run(checked_se
           f"difference {last['spot_check_worst']:.3g}, master CPU {last['spot_check_cpu_s_total']} s")
     assert sum(1 for m in metrics if m["samples"] > 0) >= ROUNDS
     assert last["spot_check_failures_total"] == 0 and sum(m["rejected"] for m in metrics) == 0
-    assert last["spot_checks_total"] >= ROUNDS // 2  # a newcomer is checked with probability 0.9
-    assert last["spot_check_worst"] < SpotCheckPolicy().tolerance / 10  # a margin of ten under the tolerance
+    # a newcomer's result is checked with probability 0.9 unless it claims more examples than the master recomputes
+    # (a fast machine's softmax trainer can pass that cap in later rounds): count the rounds that could be checked
+    eligible = sum(1 for m in metrics if 0 < m["samples"] <= SpotCheckPolicy().max_samples)
+    assert eligible >= 10, f"only {eligible} rounds small enough to recompute"
+    assert last["spot_checks_total"] >= eligible // 2
+    # measured with the hidden layer: wasm vs NumPy float32 differ by up to ~2e-5 relative (softmax regression
+    # alone: 4e-7), so the margin under the 1e-4 tolerance is ~5x; deeper networks need it measured again
+    assert last["spot_check_worst"] < SpotCheckPolicy().tolerance / 3
     board = httpx.get(f"{url}/api/projects/{pid}/volunteers").json()
     assert board and board[0]["strikes"] == 0 and not board[0]["quarantined"]
     master = last["spot_check_cpu_s_total"] / max(last["spot_check_samples_total"], 1)

@@ -21,38 +21,11 @@ from mlitb.model import PAPER_NETWORK, glorot_init, model_json, parse_network
 from mlitb.model.grow import grow_arrays, with_more_classes
 from mlitb.workers.native.engine import engine_from_artifacts
 from static_server import StaticServer
+from tests.networks import CIFAR, EVERY_LAYER
 
 pytestmark = pytest.mark.browser
 RTOL = 1e-5
 
-EVERY_LAYER = [
-    {"type": "input", "shape": [12, 11, 3]},
-    {"type": "conv2d", "filters": 6, "kernel": 3, "stride": 2, "padding": "same", "activation": "tanh"},
-    {"type": "conv2d", "filters": 5, "kernel": 2, "stride": 1, "padding": "same", "activation": "sigmoid"},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2, "stride": 1},
-    {"type": "conv2d", "filters": 4, "kernel": 3, "stride": 1, "padding": "valid", "activation": "linear"},
-    {"type": "tanh"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dropout", "rate": 0.0},
-    {"type": "dense", "units": 7, "activation": "relu"},
-    {"type": "sigmoid"},
-    {"type": "dense", "units": 6, "activation": "tanh"},
-    {"type": "dense", "units": 4, "activation": "linear"},
-    {"type": "softmax"},
-]
-CIFAR = [
-    {"type": "input", "shape": [32, 32, 3]},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 3, "activation": "softmax"},
-]
 DROPOUT = [  # dropout at rate 0.5: masks are random in training on both sides, so only predictions are compared
     {"type": "input", "shape": [8, 8, 1]}, {"type": "conv2d", "filters": 3, "kernel": 3, "activation": "relu"},
     {"type": "flatten"}, {"type": "dropout", "rate": 0.5}, {"type": "dense", "units": 3, "activation": "softmax"},

@@ -72,7 +72,8 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
         self.addresses = AddressPolicy(settings, project_id)
         self.credit = CreditLedger()
         # spot checks, quarantine and credit wrap the strategy's result handling, whichever strategy it is
-        self.spot = SpotChecked(strategy or make_strategy(spec.hyper), self.credit, self._recompute)
+        self.spot = SpotChecked(strategy or make_strategy(spec.hyper), self.credit, self._recompute,
+                                tolerance=self._tolerance, late_strike=self._late_strike)
         self.strategy: Strategy = Credited(self.spot, self.credit)
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
@@ -344,7 +345,8 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             classes=self.network.num_classes)
         record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
                       spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
-                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined)
+                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined,
+                      spot_checks_deferred_total=spot.deferred, spot_check_tolerance=self._tolerance())
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()

@@ -45,7 +45,7 @@ class Hyper(BaseModel):
                                                    "trainer's examples every round (a seeded draw of "
                                                    "samples_per_round from its allocation) and records them")
     spot_checks: bool = Field(True, description="verify a random share of results by recomputing them on the master "
-                                                "(dense networks; mlitb/trust/spot_check.py): trainers follow the "
+                                                "(every layer type but dropout above rate 0; mlitb/trust/spot_check.py): trainers follow the "
                                                 "example order seeded in WORK; fakers get strikes and quarantine")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
     mode: Literal["sync", "async"] = Field(

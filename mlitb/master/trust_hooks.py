@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlitb.errors import MlitbError
 from mlitb.master.scheduler import Client
+from mlitb.protocol.frames import error_frame
 from mlitb.training.strategies import Result
 from mlitb.trust import numpy_net
 from mlitb.trust.claims import allowed_samples, median_rate
 from mlitb.trust.example_order import examples_used
+from mlitb.trust.spot_check import tolerance_for
 
 
 class TrustHooks:
@@ -24,21 +27,29 @@ class TrustHooks:
         dense = h.upload_codec == "float32" and h.download_codec == "float32" and h.algorithm == "gradient"
         return h.spot_checks and dense and self.dataset is not None and cached[1]
 
-    def _recompute(self, result: Result) -> tuple[np.ndarray, float] | None:
-        """The result as the master computes it from the WORK it sent (spot checks), or None if it cannot."""
+    def _tolerance(self) -> float:
+        return tolerance_for(self.network)
+
+    def _recompute(self, result: Result) -> numpy_net.GradientJob | None:
+        """The result's recomputation from the WORK the master sent (spot checks), or None if it cannot be."""
         client = self.clients.get(result.client_id)
         work = client.work_check if client is not None else None
         if work is None or work[0] != result.version or not len(work[2]) or self.dataset is None:
             return None
         claimed = client.claimed_samples  # the result's count before any cut to the allowance
-        if claimed > self.spot.policy.max_samples:
-            return None
         _, seed, held, params = work
-        ids = examples_used(seed, held, claimed)
-        train = self.dataset.train
-        grad, loss = numpy_net.gradient_sum(self.network, params, train.images[ids], train.labels[ids])
-        share = result.samples / claimed
-        return grad * np.float32(share), loss * share
+        return numpy_net.GradientJob(self.network, params, self.dataset.train, examples_used(seed, held, claimed),
+                                     result.samples / claimed)
+
+    def _late_strike(self, client_id: int, err: MlitbError) -> None:
+        """A strike found by a check finished in a later round: the ERROR frame now; quarantine closes the link."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return
+        client.link.send(error_frame(err, project=self.id, round=self.round))
+        if err.code.value.close:
+            client.link.close(1008, err.code.name)
+            self.remove_client(client_id)
 
     def _fleet_rate(self) -> float | None:
         return median_rate([c.measured_sps for c in self.trainers() if c.measured_sps is not None])

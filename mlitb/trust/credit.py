@@ -87,8 +87,11 @@ class CreditLedger:
     def strike(self, client_id: int, quarantine_after: int) -> bool:
         """One more strike; True when the volunteer is (now) quarantined."""
         row = self.volunteer_of(client_id)
-        if row is None:
-            return False
+        return row is not None and self.strike_volunteer(row.volunteer, quarantine_after)
+
+    def strike_volunteer(self, volunteer: str, quarantine_after: int) -> bool:
+        """`strike` by public id (a late spot check may find the volunteer disconnected)."""
+        row = self.rows[volunteer]
         row.strikes += 1
         row.quarantined = row.quarantined or row.strikes >= quarantine_after
         self._changed.add(row.volunteer)

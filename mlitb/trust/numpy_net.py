@@ -80,6 +80,33 @@ def gradient_sum(network: Network, params: np.ndarray, images: np.ndarray, label
     return grad, loss
 
 
+class GradientJob:
+    """A spot check's recomputation in pieces (spot_check.Recomputation): the summed gradient and loss over the
+    examples `ids` of `split`, scaled by `share` (a result cut to its allowance is scaled alike)."""
+
+    def __init__(self, network: Network, params: np.ndarray, split, ids: np.ndarray, share: float = 1.0):
+        if not supports(network):
+            raise ValueError("network has layer types the NumPy verifier does not implement")
+        self.network, self.params, self.split, self.ids, self.share = network, params, split, ids, share
+        self.grad = np.zeros(network.param_count, np.float32)
+        self.loss = 0.0
+        self.done = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.ids) - self.done
+
+    def advance(self, examples: int) -> None:
+        ids = self.ids[self.done:self.done + examples]
+        grad, loss = gradient_sum(self.network, self.params, self.split.images[ids], self.split.labels[ids])
+        self.grad += grad
+        self.loss += loss
+        self.done += len(ids)
+
+    def expected(self) -> tuple[np.ndarray, float]:
+        return self.grad * np.float32(self.share), self.loss * self.share
+
+
 def _batch(network: Network, params: np.ndarray, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
     n = len(images)
     x = images.reshape(n, *network.input_shape).astype(np.float32) / np.float32(255)

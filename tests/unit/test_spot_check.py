@@ -1,0 +1,117 @@
+"""The spot-check wrapper's draw, budget and record: a result too big for its round is still checked (finished in later
+rounds, struck out of band), a keyed volunteer's persisted record makes it established, the tolerance is the network's."""
+
+import random
+
+import numpy as np
+import pytest
+
+from mlitb.errors import ErrorCode, MlitbError
+from mlitb.model import PAPER_NETWORK, parse_network
+from mlitb.training.strategies.base import Result
+from mlitb.trust.credit import CreditLedger, VolunteerCredit
+from mlitb.trust.spot_check import SpotChecked, SpotCheckPolicy, tolerance_for
+from tests.mnist_softmax import SOFTMAX_REGRESSION
+from tests.networks import CIFAR
+
+
+class Taken:
+    open_version = None
+
+    def __init__(self):
+        self.results = []
+
+    def on_result(self, result):
+        self.results.append(result)
+
+    def on_leave(self, client_id):
+        pass
+
+
+class Job:
+    """A recomputation whose answer is `truth`, done in pieces as numpy_net.GradientJob is."""
+
+    def __init__(self, truth: np.ndarray, examples: int):
+        self.truth, self.remaining, self.pieces = truth, examples, []
+
+    def advance(self, examples):
+        self.pieces.append(examples)
+        self.remaining -= examples
+
+    def expected(self):
+        assert self.remaining == 0
+        return self.truth, 1.0
+
+
+TRUTH = np.ones(4, np.float32)
+
+
+def wrapper(ledger, claims, late, policy=SpotCheckPolicy(), p_draw=0.0):
+    jobs = []
+
+    def recompute(result):
+        jobs.append(Job(TRUTH, claims[result.client_id]))
+        return jobs[-1]
+
+    rng = random.Random()
+    rng.random = lambda: p_draw  # every draw below p checks
+    inner = Taken()
+    return SpotChecked(inner, ledger, recompute, policy, rng, late_strike=lambda cid, err: late.append((cid, err))), jobs
+
+
+def result(client, version, grad):
+    return Result(client, version, np.asarray(grad, np.float32), 10, 1.0, 5)
+
+
+def test_a_result_too_big_for_its_round_is_finished_in_later_rounds_and_struck_out_of_band():
+    ledger = CreditLedger()
+    ledger.join(1, "vfaker")
+    late = []
+    policy = SpotCheckPolicy(max_samples=1000)
+    spot, jobs = wrapper(ledger, {1: 2500}, late, policy)
+    spot.on_result(result(1, 0, -TRUTH))  # claims 2,500 examples: 1,000 now, taken meanwhile
+    assert spot.stats.deferred == 1 and jobs[0].pieces == [1000] and not late
+    spot.on_result(result(1, 1, -TRUTH))  # the next round: 1,000 more; this one is queued behind it
+    assert jobs[0].pieces == [1000, 1000] and not late
+    spot.on_result(result(1, 2, -TRUTH))  # the first check ends: a strike, out of band; the second starts
+    assert [e.code for _, e in late] == [ErrorCode.SPOT_CHECK_FAILED] and jobs[1].pieces == [500]
+    assert ledger.rows["vfaker"].strikes == 1
+    for v in range(3, 8):
+        try:
+            spot.on_result(result(1, v, -TRUTH))
+        except MlitbError as err:
+            assert err.code == ErrorCode.QUARANTINED
+            break
+    assert [e.code for _, e in late][:2] == [ErrorCode.SPOT_CHECK_FAILED, ErrorCode.QUARANTINED]
+    assert ledger.rows["vfaker"].quarantined and spot.stats.unchecked == 0
+    assert spot.stats.samples <= 1000 * 8  # never more than the round's budget: 8 rounds at most so far
+
+
+def test_a_small_result_is_checked_at_once_and_an_honest_one_passes():
+    ledger = CreditLedger()
+    late = []
+    spot, jobs = wrapper(ledger, {1: 50, 2: 50}, late)
+    spot.on_result(result(1, 0, TRUTH * (1 + 1e-6)))
+    with pytest.raises(MlitbError) as err:
+        spot.on_result(result(2, 0, TRUTH * 1.01))
+    assert err.value.code == ErrorCode.SPOT_CHECK_FAILED and spot.stats.checks == 2 and spot.stats.deferred == 0
+    assert not late and spot.stats.worst == pytest.approx(1e-6, rel=0.1)
+
+
+def test_a_returning_volunteers_persisted_record_makes_it_established():
+    ledger = CreditLedger()
+    ledger.load([VolunteerCredit("vknown", results=60), VolunteerCredit("vstruck", results=500, strikes=1)])
+    ledger.join(1, "vknown")
+    ledger.join(2, "vstruck")
+    ledger.join(3, "vnew")
+    spot, jobs = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.5)  # 0.5: checked as new (0.9), not as known (0.03)
+    assert [spot.standing(c) for c in (1, 2, 3)] == [60, 0, 0]
+    for c in (1, 2, 3):
+        spot.on_result(result(c, 0, TRUTH))
+    assert len(jobs) == 2  # the struck and the new volunteer, not the established one
+
+
+def test_the_tolerance_grows_with_the_networks_weighted_layers_within_its_cap():
+    assert tolerance_for(parse_network(SOFTMAX_REGRESSION)) == pytest.approx(1e-4)
+    assert tolerance_for(parse_network(PAPER_NETWORK)) == pytest.approx(4e-4)
+    assert tolerance_for(parse_network(CIFAR)) == pytest.approx(2.56e-2)

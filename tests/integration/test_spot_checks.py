@@ -1,9 +1,12 @@
 """Spot checks over real sockets (default settings, trainers from 127.0.0.x): a volunteer faking results is struck
-and quarantined, and can come back under its key only to be refused; honest seeded trainers are never struck."""
+and quarantined, and can come back under its key only to be refused; honest seeded trainers are never struck. The same
+holds in synchronous rounds and under the asynchronous strategy (`hyper.mode = "async"`, FedBuff), which the spot-check
+wrapper wraps alike."""
 
 import asyncio
 
 import httpx
+import pytest
 
 from mlitb.workers.hostile import TrainerLog, faking_answer, socket_trainer
 from tests.socket_training import create_project, honest_answer
@@ -12,8 +15,9 @@ HONEST_KEYS = ["honest-volunteer-key-one", "honest-volunteer-key-two"]
 FAKER_KEY = "faking-volunteer-key-0001"
 
 
-async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_every_check(server):
-    pid = create_project(server.url)["id"]
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_every_check(server, mode):
+    pid = create_project(server.url, hyper={"period_s": 1, "mode": mode})["id"]
     ws_url = server.url.replace("http://", "ws://") + "/ws"
     stop = asyncio.Event()
     honest = [TrainerLog(), TrainerLog()]
@@ -23,6 +27,7 @@ async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_eve
     tasks.append(asyncio.create_task(socket_trainer(ws_url, pid, "127.0.0.9", faking_answer(honest_answer(9), 0.5, 1),
                                                     faker, stop, FAKER_KEY)))
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await http.get(f"/api/projects/{pid}")).json()["hyper"]["mode"] == mode
         while (await http.get(f"/api/projects/{pid}")).json()["round"] < 30:
             await asyncio.sleep(0.1)
         stop.set()

@@ -118,6 +118,28 @@ def test_torch_loss_and_summed_gradient_match_the_browser_trainer_within_1e5_rel
     assert np.abs(np.asarray(b["grad"])).max() > 1e-3  # a real gradient, not zeros on both sides
 
 
+@pytest.mark.parametrize("name", [n for n in CASES if n != "dropout"])
+def test_the_numpy_spot_check_verifier_matches_the_browser_trainer_well_inside_its_tolerance(site, browser_results, name):
+    from mlitb.trust.numpy_net import gradient_sum
+    from mlitb.trust.spot_check import relative_difference, tolerance_for
+
+    _, root = site
+    b = browser_results[name]
+    engine, _, _ = _torch_results(root, name)
+    d = root / name
+    raw = (d / "data.bin").read_bytes()
+    n = struct.unpack_from("<I", raw)[0]
+    labels = np.frombuffer(raw, np.uint8, n, 4)
+    images = np.frombuffer(raw, np.uint8, offset=4 + n).reshape(n, *engine.network.input_shape)
+    params = np.frombuffer((d / "weights.bin").read_bytes(), "<f4")
+    grad, loss = gradient_sum(engine.network, params, images, labels)
+    diff = relative_difference(np.asarray(b["grad"], np.float32), grad)
+    tolerance = tolerance_for(engine.network)
+    print(f"{name}: wasm vs NumPy gradient rel L2 {diff:.2e}, loss rel {abs(b['lossSum'] - loss) / loss:.2e}; "
+          f"tolerance {tolerance:.1e}")
+    assert diff <= tolerance / 20 and abs(b["lossSum"] - loss) / loss <= tolerance / 20
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_predictions_of_a_saved_model_match_the_browser_trainer(site, browser_results, name):
     _, root = site

@@ -16,14 +16,16 @@ established ones rarely:
   measured across engines) is a strike and the result is refused (SPOT_CHECK_FAILED); `quarantine_after`
   strikes quarantine the volunteer (its results are refused from then on, it is shown on the page and
   recorded with its credit);
-- the master recomputes at most `max_samples` examples and starts at most `max_checks_per_round` checks
-  per round. A drawn result that does not fit what is left of the round is still checked: its
-  recomputation is queued and continued with later rounds' leftover examples, in order, and a mismatch
-  found then is a strike delivered to the volunteer out of band (`late_strike`: an ERROR frame; the
-  connection closed on quarantine). So claiming a huge count delays a check but never escapes it, and a
-  queued check costs the same as any other; the queue is bounded by the same draw (at most one check
-  per result). Only a result whose WORK cannot be recomputed at all (an exempt or deterministic trainer,
-  a newer WORK sent before it arrived) is counted `unchecked`.
+- the master's CPU is bounded: recomputation spends at most `cpu_share` of its wall-clock time (a budget
+  refilled continuously, up to a burst of `burst_s` CPU seconds), so a round of period T costs at most
+  cpu_share x T + burst_s CPU seconds whatever the network or fleet. A drawn result whose recomputation
+  does not fit what is left is still checked: it is queued and continued with later budget, in order, and
+  a mismatch found then is a strike delivered to the volunteer out of band (`late_strike`: an ERROR
+  frame; the connection closed on quarantine). So claiming a huge count delays a check but never escapes
+  it. At most `max_pending` checks wait; a result drawn while the queue is full is refused
+  (SPOT_CHECK_BUSY, no strike): the master takes no drawn result it cannot check, so a swarm filling the
+  queue gains nothing. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
+  trainer, a newer WORK sent before it arrived) is counted `unchecked`.
 Why these rates (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R
 rounds with probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88, so the
 new-volunteer rate is 0.9 for a volunteer's first 50 results; the fleet's extra compute is then the
@@ -53,8 +55,10 @@ class SpotCheckPolicy:
     new_results: int = 50
     tolerance: float = 1e-4  # relative, for a wrapper given no per-network tolerance (tolerance_for)
     quarantine_after: int = 2
-    max_checks_per_round: int = 8
-    max_samples: int = 100_000  # examples recomputed per round, all checks together
+    cpu_share: float = 0.25  # of the master's wall-clock time, at most, spent recomputing
+    burst_s: float = 0.5  # CPU seconds the budget holds at most
+    max_pending: int = 32  # checks queued for later budget
+    probe_examples: int = 64  # the first piece of recomputation, before the cost per example is measured
 
 
 @dataclass
@@ -62,7 +66,8 @@ class CheckStats:
     checks: int = 0
     failed: int = 0
     unchecked: int = 0  # drawn but not recomputable (no seeded WORK for it)
-    deferred: int = 0  # checks that did not fit their round and were finished in later rounds
+    deferred: int = 0  # checks that did not fit the budget left and were finished later
+    busy: int = 0  # drawn results refused because the queue was full
     samples: int = 0  # examples recomputed
     cpu_s: float = 0.0  # master thread CPU time spent recomputing
     worst: float = 0.0  # largest relative difference of a passed check
@@ -116,16 +121,19 @@ class SpotChecked(StrategyWrapper):
     def __init__(self, inner: Strategy, ledger: CreditLedger, recompute: Recompute,
                  policy: SpotCheckPolicy = SpotCheckPolicy(), rng: random.Random | None = None,
                  tolerance: Callable[[], float] | None = None,
-                 late_strike: Callable[[int, MlitbError], None] | None = None):
+                 late_strike: Callable[[int, MlitbError], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.thread_time):
         self.inner, self.ledger, self.recompute, self.policy = inner, ledger, recompute, policy
         self.rng = rng or random.SystemRandom()  # the trainer must not predict the draw
         self.tolerance = tolerance or (lambda: policy.tolerance)
         self.late_strike = late_strike or (lambda client_id, err: None)
+        self.clock, self.cpu_clock = clock, cpu_clock
         self.stats = CheckStats()
         self._standing: dict[object, int] = {}  # anonymous client, or a struck volunteer -> results since
         self._strikes: dict[int, int] = {}  # anonymous clients' strikes
-        self._round = (-1, 0, 0)  # (version, checks started, examples recomputed) of the round in progress
-        self._queue: deque[_Pending] = deque()  # checks continued in later rounds
+        self._budget_s, self._refilled = policy.burst_s, clock()
+        self._s_per_example: float | None = None  # measured CPU cost of one recomputed example
+        self._queue: deque[_Pending] = deque()  # checks continued with later budget
 
     def on_leave(self, client_id: int) -> None:
         self._strikes.pop(client_id, None)
@@ -146,8 +154,12 @@ class SpotChecked(StrategyWrapper):
     def quarantined(self, client_id: int) -> bool:
         return self.ledger.quarantined(client_id) or self._strikes.get(client_id, 0) >= self.policy.quarantine_after
 
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
     def on_result(self, result: Result) -> None:
-        self._new_round(result.version)
+        self._drain()
         if self.quarantined(result.client_id):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         who = self._who(result.client_id)
@@ -157,11 +169,11 @@ class SpotChecked(StrategyWrapper):
         self.inner.on_result(result)
         self._standing[who] = self._standing.get(who, 0) + 1
 
-    def _new_round(self, version: int) -> None:
-        """The first result of a newer version opens a round's budget; queued checks take what they need of it."""
-        if version <= self._round[0]:
-            return
-        self._round = (version, 0, 0)
+    def _drain(self) -> None:
+        """Spend the budget refilled since the last result on the queued checks, oldest first."""
+        now = self.clock()
+        self._budget_s = min(self.policy.burst_s, self._budget_s + (now - self._refilled) * self.policy.cpu_share)
+        self._refilled = now
         while self._queue:
             pending = self._queue[0]
             self._advance(pending.job)
@@ -173,36 +185,46 @@ class SpotChecked(StrategyWrapper):
             except MlitbError as err:
                 self.late_strike(pending.client_id, err)
 
-    def _left(self) -> int:
-        return self.policy.max_samples - self._round[2]
+    def _affordable(self) -> int:
+        """Examples the budget left pays for (a probe's worth while the cost per example is unknown)."""
+        if self._budget_s <= 0:
+            return 0
+        if self._s_per_example is None:
+            return self.policy.probe_examples
+        return int(self._budget_s / max(self._s_per_example, 1e-9))
 
     def _advance(self, job: Recomputation) -> None:
-        n = min(job.remaining, self._left())
+        n = min(job.remaining, self._affordable())
         if n <= 0:
             return
-        started = time.thread_time()
+        started = self.cpu_clock()
         job.advance(n)
-        self.stats.cpu_s += time.thread_time() - started
+        spent = self.cpu_clock() - started
+        self._budget_s -= spent
+        self.stats.cpu_s += spent
         self.stats.samples += n
-        version, checks, spent = self._round
-        self._round = (version, checks, spent + n)
+        per = spent / n
+        self._s_per_example = per if self._s_per_example is None else 0.7 * self._s_per_example + 0.3 * per
 
     def _check(self, result: Result, who: object) -> None:
         job = self.recompute(result)
         if job is None:
             self.stats.unchecked += 1
             return
-        version, checks, spent = self._round
-        if self._queue or checks >= self.policy.max_checks_per_round or job.remaining > self._left():
-            # too big for what is left of this round: finished in later rounds, struck then if it is wrong
-            self.stats.deferred += 1
-            self._queue.append(_Pending(job, result.client_id, who, np.array(result.grad, np.float32),
-                                        result.loss_sum, self.tolerance()))
-            self._advance(job)
-            return
-        self._round = (version, checks + 1, spent)
-        self._advance(job)
-        self._compare(job, result.grad, result.loss_sum, result.client_id, who, self.tolerance())
+        if not self._queue:
+            self._advance(job)  # a probe while the cost per example is unknown, else what the budget pays for
+            self._advance(job)  # the rest the measured cost says the budget still pays for
+            if not job.remaining:
+                self._compare(job, result.grad, result.loss_sum, result.client_id, who, self.tolerance())
+                return
+        if len(self._queue) >= self.policy.max_pending:
+            self.stats.busy += 1
+            raise MlitbError(ErrorCode.SPOT_CHECK_BUSY, f"{len(self._queue)} checks are waiting; this result was drawn "
+                                                        "for a check and is not taken")
+        # too big for the budget left: finished later, struck then if it is wrong
+        self.stats.deferred += 1
+        self._queue.append(_Pending(job, result.client_id, who, np.array(result.grad, np.float32), result.loss_sum,
+                                    self.tolerance()))
 
     def _compare(self, job: Recomputation, got: np.ndarray, got_loss: float, client_id: int, who: object,
                  tolerance: float) -> None:

@@ -1,5 +1,5 @@
-"""The spot-check wrapper's draw, budget and record: a result too big for its round is still checked (finished in later
-rounds, struck out of band), a keyed volunteer's persisted record makes it established, the tolerance is the network's."""
+"""The spot-check wrapper's draw, budget and record: a result too big for the CPU budget is still checked (finished
+later, struck out of band), a full queue refuses drawn results, a keyed volunteer's persisted record makes it established, the tolerance is the network's."""
 
 import random
 
@@ -28,15 +28,23 @@ class Taken:
         pass
 
 
+class Clocks:
+    """Wall and CPU clocks the test moves: recomputing one example costs 1 ms of CPU."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+
 class Job:
     """A recomputation whose answer is `truth`, done in pieces as numpy_net.GradientJob is."""
 
-    def __init__(self, truth: np.ndarray, examples: int):
-        self.truth, self.remaining, self.pieces = truth, examples, []
+    def __init__(self, truth: np.ndarray, examples: int, clocks: Clocks):
+        self.truth, self.remaining, self.pieces, self.clocks = truth, examples, [], clocks
 
     def advance(self, examples):
         self.pieces.append(examples)
         self.remaining -= examples
+        self.clocks.cpu += examples * 1e-3
 
     def expected(self):
         assert self.remaining == 0
@@ -47,50 +55,65 @@ TRUTH = np.ones(4, np.float32)
 
 
 def wrapper(ledger, claims, late, policy=SpotCheckPolicy(), p_draw=0.0):
-    jobs = []
+    jobs, clocks = [], Clocks()
 
     def recompute(result):
-        jobs.append(Job(TRUTH, claims[result.client_id]))
+        jobs.append(Job(TRUTH, claims[result.client_id], clocks))
         return jobs[-1]
 
     rng = random.Random()
     rng.random = lambda: p_draw  # every draw below p checks
-    inner = Taken()
-    return SpotChecked(inner, ledger, recompute, policy, rng, late_strike=lambda cid, err: late.append((cid, err))), jobs
+    spot = SpotChecked(Taken(), ledger, recompute, policy, rng, late_strike=lambda cid, err: late.append((cid, err)),
+                       clock=lambda: clocks.wall, cpu_clock=lambda: clocks.cpu)
+    return spot, jobs, clocks
 
 
 def result(client, version, grad):
     return Result(client, version, np.asarray(grad, np.float32), 10, 1.0, 5)
 
 
-def test_a_result_too_big_for_its_round_is_finished_in_later_rounds_and_struck_out_of_band():
+def test_a_result_too_big_for_the_budget_is_finished_later_and_struck_out_of_band():
     ledger = CreditLedger()
     ledger.join(1, "vfaker")
     late = []
-    policy = SpotCheckPolicy(max_samples=1000)
-    spot, jobs = wrapper(ledger, {1: 2500}, late, policy)
-    spot.on_result(result(1, 0, -TRUTH))  # claims 2,500 examples: 1,000 now, taken meanwhile
-    assert spot.stats.deferred == 1 and jobs[0].pieces == [1000] and not late
-    spot.on_result(result(1, 1, -TRUTH))  # the next round: 1,000 more; this one is queued behind it
-    assert jobs[0].pieces == [1000, 1000] and not late
-    spot.on_result(result(1, 2, -TRUTH))  # the first check ends: a strike, out of band; the second starts
-    assert [e.code for _, e in late] == [ErrorCode.SPOT_CHECK_FAILED] and jobs[1].pieces == [500]
-    assert ledger.rows["vfaker"].strikes == 1
-    for v in range(3, 8):
+    policy = SpotCheckPolicy(cpu_share=0.25, burst_s=0.5, probe_examples=100)  # 1 ms per example: 500 a burst
+    spot, jobs, clocks = wrapper(ledger, {1: 1200}, late, policy)
+    spot.on_result(result(1, 0, -TRUTH))  # 1,200 examples: the burst pays for 500, the rest waits; taken meanwhile
+    assert spot.stats.deferred == 1 and sum(jobs[0].pieces) == 500 and spot.pending == 1 and not late
+    clocks.wall += 2.0  # 2 s at a quarter: 0.5 s of CPU more (the burst's cap)
+    spot.on_result(result(1, 1, -TRUTH))  # 500 more for the first; the second waits behind it
+    assert sum(jobs[0].pieces) == 1000 and jobs[1].pieces == [] and not late
+    clocks.wall += 2.0
+    spot.on_result(result(1, 2, -TRUTH))  # the first check ends: a strike, out of band
+    assert [e.code for _, e in late] == [ErrorCode.SPOT_CHECK_FAILED] and ledger.rows["vfaker"].strikes == 1
+    refused = []
+    for version in range(3, 9):
+        clocks.wall += 10.0
         try:
-            spot.on_result(result(1, v, -TRUTH))
+            spot.on_result(result(1, version, TRUTH))
         except MlitbError as err:
-            assert err.code == ErrorCode.QUARANTINED
-            break
+            refused.append(err.code)
+    assert refused and set(refused) == {ErrorCode.QUARANTINED}  # after the second late strike, refused at once
     assert [e.code for _, e in late][:2] == [ErrorCode.SPOT_CHECK_FAILED, ErrorCode.QUARANTINED]
     assert ledger.rows["vfaker"].quarantined and spot.stats.unchecked == 0
-    assert spot.stats.samples <= 1000 * 8  # never more than the round's budget: 8 rounds at most so far
+    assert clocks.cpu <= 0.5 + 0.25 * clocks.wall  # the CPU bound: burst + share of the wall time
+
+
+def test_a_full_queue_refuses_a_drawn_result_without_a_strike():
+    ledger = CreditLedger()
+    spot, jobs, clocks = wrapper(ledger, {1: 10_000}, [], SpotCheckPolicy(max_pending=2))
+    spot.on_result(result(1, 0, TRUTH))
+    spot.on_result(result(1, 1, TRUTH))
+    with pytest.raises(MlitbError) as err:
+        spot.on_result(result(1, 2, TRUTH))
+    assert err.value.code == ErrorCode.SPOT_CHECK_BUSY and spot.stats.busy == 1 and spot.pending == 2
+    assert len(spot.inner.results) == 2  # the refused one is not taken
 
 
 def test_a_small_result_is_checked_at_once_and_an_honest_one_passes():
     ledger = CreditLedger()
     late = []
-    spot, jobs = wrapper(ledger, {1: 50, 2: 50}, late)
+    spot, jobs, _ = wrapper(ledger, {1: 50, 2: 50}, late)
     spot.on_result(result(1, 0, TRUTH * (1 + 1e-6)))
     with pytest.raises(MlitbError) as err:
         spot.on_result(result(2, 0, TRUTH * 1.01))
@@ -104,7 +127,7 @@ def test_a_returning_volunteers_persisted_record_makes_it_established():
     ledger.join(1, "vknown")
     ledger.join(2, "vstruck")
     ledger.join(3, "vnew")
-    spot, jobs = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.5)  # 0.5: checked as new (0.9), not as known (0.03)
+    spot, jobs, _ = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.5)  # 0.5: checked as new (0.9), not as known (0.03)
     assert [spot.standing(c) for c in (1, 2, 3)] == [60, 0, 0]
     for c in (1, 2, 3):
         spot.on_result(result(c, 0, TRUTH))

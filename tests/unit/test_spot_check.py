@@ -127,7 +127,7 @@ def test_a_returning_volunteers_persisted_record_makes_it_established():
     ledger.join(1, "vknown")
     ledger.join(2, "vstruck")
     ledger.join(3, "vnew")
-    spot, jobs, _ = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.5)  # 0.5: checked as new (0.9), not as known (0.03)
+    spot, jobs, _ = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.5)  # 0.5: checked as new (0.9), not as known (0.02)
     assert [spot.standing(c) for c in (1, 2, 3)] == [60, 0, 0]
     for c in (1, 2, 3):
         spot.on_result(result(c, 0, TRUTH))

@@ -22,9 +22,10 @@ established ones rarely:
   does not fit what is left is still checked: it is queued and continued with later budget, in order, and
   a mismatch found then is a strike delivered to the volunteer out of band (`late_strike`: an ERROR
   frame; the connection closed on quarantine). So claiming a huge count delays a check but never escapes
-  it. At most `max_pending` checks wait; a result drawn while the queue is full is refused
-  (SPOT_CHECK_BUSY, no strike): the master takes no drawn result it cannot check, so a swarm filling the
-  queue gains nothing. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
+  it. At most `max_pending` checks wait, one per volunteer; a result drawn while the queue is full or
+  its volunteer's previous check still waits is refused (SPOT_CHECK_BUSY, no strike): the master takes no
+  drawn result it cannot check, so a swarm filling the queue gains nothing, and a small check that fits
+  the budget runs at once rather than behind a big one. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
   trainer, a newer WORK sent before it arrived) is counted `unchecked`.
 Why these rates (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R
 rounds with probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88, so the
@@ -176,7 +177,7 @@ class SpotChecked(StrategyWrapper):
         self._refilled = now
         while self._queue:
             pending = self._queue[0]
-            self._advance(pending.job)
+            self._advance(pending.job, keep=self.policy.burst_s / 2)  # half the burst stays for checks that fit now
             if pending.job.remaining:
                 return
             self._queue.popleft()
@@ -185,16 +186,17 @@ class SpotChecked(StrategyWrapper):
             except MlitbError as err:
                 self.late_strike(pending.client_id, err)
 
-    def _affordable(self) -> int:
-        """Examples the budget left pays for (a probe's worth while the cost per example is unknown)."""
-        if self._budget_s <= 0:
+    def _affordable(self, keep: float = 0.0) -> int:
+        """Examples the budget left above `keep` pays for (a probe's worth while the cost per example is unknown)."""
+        budget = self._budget_s - keep
+        if budget <= 0:
             return 0
         if self._s_per_example is None:
             return self.policy.probe_examples
-        return int(self._budget_s / max(self._s_per_example, 1e-9))
+        return int(budget / max(self._s_per_example, 1e-9))
 
-    def _advance(self, job: Recomputation) -> None:
-        n = min(job.remaining, self._affordable())
+    def _advance(self, job: Recomputation, keep: float = 0.0) -> None:
+        n = min(job.remaining, self._affordable(keep))
         if n <= 0:
             return
         started = self.cpu_clock()
@@ -211,16 +213,19 @@ class SpotChecked(StrategyWrapper):
         if job is None:
             self.stats.unchecked += 1
             return
-        if not self._queue:
+        fits = self._s_per_example is not None and job.remaining * self._s_per_example <= self._budget_s
+        waiting = sum(p.who == who for p in self._queue)
+        if not fits and (waiting or len(self._queue) >= self.policy.max_pending):
+            # one waiting check per volunteer: a big claimer waits for its own check, and cannot crowd out others
+            self.stats.busy += 1
+            raise MlitbError(ErrorCode.SPOT_CHECK_BUSY, f"{len(self._queue)} checks are waiting ({waiting} of this "
+                                                        "volunteer); this result was drawn for a check and is not taken")
+        if not self._queue or fits:  # a small check does not wait behind a big one
             self._advance(job)  # a probe while the cost per example is unknown, else what the budget pays for
             self._advance(job)  # the rest the measured cost says the budget still pays for
             if not job.remaining:
                 self._compare(job, result.grad, result.loss_sum, result.client_id, who, self.tolerance())
                 return
-        if len(self._queue) >= self.policy.max_pending:
-            self.stats.busy += 1
-            raise MlitbError(ErrorCode.SPOT_CHECK_BUSY, f"{len(self._queue)} checks are waiting; this result was drawn "
-                                                        "for a check and is not taken")
         # too big for the budget left: finished later, struck then if it is wrong
         self.stats.deferred += 1
         self._queue.append(_Pending(job, result.client_id, who, np.array(result.grad, np.float32), result.loss_sum,

@@ -46,3 +46,37 @@ async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_eve
     again = TrainerLog()
     await socket_trainer(ws_url, pid, "127.0.0.9", honest_answer(3), again, asyncio.Event(), FAKER_KEY)
     assert [e["code"] for e in again.errors] == ["QUARANTINED"] and not again.joined
+
+
+def inflating_answer(honest, claim: int):
+    """A trainer that computes a small batch and claims `claim` examples for it (its sum scaled up): checking it
+    means recomputing `claim` examples, more than the master's CPU budget pays for at once."""
+    def answer(params, ids, work_ms, seed):
+        grad, n, loss = honest(params, ids, work_ms, seed)
+        return grad * (claim / n), claim, loss * (claim / n)
+    return answer
+
+
+async def test_a_faker_claiming_more_than_one_check_recomputes_at_once_is_still_struck_and_quarantined(server):
+    pid = create_project(server.url)["id"]
+    ws_url = server.url.replace("http://", "ws://") + "/ws"
+    stop = asyncio.Event()
+    honest, faker = [TrainerLog(), TrainerLog()], TrainerLog()
+    tasks = [asyncio.create_task(socket_trainer(ws_url, pid, f"127.0.0.{2 + i}", honest_answer(i), log, stop, key))
+             for i, (log, key) in enumerate(zip(honest, HONEST_KEYS))]
+    tasks.append(asyncio.create_task(socket_trainer(ws_url, pid, "127.0.0.9", inflating_answer(honest_answer(9), 60_000),
+                                                    faker, stop, FAKER_KEY)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for _ in range(1200):
+            if faker.closed is not None:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+        metrics = (await http.get(f"/api/projects/{pid}/metrics")).json()
+    codes = [e["code"] for e in faker.errors]
+    # each check of 60,000 examples is finished over several rounds; meanwhile its next drawn results wait (BUSY)
+    assert codes.count("SPOT_CHECK_FAILED") == 1 and codes[-1] == "QUARANTINED", codes
+    assert faker.closed[0] == 1008
+    assert all(not log.errors for log in honest)
+    assert metrics[-1]["spot_checks_deferred_total"] >= 2 and metrics[-1]["spot_check_failures_total"] == 2

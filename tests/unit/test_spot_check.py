@@ -80,20 +80,27 @@ def test_a_result_too_big_for_the_budget_is_finished_later_and_struck_out_of_ban
     spot, jobs, clocks = wrapper(ledger, {1: 1200}, late, policy)
     spot.on_result(result(1, 0, -TRUTH))  # 1,200 examples: the burst pays for 500, the rest waits; taken meanwhile
     assert spot.stats.deferred == 1 and sum(jobs[0].pieces) == 500 and spot.pending == 1 and not late
-    clocks.wall += 2.0  # 2 s at a quarter: 0.5 s of CPU more (the burst's cap)
-    spot.on_result(result(1, 1, -TRUTH))  # 500 more for the first; the second waits behind it
-    assert sum(jobs[0].pieces) == 1000 and jobs[1].pieces == [] and not late
-    clocks.wall += 2.0
-    spot.on_result(result(1, 2, -TRUTH))  # the first check ends: a strike, out of band
+    clocks.wall += 2.0  # 2 s at a quarter refills the burst (0.5 s); the queue takes it down to half: 250 more
+    with pytest.raises(MlitbError) as err:  # the next drawn one of this volunteer waits for its check: refused
+        spot.on_result(result(1, 1, -TRUTH))
+    assert err.value.code == ErrorCode.SPOT_CHECK_BUSY and sum(jobs[0].pieces) == 750 and not late
+    for version in (2, 3):
+        clocks.wall += 2.0
+        try:
+            spot.on_result(result(1, version, -TRUTH))
+        except MlitbError as err:
+            assert err.code == ErrorCode.SPOT_CHECK_BUSY
+    # the first check ended (1,200 examples): a strike, out of band; the next drawn result is deferred in its turn
     assert [e.code for _, e in late] == [ErrorCode.SPOT_CHECK_FAILED] and ledger.rows["vfaker"].strikes == 1
     refused = []
-    for version in range(3, 9):
+    for version in range(4, 12):
         clocks.wall += 10.0
         try:
             spot.on_result(result(1, version, TRUTH))
         except MlitbError as err:
             refused.append(err.code)
-    assert refused and set(refused) == {ErrorCode.QUARANTINED}  # after the second late strike, refused at once
+    # drawn while its own check waits: refused (no strike); after the second late strike: quarantined
+    assert refused[-1] == ErrorCode.QUARANTINED and set(refused) <= {ErrorCode.SPOT_CHECK_BUSY, ErrorCode.QUARANTINED}
     assert [e.code for _, e in late][:2] == [ErrorCode.SPOT_CHECK_FAILED, ErrorCode.QUARANTINED]
     assert ledger.rows["vfaker"].quarantined and spot.stats.unchecked == 0
     assert clocks.cpu <= 0.5 + 0.25 * clocks.wall  # the CPU bound: burst + share of the wall time
@@ -101,13 +108,16 @@ def test_a_result_too_big_for_the_budget_is_finished_later_and_struck_out_of_ban
 
 def test_a_full_queue_refuses_a_drawn_result_without_a_strike():
     ledger = CreditLedger()
-    spot, jobs, clocks = wrapper(ledger, {1: 10_000}, [], SpotCheckPolicy(max_pending=2))
+    spot, jobs, clocks = wrapper(ledger, {1: 10_000, 2: 10_000, 3: 10_000, 4: 20}, [], SpotCheckPolicy(max_pending=2))
     spot.on_result(result(1, 0, TRUTH))
-    spot.on_result(result(1, 1, TRUTH))
+    spot.on_result(result(2, 0, TRUTH))
     with pytest.raises(MlitbError) as err:
-        spot.on_result(result(1, 2, TRUTH))
+        spot.on_result(result(3, 0, TRUTH))
     assert err.value.code == ErrorCode.SPOT_CHECK_BUSY and spot.stats.busy == 1 and spot.pending == 2
     assert len(spot.inner.results) == 2  # the refused one is not taken
+    clocks.wall += 2.0  # the queue's head takes the refill down to half the burst; the rest is for checks that fit now
+    spot.on_result(result(4, 0, TRUTH))  # a small check that fits the budget runs at once, past the queue
+    assert spot.stats.checks == 1 and spot.pending == 2
 
 
 def test_a_small_result_is_checked_at_once_and_an_honest_one_passes():

@@ -106,7 +106,7 @@ async def measured_cost(args) -> dict:
     s = rt.spot.stats
     results = sum(r["contributions"] for r in rt.metrics)
     return {"results": results, "checks": s.checks, "failed": s.failed, "worst": s.worst, "deferred": s.deferred,
-            "busy": s.busy, "busiest_round_s": busiest, "busiest_wall_s": busiest_wall, "tolerance": rt.metrics[-1]["spot_check_tolerance"],
+            "probation": s.probation, "busiest_round_s": busiest, "busiest_wall_s": busiest_wall, "tolerance": rt.metrics[-1]["spot_check_tolerance"],
             "master_s_per_example": s.cpu_s / max(s.samples, 1),
             "trainer_s_per_example": train_cpu[0] / max(results * args.batch, 1),
             "rejected": sum(r["rejected"] for r in rt.metrics)}
@@ -135,8 +135,8 @@ def main(args) -> None:
     cost = asyncio.run(measured_cost(args))
     ratio = cost["master_s_per_example"] / max(cost["trainer_s_per_example"], 1e-12)
     print(f"2. cost ({args.network}): {cost['checks']} checks of {cost['results']} results ({args.trainers} new volunteers, "
-          f"{args.rounds} rounds, {args.batch} examples each; {cost['deferred']} finished later, {cost['busy']} refused "
-          f"busy); master CPU per checked example {cost['master_s_per_example'] * 1e6:.1f} us vs trainer "
+          f"{args.rounds} rounds, {args.batch} examples each; {cost['deferred']} finished later, {cost['probation']} taken on "
+          f"probation); master CPU per checked example {cost['master_s_per_example'] * 1e6:.1f} us vs trainer "
           f"{cost['trainer_s_per_example'] * 1e6:.1f} us (same-engine ratio {ratio:.2f}); busiest round's check CPU "
           f"{cost['busiest_round_s']:.3f} s in a round of {cost['busiest_wall_s']:.2f} s (bound: {policy.cpu_share} x the round's "
           f"wall time + {policy.burst_s} s burst = {policy.cpu_share * cost['busiest_wall_s'] + policy.burst_s:.2f} s)")

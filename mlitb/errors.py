@@ -81,8 +81,6 @@ class ErrorCode(enum.Enum):
     QUARANTINED = ErrorInfo(5002, 403, "this volunteer is quarantined: its results failed spot checks and are ignored",
                             close=True)
     SPOT_CHECK_FAILED = ErrorInfo(5003, 422, "the master recomputed this result and it does not match: a strike")
-    SPOT_CHECK_BUSY = ErrorInfo(5010, 503, "this result was drawn for a spot check while the master's check queue "
-                                           "was full: it is not taken (no strike); send the next one")
     POW_REQUIRED = ErrorInfo(5004, 428, "joining as one more trainer from this address needs a proof of work",
                              close=True)
     POW_INVALID = ErrorInfo(5005, 403, "the proof of work is malformed, expired, reused, for another project or "

@@ -346,7 +346,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
         record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
                       spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
                       spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined,
-                      spot_checks_deferred_total=spot.deferred, spot_checks_busy_total=spot.busy,
+                      spot_checks_deferred_total=spot.deferred, spot_checks_probation_total=spot.probation,
                       spot_checks_pending=self.spot.pending, spot_check_tolerance=self._tolerance())
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)

@@ -22,10 +22,12 @@ established ones rarely:
   does not fit what is left is still checked: it is queued and continued with later budget, in order, and
   a mismatch found then is a strike delivered to the volunteer out of band (`late_strike`: an ERROR
   frame; the connection closed on quarantine). So claiming a huge count delays a check but never escapes
-  it. At most `max_pending` checks wait, one per volunteer; a result drawn while the queue is full or
-  its volunteer's previous check still waits is refused (SPOT_CHECK_BUSY, no strike): the master takes no
-  drawn result it cannot check, so a swarm filling the queue gains nothing, and a small check that fits
-  the budget runs at once rather than behind a big one. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
+  it. At most `max_pending` checks wait, one per volunteer, and a small check that fits the budget runs
+  at once rather than behind a big one. A result drawn while it cannot be checked (the queue is full, or
+  its volunteer's previous check still waits) is taken on probation: at `probation_weight` of its
+  samples (its sum and loss scaled alike, as a cut claim is), and it does not count toward the
+  volunteer's record. So claiming big counts or filling the queue with a swarm buys no unchecked weight,
+  while an honest newcomer whose checks outrun the master's budget still contributes. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
   trainer, a newer WORK sent before it arrived) is counted `unchecked`.
 Why these rates (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R
 rounds with probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88, so the
@@ -60,6 +62,7 @@ class SpotCheckPolicy:
     burst_s: float = 0.5  # CPU seconds the budget holds at most
     max_pending: int = 32  # checks queued for later budget
     probe_examples: int = 64  # the first piece of recomputation, before the cost per example is measured
+    probation_weight: float = 0.1  # of a drawn result's samples while it cannot be checked
 
 
 @dataclass
@@ -68,7 +71,7 @@ class CheckStats:
     failed: int = 0
     unchecked: int = 0  # drawn but not recomputable (no seeded WORK for it)
     deferred: int = 0  # checks that did not fit the budget left and were finished later
-    busy: int = 0  # drawn results refused because the queue was full
+    probation: int = 0  # drawn results taken at probation weight: they could not be checked then
     samples: int = 0  # examples recomputed
     cpu_s: float = 0.0  # master thread CPU time spent recomputing
     worst: float = 0.0  # largest relative difference of a passed check
@@ -132,6 +135,7 @@ class SpotChecked(StrategyWrapper):
         self.stats = CheckStats()
         self._standing: dict[object, int] = {}  # anonymous client, or a struck volunteer -> results since
         self._strikes: dict[int, int] = {}  # anonymous clients' strikes
+        self._probation: dict[object, int] = {}  # volunteer -> its results taken on probation
         self._budget_s, self._refilled = policy.burst_s, clock()
         self._s_per_example: float | None = None  # measured CPU cost of one recomputed example
         self._queue: deque[_Pending] = deque()  # checks continued with later budget
@@ -148,8 +152,8 @@ class SpotChecked(StrategyWrapper):
         """Accepted results since the volunteer's last strike: its credit row's (persisted) results while it has
         never been struck; counted here from a strike on (and for anonymous connections)."""
         row = self.ledger.volunteer_of(client_id)
-        if row is not None and row.strikes == 0:
-            return row.results
+        if row is not None and row.strikes == 0:  # the ledger credits results taken on probation too: not these
+            return row.results - self._probation.get(row.volunteer, 0)
         return self._standing.get(self._who(client_id), 0)
 
     def quarantined(self, client_id: int) -> bool:
@@ -165,8 +169,15 @@ class SpotChecked(StrategyWrapper):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         who = self._who(result.client_id)
         p = self.policy.p_new if self.standing(result.client_id) < self.policy.new_results else self.policy.p_known
-        if self.rng.random() < p:
-            self._check(result, who)
+        if self.rng.random() < p and not self._check(result, who):
+            self.stats.probation += 1
+            self._probation[who] = self._probation.get(who, 0) + 1
+            share = self.policy.probation_weight
+            samples = max(1, int(result.samples * share))
+            share = samples / result.samples
+            self.inner.on_result(Result(result.client_id, result.version, result.grad * np.float32(share), samples,
+                                        result.loss_sum * share, result.compute_ms, result.group))
+            return  # not counted toward the volunteer's record
         self.inner.on_result(result)
         self._standing[who] = self._standing.get(who, 0) + 1
 
@@ -208,28 +219,27 @@ class SpotChecked(StrategyWrapper):
         per = spent / n
         self._s_per_example = per if self._s_per_example is None else 0.7 * self._s_per_example + 0.3 * per
 
-    def _check(self, result: Result, who: object) -> None:
+    def _check(self, result: Result, who: object) -> bool:
+        """Check the drawn result now, or queue its check; False: it can be neither (taken on probation)."""
         job = self.recompute(result)
         if job is None:
             self.stats.unchecked += 1
-            return
+            return True
         fits = self._s_per_example is not None and job.remaining * self._s_per_example <= self._budget_s
         waiting = sum(p.who == who for p in self._queue)
         if not fits and (waiting or len(self._queue) >= self.policy.max_pending):
-            # one waiting check per volunteer: a big claimer waits for its own check, and cannot crowd out others
-            self.stats.busy += 1
-            raise MlitbError(ErrorCode.SPOT_CHECK_BUSY, f"{len(self._queue)} checks are waiting ({waiting} of this "
-                                                        "volunteer); this result was drawn for a check and is not taken")
+            return False  # one waiting check per volunteer: a big claimer waits for its own, and cannot crowd out others
         if not self._queue or fits:  # a small check does not wait behind a big one
             self._advance(job)  # a probe while the cost per example is unknown, else what the budget pays for
             self._advance(job)  # the rest the measured cost says the budget still pays for
             if not job.remaining:
                 self._compare(job, result.grad, result.loss_sum, result.client_id, who, self.tolerance())
-                return
+                return True
         # too big for the budget left: finished later, struck then if it is wrong
         self.stats.deferred += 1
         self._queue.append(_Pending(job, result.client_id, who, np.array(result.grad, np.float32), result.loss_sum,
                                     self.tolerance()))
+        return True
 
     def _compare(self, job: Recomputation, got: np.ndarray, got_loss: float, client_id: int, who: object,
                  tolerance: float) -> None:

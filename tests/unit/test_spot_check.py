@@ -1,5 +1,5 @@
 """The spot-check wrapper's draw, budget and record: a result too big for the CPU budget is still checked (finished
-later, struck out of band), a full queue refuses drawn results, a keyed volunteer's persisted record makes it established, the tolerance is the network's."""
+later, struck out of band), a result that cannot be checked is taken on probation, a keyed volunteer's persisted record makes it established, the tolerance is the network's."""
 
 import random
 
@@ -81,15 +81,15 @@ def test_a_result_too_big_for_the_budget_is_finished_later_and_struck_out_of_ban
     spot.on_result(result(1, 0, -TRUTH))  # 1,200 examples: the burst pays for 500, the rest waits; taken meanwhile
     assert spot.stats.deferred == 1 and sum(jobs[0].pieces) == 500 and spot.pending == 1 and not late
     clocks.wall += 2.0  # 2 s at a quarter refills the burst (0.5 s); the queue takes it down to half: 250 more
-    with pytest.raises(MlitbError) as err:  # the next drawn one of this volunteer waits for its check: refused
-        spot.on_result(result(1, 1, -TRUTH))
-    assert err.value.code == ErrorCode.SPOT_CHECK_BUSY and sum(jobs[0].pieces) == 750 and not late
+    spot.on_result(result(1, 1, -TRUTH))  # drawn while its own check waits: taken on probation, at a tenth
+    assert spot.stats.probation == 1 and sum(jobs[0].pieces) == 750 and not late
+    assert [r.samples for r in spot.inner.results] == [10, 1]
+    ledger.credit(1, 10, 5)
+    ledger.credit(1, 1, 5)  # as Credited credits both
+    assert spot.standing(1) == 1  # the one on probation does not count toward the record
     for version in (2, 3):
         clocks.wall += 2.0
-        try:
-            spot.on_result(result(1, version, -TRUTH))
-        except MlitbError as err:
-            assert err.code == ErrorCode.SPOT_CHECK_BUSY
+        spot.on_result(result(1, version, -TRUTH))
     # the first check ended (1,200 examples): a strike, out of band; the next drawn result is deferred in its turn
     assert [e.code for _, e in late] == [ErrorCode.SPOT_CHECK_FAILED] and ledger.rows["vfaker"].strikes == 1
     refused = []
@@ -99,22 +99,21 @@ def test_a_result_too_big_for_the_budget_is_finished_later_and_struck_out_of_ban
             spot.on_result(result(1, version, TRUTH))
         except MlitbError as err:
             refused.append(err.code)
-    # drawn while its own check waits: refused (no strike); after the second late strike: quarantined
-    assert refused[-1] == ErrorCode.QUARANTINED and set(refused) <= {ErrorCode.SPOT_CHECK_BUSY, ErrorCode.QUARANTINED}
+    # after the second late strike: quarantined, refused
     assert [e.code for _, e in late][:2] == [ErrorCode.SPOT_CHECK_FAILED, ErrorCode.QUARANTINED]
+    assert refused and set(refused) == {ErrorCode.QUARANTINED}
     assert ledger.rows["vfaker"].quarantined and spot.stats.unchecked == 0
     assert clocks.cpu <= 0.5 + 0.25 * clocks.wall  # the CPU bound: burst + share of the wall time
 
 
-def test_a_full_queue_refuses_a_drawn_result_without_a_strike():
+def test_a_drawn_result_that_cannot_be_checked_is_taken_on_probation_and_a_small_check_passes_the_queue():
     ledger = CreditLedger()
     spot, jobs, clocks = wrapper(ledger, {1: 10_000, 2: 10_000, 3: 10_000, 4: 20}, [], SpotCheckPolicy(max_pending=2))
     spot.on_result(result(1, 0, TRUTH))
     spot.on_result(result(2, 0, TRUTH))
-    with pytest.raises(MlitbError) as err:
-        spot.on_result(result(3, 0, TRUTH))
-    assert err.value.code == ErrorCode.SPOT_CHECK_BUSY and spot.stats.busy == 1 and spot.pending == 2
-    assert len(spot.inner.results) == 2  # the refused one is not taken
+    spot.on_result(result(3, 0, TRUTH))  # the queue is full: taken at a tenth of its samples, its sum scaled alike
+    assert spot.stats.probation == 1 and spot.pending == 2
+    assert spot.inner.results[-1].samples == 1 and spot.inner.results[-1].grad == pytest.approx(TRUTH / 10)
     clocks.wall += 2.0  # the queue's head takes the refill down to half the burst; the rest is for checks that fit now
     spot.on_result(result(4, 0, TRUTH))  # a small check that fits the budget runs at once, past the queue
     assert spot.stats.checks == 1 and spot.pending == 2

@@ -4,7 +4,7 @@ verifier, batches of 256) against the torch worker summing sub-batches of 32 as 
 For each network, at its initial weights and after --steps of SGD (a trained model's summed gradient cancels
 more, so float32 rounding is a larger share of it), over --count MNIST examples, prints the relative L2
 difference ||torch - numpy|| / ||numpy|| of the summed gradient (what spot_check.relative_difference measures)
-and the relative loss difference. The browser's wasm trainer against NumPy is measured by
+and the relative loss difference; and, for the trained state, how far two work-saving fakes are from it. The browser's wasm trainer against NumPy is measured by
 tests/e2e/test_torch_parity.py (test_numpy_verifier_matches_the_browser_trainer) and
 tests/e2e/test_spot_checks_browser.py; the tolerance per network (spot_check.tolerance_for) is set from both.
 The CIFAR-size network reads MNIST digits padded to 32x32 and repeated over 3 channels (no CIFAR on this machine).
@@ -54,12 +54,13 @@ def main(args) -> None:
         params = glorot_init(net, 0)
         engine = TorchEngine(net, "cpu")
         engine.hold(images[:args.count], labels[:args.count])
+        previous = params
         for state in ("initial", "trained"):
             if state == "trained":
                 for s in range(args.steps):  # plain SGD on other examples, so the checked sum cancels as in practice
                     at = args.count + 32 * s
                     g, _ = gradient_sum(net, params, images[at:at + 32], labels[at:at + 32])
-                    params = params - np.float32(args.lr / 32) * g
+                    previous, params = params, params - np.float32(args.lr / 32) * g
             engine.set_params(params)
             order = rng.permutation(args.count)
             r = engine.compute_on(order, batch_size=32)
@@ -68,6 +69,12 @@ def main(args) -> None:
             print(f"{name:>20} {state:>8}: gradient rel L2 {diff:.2e}, loss rel {abs(r.loss_sum - loss) / loss:.2e}, "
                   f"|grad| {np.linalg.norm(grad):.3g}, tolerance {tolerance_for(net):.1e} "
                   f"(margin {tolerance_for(net) / max(diff, 1e-12):.0f}x)")
+            if state == "trained":  # fakes that save work: 90% of the examples scaled up; the previous step's weights
+                part = order[:int(0.9 * args.count)]
+                lazy, _ = gradient_sum(net, params, images[part], labels[part])
+                stale, _ = gradient_sum(net, previous, images[order], labels[order])
+                print(f"{'':>20} {'fakes':>8}: 90% of the examples {relative_difference(lazy / np.float32(0.9), grad):.2e}, "
+                      f"the previous step's weights {relative_difference(stale, grad):.2e}")
 
 
 if __name__ == "__main__":

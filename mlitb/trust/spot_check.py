@@ -80,15 +80,19 @@ class CheckStats:
 
 def tolerance_for(network: Network) -> float:
     """The relative L2 difference an honest result of this network may show: 1e-4 for one weighted (dense or conv)
-    layer, 4x more per further one, at most 5e-2. Measured honest differences (bench/spot_check_tolerance.py,
-    tests/e2e/test_torch_parity.py, tests/e2e/test_spot_checks_browser.py): softmax regression 4e-7 wasm and
-    2e-7 torch (tolerance 1e-4); a 256-relu hidden layer 2e-5 wasm, 2e-7 torch (4e-4); the paper's conv net
-    <= 9e-7 torch (4e-4); the CIFAR-size net (5 weighted layers) up to 8e-4 torch, because near-tied pool
-    windows pick a different maximum in another engine's rounding (2.6e-2). Each is >= 20x its measured worst;
-    a fake (another direction, stale weights, or 90% of the claimed examples scaled up) differs by far more
-    (the bench prints it)."""
+    layer, 4x more per further one, and 2e-2 at least with a maxpool2d; at most 5e-2. Measured honest
+    differences (bench/spot_check_tolerance.py, tests/e2e/test_torch_parity.py, test_spot_checks_browser.py):
+    softmax regression 4e-7 wasm, 2e-7 torch (tolerance 1e-4); a 256-relu hidden layer 2e-5 wasm, 2e-7 torch
+    (4e-4). With pools the engines differ more, and now and then: windows whose values tie exactly in exact
+    arithmetic (a saturated stroke of a digit) round differently in another engine's summation order, so the
+    window's gradient goes to another cell: a small conv net up to 4.2e-4 wasm (usually ~1e-6), the CIFAR-size
+    net up to 8e-4 torch (2e-2: 25x the worst seen). A fake that matters differs by more (the bench prints
+    results computed on 90% of the claimed examples and on the previous round's weights)."""
     weighted = sum(layer.type in ("dense", "conv2d") for layer in network.layers)
-    return min(5e-2, 1e-4 * 4.0 ** max(weighted - 1, 0))
+    tolerance = 1e-4 * 4.0 ** max(weighted - 1, 0)
+    if any(layer.type == "maxpool2d" for layer in network.layers):
+        tolerance = max(tolerance, 2e-2)
+    return min(5e-2, tolerance)
 
 
 def relative_difference(got: np.ndarray, expected: np.ndarray) -> float:

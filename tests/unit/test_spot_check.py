@@ -143,7 +143,14 @@ def test_a_returning_volunteers_persisted_record_makes_it_established():
     assert len(jobs) == 2  # the struck and the new volunteer, not the established one
 
 
-def test_the_tolerance_grows_with_the_networks_weighted_layers_within_its_cap():
+HIDDEN = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "dense", "units": 8, "activation": "relu"},
+          {"type": "dense", "units": 10, "activation": "softmax"}]
+
+
+def test_the_tolerance_grows_with_the_networks_weighted_layers_and_pools_within_its_cap():
     assert tolerance_for(parse_network(SOFTMAX_REGRESSION)) == pytest.approx(1e-4)
-    assert tolerance_for(parse_network(PAPER_NETWORK)) == pytest.approx(4e-4)
+    assert tolerance_for(parse_network(HIDDEN)) == pytest.approx(4e-4)
+    assert tolerance_for(parse_network(PAPER_NETWORK)) == pytest.approx(2e-2)  # a pool: tie-breaks differ by engine
     assert tolerance_for(parse_network(CIFAR)) == pytest.approx(2.56e-2)
+    deep = parse_network([{"type": "input", "shape": [4]}] + [{"type": "dense", "units": 4}] * 9 + [{"type": "softmax"}])
+    assert tolerance_for(deep) == pytest.approx(5e-2)

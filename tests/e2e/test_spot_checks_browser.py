@@ -40,7 +40,7 @@ def test_an_honest_wasm_trainer_of_a_conv_net_passes_every_spot_check(checked_se
     deadline = time.monotonic() + 240
     metrics: list[dict] = []
     while time.monotonic() < deadline:
-        metrics = httpx.get(f"{url}/api/projects/{pid}/metrics").json()
+        metrics = httpx.get(f"{url}/api/projects/{pid}/metrics", timeout=30).json()
         if sum(1 for m in metrics if m["samples"] > 0) >= ROUNDS:
             break
         time.sleep(1)

@@ -81,7 +81,7 @@ async def measured_cost(args) -> dict:
     def seeded(i: int):
         def gradient(params, ids):
             client = trainers[i].client
-            _, seed, held, _ = client.work_check
+            seed, held, _ = client.work_checks[max(client.work_checks)]
             started = time.thread_time()
             used = examples_used(seed, held, args.batch)
             grad, loss = gradient_sum(network, params, data.train.images[used], data.train.labels[used])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
 import time
 from typing import Awaitable, Callable
 
@@ -295,11 +294,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
         c.allowed_samples = self._allowed_samples(c, fleet_sps)
         chosen = self._chosen_ids(c)
-        seed = 0
-        if len(chosen) == 0 and self._verifiable() and not self.addresses.exempt(c.address):
-            # the trainer follows the example order this seed gives, so its result can be recomputed
-            seed = secrets.randbits(32) or 1
-            c.work_check = (self.round, seed, self.allocator.ids_of(c.id), self.params)
+        seed = self._work_seed(c) if len(chosen) == 0 else 0  # 0: not spot-checked
         self._send_params(c, shared)
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, count=seed, aux=c.work_ms,
                              payload=chosen))

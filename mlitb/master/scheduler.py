@@ -56,7 +56,8 @@ class Client:
     address: str | None = None  # the peer's IP address (None: in memory)
     vote: object = None  # robust rules sum the results of one vote first (mlitb/trust/addresses.py)
     volunteer: str | None = None  # public id of the volunteer key it joined with (mlitb/trust/credit.py)
-    work_check: tuple | None = None  # (version, seed, held ids, parameters) of its newest WORK, for spot checks
+    # version -> (seed, held ids, parameters) of its newest seeded WORKs (spot checks: trust_hooks.py)
+    work_checks: dict = field(default_factory=dict)
 
 
 def observe_latency(client: Client, sample_ms: float) -> float:

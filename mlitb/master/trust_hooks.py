@@ -6,6 +6,8 @@ it reads the runtime's clients, settings, network, data and addresses, and write
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
 from mlitb.errors import MlitbError
@@ -18,6 +20,9 @@ from mlitb.trust.example_order import examples_used
 from mlitb.trust.spot_check import tolerance_for
 
 
+WORK_CHECKS_KEPT = 4  # seeded WORKs per trainer kept for spot checks (each holds references, no copies)
+
+
 class TrustHooks:
     def _verifiable(self) -> bool:
         cached = getattr(self, "_verifiable_net", None)
@@ -27,17 +32,31 @@ class TrustHooks:
         dense = h.upload_codec == "float32" and h.download_codec == "float32" and h.algorithm == "gradient"
         return h.spot_checks and dense and self.dataset is not None and cached[1]
 
+    def _work_seed(self, client: Client) -> int:
+        """The seed of a WORK frame (0: its result is not spot-checked), kept with what the check needs. The newest
+        WORK_CHECKS_KEPT versions are kept, so a result that arrives after newer work went out (async mode's
+        overdue re-send, a late result in sync rounds) is checkable like any other; work sent again for the same
+        version reuses its seed, so a result computed from either copy recomputes alike."""
+        if not self._verifiable() or self.addresses.exempt(client.address):
+            return 0
+        known = client.work_checks.pop(self.round, None)
+        seed = known[0] if known is not None else (secrets.randbits(32) or 1)
+        client.work_checks[self.round] = (seed, self.allocator.ids_of(client.id), self.params)
+        while len(client.work_checks) > WORK_CHECKS_KEPT:
+            client.work_checks.pop(next(iter(client.work_checks)))
+        return seed
+
     def _tolerance(self) -> float:
         return tolerance_for(self.network)
 
     def _recompute(self, result: Result) -> numpy_net.GradientJob | None:
         """The result's recomputation from the WORK the master sent (spot checks), or None if it cannot be."""
         client = self.clients.get(result.client_id)
-        work = client.work_check if client is not None else None
-        if work is None or work[0] != result.version or not len(work[2]) or self.dataset is None:
+        work = client.work_checks.get(result.version) if client is not None else None
+        if work is None or not len(work[1]) or self.dataset is None:
             return None
         claimed = client.claimed_samples  # the result's count before any cut to the allowance
-        _, seed, held, params = work
+        seed, held, params = work
         return numpy_net.GradientJob(self.network, params, self.dataset.train, examples_used(seed, held, claimed),
                                      result.samples / claimed)
 

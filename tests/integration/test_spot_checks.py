@@ -78,6 +78,8 @@ async def test_a_faker_claiming_more_than_one_check_recomputes_at_once_is_still_
     # each check of 60,000 examples is finished over several rounds; meanwhile its drawn results weigh a tenth
     assert codes.count("SPOT_CHECK_FAILED") == 1 and codes[-1] == "QUARANTINED", codes
     assert faker.closed[0] == 1008
-    assert all(not log.errors for log in honest)
+    honest_codes = [e["code"] for log in honest for e in log.errors]
+    # never struck (a result late for its round while the master recomputes is refused STALE_ROUND, as any late one)
+    assert not set(honest_codes) - {"STALE_ROUND"}, honest_codes
     assert metrics[-1]["spot_checks_deferred_total"] >= 2 and metrics[-1]["spot_check_failures_total"] == 2
     assert metrics[-1]["spot_checks_probation_total"] >= 1

@@ -37,18 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mlitb.model import PAPER_NETWORK  # noqa: E402
+from tests.networks import CIFAR as CIFAR_NETWORK  # noqa: E402  (the parity tests' CIFAR-size network)
 
-CIFAR_NETWORK = [
-    {"type": "input", "shape": [32, 32, 3]},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 3, "activation": "softmax"},
-]
 NETWORKS = {"paper": PAPER_NETWORK, "cifar": CIFAR_NETWORK}
 
 

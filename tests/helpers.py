@@ -1,11 +1,20 @@
-"""Test helpers: small projects and tiny data sets."""
+"""Test helpers: small projects, tiny data sets, and a `mlitb serve` process of a test's own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 import numpy as np
 
@@ -93,3 +102,44 @@ def run_in_node(source: str, out_dir: Path, script: str, request) -> object:
     done = subprocess.run([node, "--input-type=module", "-e", prelude + script], input=json.dumps(request),
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
+
+
+@dataclass
+class Served:
+    url: str
+    proc: subprocess.Popen
+
+    def stop(self) -> str:
+        """SIGTERM (a clean shutdown, as an operator's), then everything the process wrote (if it was captured)."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        return out or ""
+
+
+@contextlib.contextmanager
+def serve_process(data_dir, *args: str, log_level: str = "warning", capture: bool = False):
+    """A `mlitb serve` in a process of its own on a free loopback port (its own GIL, its own logs), up and answering
+    when this yields; killed on the way out if the test did not stop it. `capture` keeps its output for `stop()`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "serve", "--port", str(port), "--data-dir",
+                             str(data_dir), "--log-level", log_level, *args], stdout=out, stderr=subprocess.STDOUT,
+                            text=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/projects", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        yield Served(url, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

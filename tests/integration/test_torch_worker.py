@@ -4,6 +4,7 @@ learnt on the fly, a hostile parameter frame, and the on-disk example cache."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import httpx
@@ -17,6 +18,7 @@ from mlitb.protocol import MessageType, encode
 from mlitb.server.run import BackgroundServer
 from mlitb.workers.native.client import NativeWorker, Options
 from mlitb.workers.sim_fleet import Fleet, FleetSpec
+from tests.helpers import serve_process
 
 torch.set_num_threads(1)
 PERIOD = 1.0
@@ -32,31 +34,8 @@ def srv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def srv_process(tmp_path_factory):
     """A `mlitb serve` of its own: work times and latencies measured without sharing this process's GIL."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    from types import SimpleNamespace
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "serve", "--port", str(port), "--data-dir",
-                             str(tmp_path_factory.mktemp("served")), "--trainer-capacity", "2000", "--log-level",
-                             "warning"], cwd=root, env={**os.environ, "PYTHONPATH": root})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/api/projects", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield SimpleNamespace(url=url)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_process(tmp_path_factory.mktemp("served"), "--trainer-capacity", "2000") as served:
+        yield served
 
 
 def _project(srv, **hyper) -> dict:
@@ -73,6 +52,19 @@ async def _until(cond, timeout_s: float, what: str) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def _running(srv, project: dict, tmp_path):
+    """One torch trainer of `project` on its own task for the length of the block; its task must end cleanly."""
+    stop = asyncio.Event()
+    worker = NativeWorker(Options(srv.url, project["id"], "trainer", cache_dir=tmp_path))
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
 
 
 def _runtime(srv, pid):
@@ -137,10 +129,7 @@ async def test_a_torch_tracker_evaluates_the_newest_parameters_on_the_test_set_a
 
 async def test_a_wrong_sized_parameter_frame_is_reported_and_the_worker_reconnects_and_trains_on(srv, tmp_path):
     p = _project(srv)
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with _running(srv, p, tmp_path) as worker:
         await _until(lambda: worker.status.samples, 60, "a first gradient")
         rt = _runtime(srv, p["id"])
         client = next(c for c in rt.clients.values() if c.role == "trainer")
@@ -151,10 +140,7 @@ async def test_a_wrong_sized_parameter_frame_is_reported_and_the_worker_reconnec
         answered = worker.status.round
         await _until(lambda: (worker.status.round or 0) > answered + 1 and worker.status.state != "connecting", 30,
                      "training after the reconnect")
-    finally:
-        stop.set()
-        await task
-    assert worker.fatal is None and not task.exception()
+    assert worker.fatal is None
 
 
 async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients_fit_the_grown_model(srv, tmp_path):
@@ -163,10 +149,7 @@ async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients
     from PIL import Image
 
     p = _project(srv)
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with _running(srv, p, tmp_path) as worker:
         await _until(lambda: worker.status.samples, 60, "a first gradient")
         png = io.BytesIO()
         Image.fromarray(np.full((28, 28), 200, np.uint8)).save(png, "PNG")
@@ -181,9 +164,6 @@ async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients
         await _until(lambda: any(r["classes"] == 11 and r["contributions"] == 1 for r in
                                  httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()[rows_before:]),
                      30, "a gradient of the grown model")
-    finally:
-        stop.set()
-        await task
     assert worker.fatal is None
     assert worker.held is not None and 10 in set(worker.held.labels.tolist())  # the new example is held
 
@@ -191,30 +171,18 @@ async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients
 async def test_examples_are_cached_on_disk_so_a_restarted_worker_downloads_none_again(srv, tmp_path):
     p = _project(srv)
     for attempt in range(2):
-        stop = asyncio.Event()
-        worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-        task = asyncio.create_task(worker.run(stop))
-        try:
+        async with _running(srv, p, tmp_path) as worker:
             await _until(lambda: worker.status.downloaded == 2000, 60, "the allocation")
-        finally:
-            stop.set()
-            await task
         assert worker.status.from_cache == (0 if attempt == 0 else 2000)
     assert len(list(tmp_path.rglob("*.bin"))) == 1  # one run of 2,000 ids
 
 
 async def test_in_deterministic_rounds_a_torch_trainer_sums_exactly_the_examples_the_master_names(srv, tmp_path):
     p = _project(srv, deterministic=True, samples_per_round=48)
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with _running(srv, p, tmp_path) as worker:
         await _until(lambda: sum(r["contributions"] for r in
                                  httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()) >= 3, 60,
                      "three deterministic gradients")
-    finally:
-        stop.set()
-        await task
     rows = [r for r in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json() if r["contributions"]]
     assert all(r["samples"] == 48 for r in rows), rows
     assert worker.status.samples == 48
@@ -222,15 +190,9 @@ async def test_in_deterministic_rounds_a_torch_trainer_sums_exactly_the_examples
 
 async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_rounds(srv, tmp_path):
     p = _project(srv, download_codec="delta_q4", upload_codec="topk_q8")
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with _running(srv, p, tmp_path) as worker:
         await _until(lambda: len([m for m in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()
                                   if m["samples"] > 0]) >= 5, 90, "5 trained rounds")
-    finally:
-        stop.set()
-        await task
     rt = _runtime(srv, p["id"])
     sent = rt.record._params_of_round[worker.downlink.round]  # what the master broadcast (its shadow) that round
     assert worker.downlink.round >= 4 and np.array_equal(worker.downlink.params, sent)

@@ -25,6 +25,27 @@ from mlitb.master.project import ProjectSpec
 
 TINY_NETWORK = [{"type": "input", "shape": [2, 2, 1]}, {"type": "flatten"}, {"type": "dense", "units": 3, "activation": "softmax"}]
 
+# Every layer type and activation of mlitb/model/spec.py in one small network (odd sizes, stride 2, both paddings,
+# a pool whose stride is not its size): what the torch engine is checked against, in float64 (tests/unit/
+# test_torch_layout.py) and against the browser's wasm path (tests/e2e/test_torch_parity.py).
+EVERY_LAYER_NETWORK = [
+    {"type": "input", "shape": [12, 11, 3]},
+    {"type": "conv2d", "filters": 6, "kernel": 3, "stride": 2, "padding": "same", "activation": "tanh"},
+    {"type": "conv2d", "filters": 5, "kernel": 2, "stride": 1, "padding": "same", "activation": "sigmoid"},
+    {"type": "relu"},
+    {"type": "maxpool2d", "size": 2, "stride": 1},
+    {"type": "conv2d", "filters": 4, "kernel": 3, "stride": 1, "padding": "valid", "activation": "linear"},
+    {"type": "tanh"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "flatten"},
+    {"type": "dropout", "rate": 0.0},
+    {"type": "dense", "units": 7, "activation": "relu"},
+    {"type": "sigmoid"},
+    {"type": "dense", "units": 6, "activation": "tanh"},
+    {"type": "dense", "units": 4, "activation": "linear"},
+    {"type": "softmax"},
+]
+
 
 def tiny_dataset(n: int = 30) -> Dataset:
     rng = np.random.default_rng(0)

@@ -122,41 +122,38 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
   return res;
 }
 
+type Net = { shape: Shape3; count: number; make: () => tfl.LayersModel };
+type ConvLayer = { kernelSize: number; filters: number; strides: number; padding: "same" | "valid" };
+const conv = (kernelSize: number, filters: number, strides: number, padding: "same" | "valid"): ConvLayer =>
+  ({ kernelSize, filters, strides, padding });
+
+/** ReLU convolutions on an input of `shape`, an optional max pool, flatten, hidden ReLU dense layers and a softmax
+ * over `classes`; the checks compare its gradient over `count` synthetic examples. */
+function convNet(shape: Shape3, count: number, convs: ConvLayer[], hidden: number[], classes: number,
+                 pool?: Parameters<typeof tfl.layers.maxPooling2d>[0]): Net {
+  return {
+    shape,
+    count,
+    make: () => tfl.sequential({ layers: [
+      ...convs.map((c, i) => tfl.layers.conv2d({ ...c, activation: "relu", ...(i === 0 ? { inputShape: shape } : {}) })),
+      ...(pool ? [tfl.layers.maxPooling2d(pool)] : []),
+      tfl.layers.flatten(),
+      ...hidden.map((units) => tfl.layers.dense({ units, activation: "relu" })),
+      tfl.layers.dense({ units: classes, activation: "softmax" }),
+    ] }),
+  };
+}
+
 // Networks whose gradients are compared: the paper's, the CIFAR-size one, and convolutions neither exercises.
-const NETWORKS: Record<string, { shape: Shape3; count: number; make: () => tfl.LayersModel }> = {
+const NETWORKS: Record<string, Net> = {
   paper: { shape: [28, 28, 1], count: 16, make: () => paperNetwork() },
   cifar: { shape: [32, 32, 3], count: 4, make: () => cifarNetwork() },
-  "conv k3 s2 valid, 3->8->4 channels, pool 3/3 same": {
-    shape: [13, 13, 3],
-    count: 16,
-    make: () => tfl.sequential({ layers: [
-      tfl.layers.conv2d({ inputShape: [13, 13, 3], kernelSize: 3, filters: 8, strides: 2, padding: "valid", activation: "relu" }),
-      tfl.layers.conv2d({ kernelSize: 3, filters: 4, strides: 1, padding: "same", activation: "relu" }),
-      tfl.layers.maxPooling2d({ poolSize: 3, strides: 3, padding: "same" }),
-      tfl.layers.flatten(),
-      tfl.layers.dense({ units: 5, activation: "softmax" }),
-    ] }),
-  },
-  "conv k4 s2 same, 2->6 channels, dense hidden": {
-    shape: [12, 10, 2],
-    count: 16,
-    make: () => tfl.sequential({ layers: [
-      tfl.layers.conv2d({ inputShape: [12, 10, 2], kernelSize: 4, filters: 6, strides: 2, padding: "same", activation: "relu" }),
-      tfl.layers.flatten(),
-      tfl.layers.dense({ units: 12, activation: "relu" }),
-      tfl.layers.dense({ units: 3, activation: "softmax" }),
-    ] }),
-  },
-  "conv k3 s2 same 16->32 channels after a stride-1 conv": {
-    shape: [16, 16, 3],
-    count: 8,
-    make: () => tfl.sequential({ layers: [
-      tfl.layers.conv2d({ inputShape: [16, 16, 3], kernelSize: 3, filters: 16, strides: 1, padding: "same", activation: "relu" }),
-      tfl.layers.conv2d({ kernelSize: 3, filters: 32, strides: 2, padding: "same", activation: "relu" }),
-      tfl.layers.flatten(),
-      tfl.layers.dense({ units: 4, activation: "softmax" }),
-    ] }),
-  },
+  "conv k3 s2 valid, 3->8->4 channels, pool 3/3 same":
+    convNet([13, 13, 3], 16, [conv(3, 8, 2, "valid"), conv(3, 4, 1, "same")], [], 5,
+            { poolSize: 3, strides: 3, padding: "same" }),
+  "conv k4 s2 same, 2->6 channels, dense hidden": convNet([12, 10, 2], 16, [conv(4, 6, 2, "same")], [12], 3),
+  "conv k3 s2 same 16->32 channels after a stride-1 conv":
+    convNet([16, 16, 3], 8, [conv(3, 16, 1, "same"), conv(3, 32, 2, "same")], [], 4),
 };
 
 export async function gradientChecks(target: string): Promise<Compared[]> {

@@ -64,20 +64,30 @@ def make_runtime(period_s: float = 1.0, n: int = 30, clock=None, **hyper) -> Pro
 def digits_zip(per_class: int, classes=range(10), split: str = "train", offset: int = 0) -> bytes:
     """A zip of real MNIST digits as PNG and JPEG files in class folders (mnist-SPLIT/LABEL/ID.png)."""
     import io
-    import zipfile
 
     from PIL import Image
 
     from mlitb.data import load_mnist
 
     part = getattr(load_mnist(), split)
+    files = {}
+    for c in classes:
+        for k, i in enumerate(np.flatnonzero(part.labels == c)[offset:offset + per_class]):
+            out, fmt = io.BytesIO(), ("PNG", "JPEG")[k % 2]
+            Image.fromarray(part.images[i, :, :, 0]).save(out, fmt)
+            files[f"mnist-{split}/{c}/{i}.{fmt.lower()}"] = out.getvalue()
+    return zip_of(files)
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    """A zip archive of these members (name -> bytes), in this order."""
+    import io
+    import zipfile
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for c in classes:
-            for k, i in enumerate(np.flatnonzero(part.labels == c)[offset:offset + per_class]):
-                out, fmt = io.BytesIO(), ("PNG", "JPEG")[k % 2]
-                Image.fromarray(part.images[i, :, :, 0]).save(out, fmt)
-                zf.writestr(f"mnist-{split}/{c}/{i}.{fmt.lower()}", out.getvalue())
+        for name, data in files.items():
+            zf.writestr(name, data)
     return buf.getvalue()
 
 

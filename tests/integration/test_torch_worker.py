@@ -194,7 +194,7 @@ async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_round
         await _until(lambda: len([m for m in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()
                                   if m["samples"] > 0]) >= 5, 90, "5 trained rounds")
     rt = _runtime(srv, p["id"])
-    sent = rt.record._params_of_round[worker.downlink.round]  # what the master broadcast (its shadow) that round
+    sent = rt.record.params_of(worker.downlink.round)  # what the master broadcast (its shadow) that round
     assert worker.downlink.round >= 4 and np.array_equal(worker.downlink.params, sent)
     local = _project(srv, algorithm="local_sgd")
     refused = NativeWorker(Options(srv.url, local["id"], "trainer", cache_dir=tmp_path))

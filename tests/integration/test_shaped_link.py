@@ -118,5 +118,7 @@ def test_a_veth_link_shapes_up_and_down_each_at_its_own_rate(can_shape):
     done = subprocess.run(shaped.in_new_namespace([sys.executable, "-c", script]), capture_output=True, text=True,
                           timeout=90, check=True)
     up, down = map(float, done.stdout.split())
-    assert 0.8 < up < 3.0, (up, down)  # 8 Mbit/s: about 1 s for a megabyte
-    assert down < 0.6 * up, (up, down)  # 40 Mbit/s: about 0.2 s
+    # 8 Mbit/s: at least 0.8 s for a megabyte (the shaper's floor; a loaded machine only adds to it), and
+    # 40 Mbit/s down, measured in the same run: well under the up time
+    assert up > 0.8, (up, down)
+    assert down < 0.6 * up, (up, down)

@@ -100,9 +100,10 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     statuses, stop = ctx.Queue(), ctx.Event()
     base = {"server": server, "project": project, "device": device, "token": token, "batch_size": batch_size,
             "cache_dir": Path(cache_dir) if cache_dir else default_cache_dir()}
-    procs = [ctx.Process(target=_work, args=({**base, "role": role}, per if role == "trainer" else 1, statuses, stop,
-                                             duration_s), daemon=True)
-             for role in ["trainer"] * trainers + ["tracker"] * trackers]
+    # each its slot: on a cluster the first connections spread over the gateways, least loaded first
+    procs = [ctx.Process(target=_work, args=({**base, "role": role, "slot": i}, per if role == "trainer" else 1,
+                                             statuses, stop, duration_s), daemon=True)
+             for i, role in enumerate(["trainer"] * trainers + ["tracker"] * trackers)]
     for p in procs:
         p.start()
     latest: dict[int, dict] = {}

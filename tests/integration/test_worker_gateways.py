@@ -160,3 +160,36 @@ async def test_a_torch_trainer_joins_the_least_loaded_gateway_and_moves_to_the_o
         stop.set()
         await asyncio.wait_for(task, 30)
     assert took < 10 and worker.fatal is None
+
+
+def _trainers(url: str) -> int:
+    try:
+        return sum(c["role"] == "trainer" for c in httpx.get(f"{url}/api/projects/1/clients", timeout=5).json())
+    except httpx.HTTPError:
+        return -1  # stopped
+
+
+@pytest.mark.browser
+def test_the_page_trains_on_the_least_loaded_gateway_and_moves_to_its_own_when_that_one_stops(fake_cluster):
+    """The page (web/src/worker/gateways.ts) is served by a, which lists b as least loaded: its trainer's WebSocket
+    goes to b (model and data still from a); when b stops, it reconnects to a within 10 s and trains on there."""
+    from mlitb.workers.browser import BrowserPool
+
+    a, b = fake_cluster.servers
+    with BrowserPool(a.url) as pool:
+        pool.open(1, "trainer")
+        deadline = time.monotonic() + 90
+        while not (_trainers(b.url) == 1 and _contributions(b.url) >= 2) and time.monotonic() < deadline:
+            pool.wait(0.5)
+        assert _trainers(b.url) == 1 and _contributions(b.url) >= 2, pool.statuses()
+        assert _trainers(a.url) == 0
+        b.stop()
+        stopped = time.monotonic()
+        while _trainers(a.url) != 1 and time.monotonic() - stopped < 10:
+            pool.wait(0.2)
+        took = time.monotonic() - stopped
+        assert _trainers(a.url) == 1, (took, pool.statuses())
+        while _contributions(a.url) < 2 and time.monotonic() - stopped < 60:
+            pool.wait(0.5)
+        statuses = pool.statuses()
+    assert took < 10 and _contributions(a.url) >= 2, statuses

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from mlitb.workers.sim_fleet import FleetSpec
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -21,14 +22,6 @@ CLIENTS = 6
 def status(cluster) -> dict:
     import ray
     return ray.get(cluster.projects[1].status.remote(), timeout=30)
-
-
-async def wait_for(predicate, timeout_s: float, what: str) -> float:
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout_s, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return time.monotonic() - start
 
 
 def fleet_for(cluster):

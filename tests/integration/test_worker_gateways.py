@@ -14,6 +14,7 @@ from mlitb.config import Settings
 from mlitb.server.app import create_app
 from mlitb.server.run import BackgroundServer
 from mlitb.workers.gateways import GatewayChooser, gateway_origin, ranked
+from tests.helpers import wait_for
 
 NETWORK = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"},
            {"type": "dense", "units": 10, "activation": "softmax"}]
@@ -131,14 +132,6 @@ def _contributions(url: str) -> int:
     return sum(m["contributions"] for m in httpx.get(f"{url}/api/projects/1/metrics", timeout=10).json())
 
 
-async def _until(cond, timeout_s: float, what: str) -> float:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < timeout_s, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return time.monotonic() - start
-
-
 async def test_a_torch_trainer_joins_the_least_loaded_gateway_and_moves_to_the_other_when_it_stops(fake_cluster,
                                                                                                       tmp_path):
     pytest.importorskip("torch")
@@ -149,13 +142,13 @@ async def test_a_torch_trainer_joins_the_least_loaded_gateway_and_moves_to_the_o
     worker = NativeWorker(Options(a.url, 1, "trainer", cache_dir=tmp_path))  # opened a, listed b first
     task = asyncio.create_task(worker.run(stop))
     try:
-        await _until(lambda: _contributions(b.url) >= 2, 60, "rounds with the trainer's gradients on b")
+        await wait_for(lambda: _contributions(b.url) >= 2, 60, "rounds with the trainer's gradients on b")
         assert worker.status.gateway == b.url and _contributions(a.url) == 0
         before = worker.status.connections
         await asyncio.to_thread(b.stop)  # b goes away; it is still listed (first) by a, the worker must not return
-        took = await _until(lambda: worker.status.gateway == a.url and worker.status.connections > before
+        took = await wait_for(lambda: worker.status.gateway == a.url and worker.status.connections > before
                             and worker.status.state in ("idle", "training"), 10, "the trainer on a")
-        await _until(lambda: _contributions(a.url) >= 2, 60, "rounds with the trainer's gradients on a")
+        await wait_for(lambda: _contributions(a.url) >= 2, 60, "rounds with the trainer's gradients on a")
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -20,6 +20,7 @@ import sys
 import time
 
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError
 
 POLL_S = 2.0  # the driver prints a status line at most this often
 
@@ -93,7 +94,11 @@ def torch_on_ray(server: str, project: int, trainers: int, trackers: int, device
             if len(done) == len(runs):
                 return ray.get(runs)
             if on_status is not None:
-                on_status([s for s in ray.get([a.status.remote() for a in actors], timeout=30)])
+                try:
+                    statuses = ray.get([a.status.remote() for a in actors], timeout=5 * POLL_S)
+                except (GetTimeoutError, RayActorError):  # an actor restarting: its status comes with a later poll
+                    continue
+                on_status(statuses)
     finally:
         for a in actors:
             ray.kill(a)

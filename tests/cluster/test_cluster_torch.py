@@ -4,7 +4,6 @@ cluster without GPUs is refused at once instead of pending for ever."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 
@@ -64,8 +63,10 @@ def test_device_cuda_on_a_cluster_without_gpus_is_refused_with_a_message(cluster
         native.placement("cuda", 1, 1)
     assert native.placement("auto", 1, 2) == ("cpu", {"num_cpus": 2})
     # the command: refused with exit status 2 and the reason, no actor placed (the test's cluster is used as is)
+    from mlitb.cli import main
+
     monkeypatch.setattr(native.ray, "init", lambda **_: None)
     monkeypatch.setattr(native.ray, "shutdown", lambda: None)
-    out = io.StringIO()
-    rc = native.run_torch_ray(None, cluster.urls[0], 1, 2, 0, "cuda", 1, 5.0, None, None, out=out)
-    assert rc == 2 and "the cluster has 0" in capsys.readouterr().err
+    rc = main(["worker", "--ray", "--engine", "torch", "--device", "cuda", "--trainers", "2", "--trackers", "0",
+               "--server", cluster.urls[0], "--project", "1"])
+    assert rc == 2 and "one GPU per trainer (2); the cluster has 0" in capsys.readouterr().err

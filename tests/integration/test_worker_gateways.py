@@ -93,13 +93,13 @@ async def test_the_first_connection_takes_its_slot_then_a_loss_takes_the_least_l
 
 
 class FakeCluster:
-    """Two single-process servers that each answer GET /api/gateways with both, `loads` deciding the order."""
+    """Single-process servers that each answer GET /api/gateways with all of them, `loads` deciding the order."""
 
-    def __init__(self, tmp_path_factory):
+    def __init__(self, tmp_path_factory, servers: int = 2, **settings):
         self.loads: dict[str, int] = {}
         self.servers = [BackgroundServer(Settings(port=0, data_dir=tmp_path_factory.mktemp("gw"),
-                                                   max_connections_per_address=4096), app_factory=self._app)
-                        for _ in range(2)]
+                                                   max_connections_per_address=4096, **settings), app_factory=self._app)
+                        for _ in range(servers)]
 
     def _app(self, settings):
         app = create_app(settings)
@@ -112,12 +112,13 @@ class FakeCluster:
 
 
 @pytest.fixture
-def fake_cluster(tmp_path_factory):
-    cluster = FakeCluster(tmp_path_factory)
+def fake_cluster(tmp_path_factory, request):
+    """Servers a, b (and c), listed b (0 clients), c (1), a (3); `@pytest.mark.parametrize("fake_cluster", [{...}],
+    indirect=True)` passes the number of servers and settings."""
+    cluster = FakeCluster(tmp_path_factory, **getattr(request, "param", {}))
     for s in cluster.servers:
         s.start()
-    a, b = cluster.servers
-    cluster.loads.update({a.url: 3, b.url: 0})  # b is the least loaded
+    cluster.loads.update({s.url: n for s, n in zip(cluster.servers, (3, 0, 1))})
     for s in cluster.servers:
         r = httpx.post(f"{s.url}/api/projects", json={"name": "gw", "dataset": "mnist", "network": NETWORK,
                                                        "hyper": {"period_s": 1, "aggregation": "mean"}})
@@ -186,3 +187,25 @@ def test_the_page_trains_on_the_least_loaded_gateway_and_moves_to_its_own_when_t
             pool.wait(0.5)
         statuses = pool.statuses()
     assert took < 10 and _contributions(a.url) >= 2, statuses
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("fake_cluster", [{"servers": 3, "address_limits_exempt": ()}], indirect=True)  # loopback pays
+def test_a_page_trainer_asked_for_a_proof_of_work_at_another_gateway_joins_its_own(fake_cluster):
+    """A second trainer page from this address is asked for a proof of work at b, whose challenge this page cannot
+    fetch (another origin): it joins a, its own gateway, with a challenge from there (not c, the next least loaded,
+    where it would join free: the rule is that a refused proof of work goes home)."""
+    from mlitb.workers.browser import BrowserPool
+
+    a, b, c = fake_cluster.servers
+    with BrowserPool(a.url) as pool:
+        pool.open(1, "trainer")
+        deadline = time.monotonic() + 60
+        while _trainers(b.url) != 1 and time.monotonic() < deadline:
+            pool.wait(0.5)
+        pool.open(1, "trainer")
+        while _trainers(a.url) != 1 and time.monotonic() < deadline:
+            pool.wait(0.5)
+        placed = (_trainers(b.url), _trainers(a.url), _trainers(c.url))
+        statuses = pool.statuses()
+    assert placed == (1, 1, 0), statuses

@@ -19,12 +19,23 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from mlitb.cluster.partial import DECOMPOSABLE, PartialSum
+from mlitb.cluster.partial import PartialSum
+from mlitb.cluster.votes import VoteSum
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import Hyper
 
 log = logging.getLogger("mlitb.cluster")
+
+
+def not_in_cluster(hyper: Hyper) -> str | None:
+    """Why a project with these hyper-parameters cannot run through gateways, or None. Refused at start (launch)
+    and by a round, rather than run something else than one process would."""
+    if hyper.mode != "sync":
+        return "mode 'async' is not wired through gateways (their rounds are synchronous): use mode 'sync'"
+    if hyper.deterministic:
+        return "deterministic (replayable) rounds are not recorded across gateways: set deterministic false"
+    return None
 
 
 class ProjectCore:
@@ -94,12 +105,14 @@ class ProjectCore:
         """Open one round, wait for every live gateway's partial or the deadline, and apply the sum."""
         rt = self.runtime
         hyper = rt.hyper
-        if hyper.aggregation not in DECOMPOSABLE:
-            raise MlitbError(ErrorCode.INVALID_HYPER, f"aggregation '{hyper.aggregation}' is not pre-reduced by "
-                             f"gateways (cluster mode takes {', '.join(DECOMPOSABLE)})")
+        refusal = not_in_cluster(hyper)
+        if refusal is not None:
+            raise MlitbError(ErrorCode.INVALID_HYPER, refusal)
         stats = rt.begin_update()
         cap = int(rt.settings.max_samples_per_s * max(hyper.period_s, 1.0))
-        agg = PartialSum(stats.round, rt.param_count, cap)
+        # the mean arrives as one sum per gateway; a robust rule's round takes each gateway's votes (votes.py)
+        agg = (PartialSum(stats.round, rt.param_count, cap) if hyper.aggregation == "mean" else
+               VoteSum(stats.round, rt.param_count, cap, hyper, rt.settings.max_clients_per_project))
         self._deadline = self.clock() + hyper.period_s + self.grace_s
         self._open = agg
         self._notify()

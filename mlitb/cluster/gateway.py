@@ -18,6 +18,7 @@ import logging
 import numpy as np
 
 from mlitb.cluster.partial import Partial
+from mlitb.cluster.votes import Votes
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
@@ -65,12 +66,26 @@ class GatewayRounds(SyncRounds):
         except asyncio.TimeoutError:
             pass
         self.open_version = None
-        try:
-            await self.upstream.submit(Partial.of(self.gateway, version, self._acc))
+        acc = self._acc
+        try:  # the mean is pre-reduced to one sum; the robust rules need the votes (mlitb/cluster/votes.py)
+            sent = (Partial.of(self.gateway, version, acc) if host.hyper.aggregation == "mean"
+                    else Votes.of(self.gateway, version, acc, host.hyper))
+            await self.upstream.submit(sent)
             self.partials_sent += 1
         except MlitbError as err:  # late (the round closed without us) or refused: this round's work is lost
             log.warning("gateway %s: partial of round %s refused: %s", self.gateway, version, err)
-        return host.finish_update(stats, self._acc)
+        return host.finish_update(stats, Forwarded(acc.samples, acc.loss_sum, acc.contributions))
+
+
+class Forwarded:
+    """What a gateway's own round record reads of its aggregate: the counts. The rule runs upstream, so the gateway
+    does not compute it (a robust rule's mean would cost a round's worth of CPU for nothing)."""
+
+    def __init__(self, samples: int, loss_sum: float, contributions: int):
+        self.samples, self.loss_sum, self.contributions = samples, loss_sum, contributions
+
+    def mean(self) -> np.ndarray:
+        return np.empty(0, np.float32)  # taken by GatewayRuntime.apply_update, which ignores it
 
 
 class GatewayRuntime(ProjectRuntime):

@@ -7,9 +7,9 @@ project side (`PartialSum`) treats every partial as hostile, since a gateway may
 compromised: it checks the type, dtype, length, finiteness and the counts before it touches the sum,
 and adds a partial whole or not at all (never half of one), at most once per gateway and round.
 
-Sample-weighted mean and clipped mean decompose: the mean of the union is the sum of the partial sums
-over the sum of the samples (a clipped mean clips per client, before the gateway's sum). Median and
-trimmed mean do not; `DECOMPOSABLE` names the rules a gateway may pre-reduce (docs/cluster.md).
+This is the sample-weighted mean's seam: the mean of the union is the sum of the partial sums over the
+sum of the samples. The robust rules (centered clip, clipped mean, median, trimmed mean) do not decompose
+into one sum; their gateways forward votes instead (votes.py, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlitb.errors import ErrorCode, MlitbError
-
-DECOMPOSABLE = ("mean",)  # rules whose update is sum(partial sums) / sum(samples); see docs/cluster.md
-
 
 @dataclass(slots=True)
 class Partial:

@@ -31,8 +31,9 @@ def gradient(client: int, version: int, size: int) -> tuple[np.ndarray, int]:
 class ScriptedLink:
     """A trainer that answers each WORK frame at once with its scripted GRADIENT frame, through the runtime's checks."""
 
-    def __init__(self, client: int, rounds: int):
+    def __init__(self, client: int, rounds: int, make=None):
         self.client, self.rounds = client, rounds
+        self.make = make or gradient  # (client, version, size) -> (gradient sum, samples)
         self.runtime = None
         self.cid = None
         self.sent_nan = False
@@ -40,7 +41,7 @@ class ScriptedLink:
     def send(self, frame: bytes) -> bool:
         f = decode(frame, len(frame))
         if f.type == MessageType.WORK and f.round < self.rounds:  # silent from then on: no further step
-            grad, samples = gradient(self.client, f.round, self.runtime.param_count)
+            grad, samples = self.make(self.client, f.round, self.runtime.param_count)
             out = decode(encode(MessageType.GRADIENT, project=self.runtime.id, round=f.round, count=samples,
                                 value=1.5 * samples, payload=grad), 1 << 20)
             asyncio.get_running_loop().call_soon(self.runtime.on_frame, self.cid, out)

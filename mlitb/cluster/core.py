@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 import numpy as np
 
 from mlitb.cluster.partial import PartialSum
+from mlitb.cluster.shared import SharedChanges
 from mlitb.cluster.votes import VoteSum
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
@@ -38,7 +39,7 @@ def not_in_cluster(hyper: Hyper) -> str | None:
     return None
 
 
-class ProjectCore:
+class ProjectCore(SharedChanges):
     def __init__(self, runtime: ProjectRuntime, grace_s: float = 1.0, live_periods: float = 3.0,
                  checkpoint: Callable[[ProjectRuntime], Awaitable[None]] | None = None):
         self.runtime = runtime
@@ -53,15 +54,17 @@ class ProjectCore:
         self._waiting = 0  # gateways inside next_round
         self._stopped = False
         self.refused = 0  # partials refused (hostile or broken gateways, late partials)
+        self.generation = 0  # +1 at every change of weights, network or data made at a gateway (shared.py)
 
     # ---- what gateways call ------------------------------------------------------------------------
     def hello(self, gateway: str, url: str = "", clients: int = 0) -> None:
         """A gateway is alive (its URL and number of connected clients, for GET /api/gateways)."""
         self.gateways[gateway] = {"seen": self.clock(), "url": url, "clients": clients}
 
-    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper]:
+    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper, int]:
         """Wait for an open round newer than `after`; returns (version, parameters, seconds left to its deadline,
-        the project's hyper-parameters: a change made at one gateway reaches the others with the next round)."""
+        the project's hyper-parameters: a change made at one gateway reaches the others with the next round, and
+        the generation of its weights, network and data: a gateway behind it takes them first, `state`)."""
         self._waiting += 1
         self._notify()
         try:
@@ -70,7 +73,8 @@ class ProjectCore:
                 info["seen"] = self.clock()
                 agg = self._open
                 if agg is not None and agg.version > after:
-                    return agg.version, self.runtime.params, max(0.0, self._deadline - self.clock()), self.runtime.hyper
+                    return (agg.version, self.runtime.params, max(0.0, self._deadline - self.clock()), self.runtime.hyper,
+                            self.generation)
                 await self._wait_change(1.0)
             raise MlitbError(ErrorCode.STALE_ROUND, "the project is stopping")
         finally:
@@ -172,3 +176,15 @@ class LocalUpstream:
 
     async def set_hyper(self, hyper) -> None:
         self.core.set_hyper(hyper)
+
+    async def state(self) -> dict:
+        return self.core.state()
+
+    async def load_weights(self, params) -> None:
+        self.core.load_weights(params)
+
+    async def add_example(self, label, image) -> None:
+        self.core.add_example(label, image)
+
+    async def attach_data(self, dataset, train: bool = True) -> None:
+        self.core.attach_data(dataset)

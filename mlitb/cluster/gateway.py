@@ -18,6 +18,7 @@ import logging
 import numpy as np
 
 from mlitb.cluster.partial import Partial
+from mlitb.cluster.shared import adopt, last_example
 from mlitb.cluster.votes import Votes
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
@@ -45,13 +46,17 @@ class GatewayRounds(SyncRounds):
     async def run_update(self) -> dict:
         host = self.host
         try:
-            version, params, left_s, hyper = await self.upstream.next_round(self.gateway, self.taken)
+            version, params, left_s, hyper, generation = await self.upstream.next_round(self.gateway, self.taken)
+            if generation != host.generation or params.shape != host.params.shape:
+                # weights, network or data changed at some gateway since: take the project's first (shared.py)
+                adopt(host, await self.upstream.state())
+                host.generation = generation
+            host.follow(version, params, hyper)
         except MlitbError as err:  # the project is stopping: no round, no record; the runtime's loop asks again
             log.info("gateway %s: no round: %s", self.gateway, err)
             await asyncio.sleep(UPSTREAM_PAUSE_S)
             return {}
         self.taken = version
-        host.follow(version, params, hyper)
         stats = host.begin_update()
         self._round_starts[version] = stats.started
         self._stats, self._acc = stats, make_aggregator(host.hyper, host.param_count)
@@ -93,6 +98,43 @@ class GatewayRuntime(ProjectRuntime):
 
     def __init__(self, *args, upstream, gateway: str, **kw):
         super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
+        self.generation = 0  # of the project's weights, network and data this gateway has (shared.py)
+        self._sharing: list[asyncio.Task] = []
+
+    # ---- changes every gateway must see: here at once, and sent to the project (shared.py) ----------------------
+    def load_weights(self, params: np.ndarray) -> None:
+        super().load_weights(params)  # refused while this gateway has trainers; the project checks the others'
+        self._share(self.strategy.upstream.load_weights(self.params.copy()))
+
+    def change_model_and_data(self, layers: list[dict], dataset) -> int:
+        example = last_example(dataset)  # the examples route adds one picture at a time
+        out = super().change_model_and_data(layers, dataset)
+        self._share(self.strategy.upstream.add_example(example.label, example.image))
+        return out
+
+    def attach_data(self, dataset) -> None:
+        train = self.dataset is None or dataset.train is not self.dataset.train  # the uploads route keeps it for test
+        super().attach_data(dataset)
+        self._share(self.strategy.upstream.attach_data(dataset, train))
+
+    def _share(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._sharing.append(task)
+        task.add_done_callback(self._shared)
+
+    def _shared(self, task: asyncio.Task) -> None:
+        self._sharing.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            # refused upstream: this gateway takes the project's state again with its next round
+            self.generation = -1
+            log.error("project %s: a change was not taken upstream: %s", self.id, task.exception())
+
+    async def shared(self) -> None:
+        """Waits for the changes sent upstream; raises the project's refusal (MlitbError) if there was one."""
+        for task in list(self._sharing):
+            await asyncio.wait([task])
+            if not task.cancelled() and isinstance(task.exception(), MlitbError):
+                raise task.exception()
 
     def follow(self, version: int, params: np.ndarray, hyper=None) -> None:
         """Take the upstream's version, parameters and hyper-parameters (arrays are replaced, never written)."""
@@ -138,6 +180,11 @@ class GatewayRegistry(ProjectRegistry):
         self._next_id = max(self._next_id, project_id + 1)
         self._start(runtime)
         return runtime
+
+    async def checkpoint(self, runtime) -> None:
+        """The project's state is stored upstream: here a checkpoint waits until the gateway's changes are taken
+        there, so a route that stores a change (weights) answers with the project's refusal, if any."""
+        await runtime.shared()
 
     def create(self, body, examples=()):
         raise MlitbError(ErrorCode.FORBIDDEN, "in cluster mode projects are created where the cluster starts: "

@@ -16,7 +16,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from mlitb.errors import ErrorCode, MlitbError
 from mlitb.server.prometheus import ProjectsCollector
+
+CLOSURE_SAVE = "/api/projects/{project_id}/closures"
 
 
 class GatewayCollector:
@@ -45,8 +48,16 @@ class GatewayCollector:
 
 
 def add_gateway_routes(app: FastAPI, gw) -> None:
-    # the single-process app's /metrics is replaced on a gateway by one with the gateway's series as well
+    # the single-process app's /metrics is replaced on a gateway by one with the gateway's series as well; saving a
+    # closure is refused: a gateway's runtime has the round's parameters but not the project's optimizer state or
+    # metrics (they are the project actor's), so its closure would not be the project's
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/metrics"]
+
+    @app.post(CLOSURE_SAVE, include_in_schema=False)
+    def save_closure(project_id: int) -> None:
+        raise MlitbError(ErrorCode.FORBIDDEN, "a gateway cannot save a project's closure in cluster mode (the "
+                         "optimizer state and metrics live in the project actor; docs/cluster.md)")
+    app.router.routes.insert(0, app.router.routes.pop())  # matched before the included closure routes
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -4,17 +4,20 @@ series and the single process's per-project series of its public projects, in th
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mlitb.cluster.core import LocalUpstream, ProjectCore
-from mlitb.cluster.gateway import GatewayRuntime
+from mlitb.cluster.gateway import GatewayRegistry, GatewayRuntime
 from mlitb.cluster.ops import add_gateway_routes
 from mlitb.config import Settings
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
+from mlitb.server.app import create_app
 from tests.helpers import TINY_NETWORK, tiny_dataset
 
 
@@ -38,3 +41,11 @@ def test_a_gateway_serves_its_series_and_the_projects_series_of_one_process():
     assert re.search(r'^mlitb_loss\{project="1"\} NaN$', text, re.M)
     assert 'mlitb_trainers{project="2"}' not in text  # a private project's details are not public
     assert "# TYPE mlitb_rounds_total counter" in text and "# TYPE process_cpu_seconds_total counter" in text
+
+
+def test_a_gateway_refuses_to_save_a_closure_it_cannot_make_whole():
+    app = create_app(Settings(data_dir=Path(tempfile.mkdtemp())), registry=GatewayRegistry(Settings(), "gw0", None))
+    add_gateway_routes(app, SimpleNamespace(name="gw0", url="", registry=SimpleNamespace(projects={}),
+                                            clients=lambda: 0))
+    r = TestClient(app).post("/api/projects/1/closures", json={})
+    assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN" and "project actor" in r.json()["message"]

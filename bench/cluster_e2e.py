@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ async def _power(ray, cluster, n: int, period: float, rounds: int, speed: float,
     spec = FleetSpec(url=cluster.urls[0], project=1, param_count=params, clients=n, speed=speed,
                      latency_ms=(10.0, 50.0), period_s=period)
     fleet = ClusterFleet(spec, cluster.urls)
+    t0 = time.monotonic()
     await fleet.start()
+    print(f"  ({n} trainers connected in {time.monotonic() - t0:.1f} s)", file=sys.stderr, flush=True)
     try:
         start = _status(ray, cluster)["round"] + 2  # the round every trainer joined in, and one more
         deadline = time.monotonic() + (rounds + 4) * (period + 2) + 60

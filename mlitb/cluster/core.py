@@ -49,6 +49,7 @@ class ProjectCore(SharedChanges):
         self.clock = runtime.clock
         self.gateways: dict[str, dict] = {}  # name -> {"seen": clock, "url": ..., "clients": n}
         self._open: PartialSum | None = None
+        self._took: set[str] = set()  # gateways that took the open round
         self._deadline = 0.0
         self._changed = asyncio.Event()  # set (and replaced) whenever a round opens or a partial arrives
         self._waiting = 0  # gateways inside next_round
@@ -73,8 +74,9 @@ class ProjectCore(SharedChanges):
                 info["seen"] = self.clock()
                 agg = self._open
                 if agg is not None and agg.version > after:
-                    return (agg.version, self.runtime.params, max(0.0, self._deadline - self.clock()), self.runtime.hyper,
-                            self.generation)
+                    self._took.add(gateway)
+                    left = max(0.0, self._deadline - self.clock())
+                    return agg.version, self.runtime.params, left, self.runtime.hyper, self.generation
                 await self._wait_change(1.0)
             raise MlitbError(ErrorCode.STALE_ROUND, "the project is stopping")
         finally:
@@ -105,6 +107,11 @@ class ProjectCore(SharedChanges):
         horizon = self.clock() - self.live_periods * self.runtime.hyper.period_s - self.grace_s
         return sorted(g for g, info in self.gateways.items() if info.get("seen", -1e18) >= horizon)
 
+    def expected(self) -> set[str]:
+        """The gateways the open round waits for: live ones that took it or have clients (a live gateway without
+        clients asks for no round, and holding each round to its deadline for it would cost a grace period)."""
+        return {g for g in self.live() if g in self._took or self.gateways[g].get("clients")}
+
     async def run_round(self) -> dict:
         """Open one round, wait for every live gateway's partial or the deadline, and apply the sum."""
         rt = self.runtime
@@ -118,12 +125,12 @@ class ProjectCore(SharedChanges):
         agg = (PartialSum(stats.round, rt.param_count, cap) if hyper.aggregation == "mean" else
                VoteSum(stats.round, rt.param_count, cap, hyper, rt.settings.max_clients_per_project))
         self._deadline = self.clock() + hyper.period_s + self.grace_s
-        self._open = agg
+        self._open, self._took = agg, set()
         self._notify()
         try:
             while not self._stopped and self.clock() < self._deadline:
-                live = self.live()
-                if live and set(live) <= set(agg.gateways):
+                expected = self.expected()
+                if expected and expected <= set(agg.gateways):
                     break
                 await self._wait_change(self._deadline - self.clock())
         finally:

@@ -19,6 +19,7 @@ from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import Hyper, ProjectSpec
 from tests.helpers import TINY_NETWORK, tiny_dataset
+from tests.integration import test_cluster_prereduce as prereduce
 from tests.integration.test_cluster_prereduce import ScriptedLink, gradient, until
 
 ROBUST = ("centered_clip", "clipped_mean", "median", "trimmed_mean")
@@ -75,25 +76,9 @@ async def single_process(rule: str, clients) -> list[np.ndarray]:
 
 
 async def through_gateways(rule: str, groups) -> list[np.ndarray]:
-    s = spec(rule)
-    core = ProjectCore(ProjectRuntime(1, s, s.build_network(), tiny_dataset(), settings()))
-    updates = recorded(core.runtime)
-    names = [f"g{i}" for i in range(len(groups))]
-    for name in names:
-        core.hello(name)
-    gateways = []
-    for name, clients in zip(names, groups):
-        gw = GatewayRuntime(1, s, s.build_network(), tiny_dataset(), settings(), upstream=LocalUpstream(core),
-                            gateway=name)
-        join(gw, clients)
-        gateways.append(gw)
-    tasks = [asyncio.create_task(core.run())] + [asyncio.create_task(gw.run()) for gw in gateways]
-    await until(lambda: core.runtime.round >= ROUNDS)
-    core.stop()
-    for gw in gateways:
-        gw.stop()
-    await asyncio.gather(*tasks)
-    return updates[:ROUNDS]
+    updates = []
+    await prereduce.through_gateways(groups, spec(rule), join, lambda core: updates.extend([recorded(core.runtime)]))
+    return updates[0][:ROUNDS]
 
 
 def same(a: list[np.ndarray], b: list[np.ndarray], exact: bool) -> None:
@@ -154,40 +139,30 @@ def hyper(rule: str) -> Hyper:
     return Hyper(aggregation=rule)
 
 
-@pytest.mark.parametrize("bad, code", [
-    (dict(rows=np.ones((2, 14), np.float32)), ErrorCode.WRONG_LENGTH),
-    (dict(rows=np.ones((2, 15), np.float64)), ErrorCode.WRONG_LENGTH),
-    (dict(rows=np.ones((3, 15), np.float32)), ErrorCode.WRONG_LENGTH),  # more rows than counts
-    (dict(rows=np.ones((2, 15), np.float32), contributions=1, samples=7), ErrorCode.WRONG_LENGTH),  # a row each
-    (dict(rows=np.full((2, 15), np.inf, np.float32)), ErrorCode.NON_FINITE),
-    (dict(counts=(3, 5)), ErrorCode.BAD_SAMPLE_COUNT),  # do not add up to samples
-    (dict(counts=(7, 0)), ErrorCode.BAD_SAMPLE_COUNT),
-    (dict(counts=(3.0, 4)), ErrorCode.BAD_SAMPLE_COUNT),
-    (dict(keys=("10.0.0.1", "10.0.0.1")), ErrorCode.BAD_VALUE),  # one address is one vote per gateway
-    (dict(keys=("x" * 201, "")), ErrorCode.BAD_VALUE),
-    (dict(contributions=5000), ErrorCode.BAD_SAMPLE_COUNT),  # more than a project's clients
-    (dict(kind="classes"), ErrorCode.INVALID_HYPER),
-    (dict(version=2), ErrorCode.STALE_ROUND),
+@pytest.mark.parametrize("rule, bad, code", [
+    ("median", dict(rows=np.ones((2, 14), np.float32)), ErrorCode.WRONG_LENGTH),
+    ("median", dict(rows=np.ones((2, 15), np.float64)), ErrorCode.WRONG_LENGTH),
+    ("median", dict(rows=np.ones((3, 15), np.float32)), ErrorCode.WRONG_LENGTH),  # more rows than counts
+    ("median", dict(rows=np.ones((2, 15), np.float32), contributions=1, samples=7), ErrorCode.WRONG_LENGTH),  # a row each
+    ("median", dict(rows=np.full((2, 15), np.inf, np.float32)), ErrorCode.NON_FINITE),
+    ("median", dict(counts=(3, 5)), ErrorCode.BAD_SAMPLE_COUNT),  # do not add up to samples
+    ("median", dict(counts=(7, 0)), ErrorCode.BAD_SAMPLE_COUNT),
+    ("median", dict(counts=(3.0, 4)), ErrorCode.BAD_SAMPLE_COUNT),
+    ("median", dict(keys=("10.0.0.1", "10.0.0.1")), ErrorCode.BAD_VALUE),  # one address is one vote per gateway
+    ("median", dict(keys=("x" * 201, "")), ErrorCode.BAD_VALUE),
+    ("median", dict(contributions=5000), ErrorCode.BAD_SAMPLE_COUNT),  # more than a project's clients
+    ("median", dict(kind="classes"), ErrorCode.INVALID_HYPER),
+    ("median", dict(version=2), ErrorCode.STALE_ROUND),
+    ("clipped_mean", dict(rows=np.full((2, 15), 1.0)), ErrorCode.BAD_VALUE),  # norm > 1 clipped mean
+    ("clipped_mean", dict(counts=(3, 3)), ErrorCode.BAD_SAMPLE_COUNT),  # a count is one class
+    ("clipped_mean", dict(keys=(1, 2)), ErrorCode.BAD_SAMPLE_COUNT),  # classes do not add up to the samples
+    ("clipped_mean", dict(clip_norm=2.0, rows=np.full((2, 15), 0.3)), ErrorCode.INVALID_HYPER),  # another clip norm
+    ("clipped_mean", dict(rows=np.full((2, 15), 0.1, np.float32)), ErrorCode.WRONG_LENGTH),
 ])
-def test_the_project_refuses_hostile_votes_and_keeps_nothing_of_them(bad, code):
-    agg = VoteSum(0, 15, 1000, hyper("median"), max_rows=4096)
+def test_the_project_refuses_hostile_votes_and_keeps_nothing_of_them(rule, bad, code):
+    agg = VoteSum(0, 15, 1000, hyper(rule), max_rows=4096)
     with pytest.raises(MlitbError) as err:
-        agg.add(votes(**bad))
-    assert err.value.code is code
-    assert agg.samples == 0 and not agg.gateways
-
-
-@pytest.mark.parametrize("bad, code", [
-    (dict(rows=np.full((2, 15), 1.0)), ErrorCode.BAD_VALUE),  # norm sqrt(15) > one clipped mean of norm 1
-    (dict(counts=(3, 3)), ErrorCode.BAD_SAMPLE_COUNT),  # a count is one class
-    (dict(keys=(1, 2)), ErrorCode.BAD_SAMPLE_COUNT),  # classes do not add up to the samples
-    (dict(clip_norm=2.0, rows=np.full((2, 15), 0.3)), ErrorCode.INVALID_HYPER),  # not the project's clip norm
-    (dict(rows=np.full((2, 15), 0.1, np.float32)), ErrorCode.WRONG_LENGTH),
-])
-def test_the_project_refuses_hostile_count_classes(bad, code):
-    agg = VoteSum(0, 15, 1000, hyper("clipped_mean"), max_rows=4096)
-    with pytest.raises(MlitbError) as err:
-        agg.add(classes(**bad))
+        agg.add((votes if rule == "median" else classes)(**bad))
     assert err.value.code is code
     assert agg.samples == 0 and not agg.gateways
 

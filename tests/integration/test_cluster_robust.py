@@ -23,7 +23,7 @@ from tests.integration import test_cluster_prereduce as prereduce
 from tests.integration.test_cluster_prereduce import ScriptedLink, gradient, until
 
 ROBUST = ("centered_clip", "clipped_mean", "median", "trimmed_mean")
-CLIENTS, ROUNDS = 6, 3
+CLIENTS, ROUNDS = 6, prereduce.ROUNDS  # the rounds prereduce.through_gateways runs
 HOSTILE = 99  # this client sends a huge gradient in one fixed direction every round
 DIRECTION = np.arange(1, 16, dtype=np.float32) / np.linalg.norm(np.arange(1, 16))
 

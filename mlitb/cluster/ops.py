@@ -3,8 +3,8 @@
 /metrics is the prometheus_client library's exposition of collectors that read the gateway's state at
 scrape time: per-gateway series (connected clients, partials sent) and per-project series (round,
 samples, refused frames) labelled with the gateway's name, then the single process's series of its public
-projects as this gateway sees them (mlitb/server/prometheus.py: its clients, latencies, bytes). No Ray here: `gw` is anything with `name`,
-`url`, `registry`, `clients()` and `async gateways()` (the GatewayActor).
+projects as this gateway sees them (mlitb/server/prometheus.py: its clients, latencies, bytes).
+No Ray here: `gw` is anything with `name`, `url`, `registry`, `clients()` and `async gateways()` (the GatewayActor).
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ class VoteSum:
         if v.version != self.version:
             raise MlitbError(ErrorCode.STALE_ROUND, f"votes for round {v.version}; open round is {self.version}")
         if v.gateway in self._votes:
-            raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have gateway {v.gateway}'s votes of round {v.version}")
+            raise MlitbError(ErrorCode.DUPLICATE_RESULT,
+                             f"already have gateway {v.gateway}'s votes of round {v.version}")
         if self.kind == "classes" and v.clip_norm != float(self.hyper.clip_norm):
             raise MlitbError(ErrorCode.INVALID_HYPER, f"votes clipped to {v.clip_norm}; the project clips to "
                              f"{self.hyper.clip_norm}")

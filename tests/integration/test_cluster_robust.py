@@ -143,7 +143,7 @@ def hyper(rule: str) -> Hyper:
     ("median", dict(rows=np.ones((2, 14), np.float32)), ErrorCode.WRONG_LENGTH),
     ("median", dict(rows=np.ones((2, 15), np.float64)), ErrorCode.WRONG_LENGTH),
     ("median", dict(rows=np.ones((3, 15), np.float32)), ErrorCode.WRONG_LENGTH),  # more rows than counts
-    ("median", dict(rows=np.ones((2, 15), np.float32), contributions=1, samples=7), ErrorCode.WRONG_LENGTH),  # a row each
+    ("median", dict(rows=np.ones((2, 15), np.float32), contributions=1, samples=7), ErrorCode.WRONG_LENGTH),
     ("median", dict(rows=np.full((2, 15), np.inf, np.float32)), ErrorCode.NON_FINITE),
     ("median", dict(counts=(3, 5)), ErrorCode.BAD_SAMPLE_COUNT),  # do not add up to samples
     ("median", dict(counts=(7, 0)), ErrorCode.BAD_SAMPLE_COUNT),

@@ -52,14 +52,16 @@ class GatewayRounds(SyncRounds):
                 adopt(host, await self.upstream.state())
                 host.generation = generation
             host.follow(version, params, hyper)
-        except MlitbError as err:  # the project is stopping: no round, no record; the runtime's loop asks again
-            log.info("gateway %s: no round: %s", self.gateway, err)
+        except (MlitbError, ValueError) as err:  # the project is stopping, or changed again while we took its state:
+            log.info("gateway %s: no round: %s", self.gateway, err)  # no round, no record; the loop asks again
+            host.generation = -1
             await asyncio.sleep(UPSTREAM_PAUSE_S)
             return {}
         self.taken = version
         stats = host.begin_update()
         self._round_starts[version] = stats.started
-        self._stats, self._acc = stats, make_aggregator(host.hyper, host.param_count)
+        rule = host.hyper  # the round's rule, as the project opened it: a change made during the round is for the next
+        self._stats, self._acc = stats, make_aggregator(rule, host.param_count)
         self._all_answered.clear()
         self.open_version = version
         self._pending = set(host.trainer_ids())
@@ -73,8 +75,8 @@ class GatewayRounds(SyncRounds):
         self.open_version = None
         acc = self._acc
         try:  # the mean is pre-reduced to one sum; the robust rules need the votes (mlitb/cluster/votes.py)
-            sent = (Partial.of(self.gateway, version, acc) if host.hyper.aggregation == "mean"
-                    else Votes.of(self.gateway, version, acc, host.hyper))
+            sent = (Partial.of(self.gateway, version, acc) if rule.aggregation == "mean"
+                    else Votes.of(self.gateway, version, acc, rule))
             await self.upstream.submit(sent)
             self.partials_sent += 1
         except MlitbError as err:  # late (the round closed without us) or refused: this round's work is lost

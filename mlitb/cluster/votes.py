@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlitb.cluster.partial import RoundOfGateways
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.training.clipping import clip_to_norm
 from mlitb.training.rules import RobustAggregator, make_aggregator
@@ -125,7 +126,7 @@ def check_votes(v, param_count: int, kind: str, cap: int, max_rows: int) -> Vote
     return v
 
 
-class VoteSum:
+class VoteSum(RoundOfGateways):
     """The project side of one round under a robust rule: the gateways' votes, taken whole or not at all, once per
     gateway; `mean()` applies the rule of `hyper` to all of them. Same interface as PartialSum."""
 
@@ -133,40 +134,19 @@ class VoteSum:
         self.version, self.param_count, self.cap, self.hyper, self.max_rows = (
             version, param_count, max_samples_per_contribution, hyper, max_rows)
         self.kind = "classes" if hyper.aggregation in CLASSED else "rows"
-        self._votes: dict[str, Votes] = {}
+        self._partials: dict[str, Votes] = {}
 
     def add(self, v) -> None:
         v = check_votes(v, self.param_count, self.kind, self.cap, self.max_rows)
-        if v.version != self.version:
-            raise MlitbError(ErrorCode.STALE_ROUND, f"votes for round {v.version}; open round is {self.version}")
-        if v.gateway in self._votes:
-            raise MlitbError(ErrorCode.DUPLICATE_RESULT,
-                             f"already have gateway {v.gateway}'s votes of round {v.version}")
         if self.kind == "classes" and v.clip_norm != float(self.hyper.clip_norm):
             raise MlitbError(ErrorCode.INVALID_HYPER, f"votes clipped to {v.clip_norm}; the project clips to "
                              f"{self.hyper.clip_norm}")
-        self._votes[v.gateway] = v
-
-    @property
-    def gateways(self) -> list[str]:
-        return sorted(self._votes)
-
-    @property
-    def samples(self) -> int:
-        return sum(v.samples for v in self._votes.values())
-
-    @property
-    def loss_sum(self) -> float:
-        return sum(self._votes[g].loss_sum for g in self.gateways)
-
-    @property
-    def contributions(self) -> int:
-        return sum(v.contributions for v in self._votes.values())
+        self.take(v, "votes")
 
     def mean(self) -> np.ndarray:
         if self.samples <= 0:
             raise ValueError("no samples accumulated")
-        ordered = [self._votes[g] for g in self.gateways]
+        ordered = [self._partials[g] for g in self.gateways]
         if self.kind == "classes":
             counts = np.concatenate([np.repeat(np.asarray(v.counts, np.float64), v.keys) for v in ordered])
             median = np.median(counts)

@@ -49,7 +49,8 @@ def cluster(ray_cluster, tmp_path_factory):
     from mlitb.cluster.launch import start_cluster
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("cluster"), checkpoint_every=2)
-    spec = {"name": "cluster", "dataset": "mnist", "network": NETWORK, "hyper": {"period_s": 1.0, "aggregation": "mean", "spot_checks": False}}
+    # the single-process default rule (centered_clip): its gateways forward votes through Ray (mlitb/cluster/votes.py)
+    spec = {"name": "cluster", "dataset": "mnist", "network": NETWORK, "hyper": {"period_s": 1.0, "spot_checks": False}}
     c = start_cluster(settings, 2, free_ports(2), [spec], public_host="127.0.0.1", grace_s=0.4)
     yield c
     for h in c.gateways + list(c.projects.values()):

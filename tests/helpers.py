@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
 import numpy as np
 
 from mlitb.config import Settings
@@ -174,3 +174,12 @@ def serve_process(data_dir, *args: str, log_level: str = "warning", capture: boo
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def wait_for(predicate, timeout_s: float, what: str) -> float:
+    """Seconds until `predicate()` held, polled every 0.1 s; fails the test after `timeout_s`."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout_s, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start

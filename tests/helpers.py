@@ -176,6 +176,19 @@ def serve_process(data_dir, *args: str, log_level: str = "warning", capture: boo
             proc.wait()
 
 
+@contextlib.asynccontextmanager
+async def running(*loops):
+    """Each object's `run()` (a round loop: a runtime, a cluster's project core, a gateway) on a task of this event
+    loop for the length of the block; then each is stopped and its task awaited."""
+    tasks = [asyncio.create_task(x.run()) for x in loops]
+    try:
+        yield
+    finally:
+        for x in loops:
+            x.stop()
+        await asyncio.gather(*tasks)
+
+
 async def wait_for(predicate, timeout_s: float, what: str) -> float:
     """Seconds until `predicate()` held, polled every 0.1 s; fails the test after `timeout_s`."""
     start = time.monotonic()

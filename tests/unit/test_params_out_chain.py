@@ -82,3 +82,48 @@ def test_without_a_download_codec_every_client_gets_the_dense_parameters():
     out.start(1, 0, np.ones(P, np.float32))
     assert not out.coded and receive(Downlink(), out.frames_for(1)) == [DENSE_F32]
     assert receive(Downlink(), out.frames_for(1)) == [DENSE_F32]  # even when it has it: the sync broadcast's frame
+
+
+DOWNLINK_SCRIPT = """
+import { Downlink } from %s;
+const frames = JSON.parse((await import("node:fs")).readFileSync(0, "utf8"));
+const link = new Downlink();
+const held = frames.map((group) => {
+  for (const [kind, payload, round, aux, count] of group)
+    link.apply(kind, new Uint8Array(Buffer.from(payload, "base64")), round, aux, count);
+  const p = link.params;
+  return [link.round, Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString("base64")];
+});
+console.log(JSON.stringify(held));
+"""
+
+
+def test_the_browser_downlink_applies_the_chains_to_the_masters_shadow_bit_for_bit(tmp_path):
+    """web/src/codec/link.ts (run in Node) given the frames a trainer skipping versions is sent."""
+    import base64
+    import json
+    import subprocess
+
+    from tests.unit import codec_twin
+
+    if not codec_twin.available():
+        pytest.skip("needs Node and web/node_modules (npm --prefix web install)")
+    entry, bundled = tmp_path / "downlink.mjs", tmp_path / "downlink.bundle.mjs"
+    entry.write_text(DOWNLINK_SCRIPT % json.dumps(str(codec_twin.WEB / "src/codec/link.ts")))
+    subprocess.run([str(codec_twin.WEB / "node_modules/.bin/esbuild"), str(entry), "--bundle", "--format=esm",
+                    "--platform=node", f"--outfile={bundled}", "--log-level=warning"], check=True)
+    out = ParamsOut(Hyper(download_codec="delta_q4", mode="async"))
+    rng = np.random.default_rng(1)
+    params, groups, shadows = rng.normal(size=P).astype(np.float32), [], []
+    for version in range(16):
+        params = params + rng.normal(scale=0.01, size=P).astype(np.float32)
+        shadow = out.start(1, version, params).copy()
+        if version in (0, 2, 3, 7, 8, 15):  # gaps of 2, 1, 4, 1 and 7 versions
+            group = [decode(data, 1 << 24) for data in out.frames_for(7)]
+            groups.append([[f.kind, base64.b64encode(f.payload).decode(), f.round, f.aux, f.count] for f in group])
+            shadows.append((version, shadow))
+    assert [len(g) for g in groups] == [1, 2, 1, 4, 1, 7] and all(f[0] == DELTA_Q4 for g in groups[1:] for f in g)
+    done = subprocess.run(["node", str(bundled)], input=json.dumps(groups), capture_output=True, text=True, check=True)
+    for (round_, values), (version, shadow) in zip(json.loads(done.stdout), shadows):
+        assert round_ == version
+        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(values), dtype="<f4"), shadow)

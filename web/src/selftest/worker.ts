@@ -154,9 +154,10 @@ async function run(p: Params) {
     return { backend, crossOriginIsolated: self.crossOriginIsolated };
   }
   if (check === "kernels") {
-    await chooseBackend("wasm"); // initialises wasm (paths, SIMD) once
+    // initialises wasm (paths, SIMD) and our own kernels once; ?own=simd checks their plain-SIMD build
+    const backend = await chooseBackend("wasm", p.own === "simd" ? { ownBuilds: ["SIMD"] } : {});
     const checks = [...(await kernelChecks("wasm")), ...(await gradientChecks("wasm"))];
-    return { checks, pass: checks.every((c) => c.pass) };
+    return { backend, checks, pass: checks.every((c) => c.pass) };
   }
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);

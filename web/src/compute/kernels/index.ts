@@ -5,4 +5,12 @@ import "./batch_mat_mul";
 import "./max_pool_grad";
 import "./identity";
 import "./sum";
-export { restoreStockKernels } from "./run";
+import { setOwnKernelsEnabled } from "./own_wasm";
+import { restoreStockKernels as restoreStock } from "./run";
+export { loadOwnKernels } from "./own_wasm";
+
+/** Puts TF.js's stock wasm kernels back and stops using our own wasm module (benchmarks compare them); returns the names. */
+export function restoreStockKernels(): string[] {
+  setOwnKernelsEnabled(false);
+  return restoreStock();
+}

@@ -1,6 +1,7 @@
 // Self-test Web Worker: checks the wasm training kernels against the cpu backend and measures training throughput.
 import * as tf from "@tensorflow/tfjs-core";
 import { chooseBackend } from "../compute/backend";
+import type { BackendOptions } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
 import { restoreStockKernels } from "../compute/kernels";
 import { parityCheck } from "./parity";
@@ -11,8 +12,12 @@ import { profileStep, syntheticData } from "./profile";
 
 type Params = Record<string, string>;
 
-function threadOption(p: Params): { wasmThreads?: number } {
-  return p.threads === undefined ? {} : { wasmThreads: Number(p.threads) };
+// ?threads=n: wasm threads; ?own=none|simd: without our own wasm kernels, or only their plain-SIMD build.
+function threadOption(p: Params): BackendOptions {
+  const o: BackendOptions = p.threads === undefined ? {} : { wasmThreads: Number(p.threads) };
+  if (p.own === "none") o.ownBuilds = [];
+  if (p.own === "simd") o.ownBuilds = ["SIMD"];
+  return o;
 }
 
 // A learnable task: a bright 8x8 square in one of `classes` positions; the label is the position.
@@ -155,7 +160,7 @@ async function run(p: Params) {
   }
   if (check === "kernels") {
     // initialises wasm (paths, SIMD) and our own kernels once; ?own=simd checks their plain-SIMD build
-    const backend = await chooseBackend("wasm", p.own === "simd" ? { ownBuilds: ["SIMD"] } : {});
+    const backend = await chooseBackend("wasm", threadOption(p));
     const checks = [...(await kernelChecks("wasm")), ...(await gradientChecks("wasm"))];
     return { backend, checks, pass: checks.every((c) => c.pass) };
   }

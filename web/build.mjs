@@ -45,7 +45,7 @@ for (const f of readdirSync(wasmDir).filter((f) => f.endsWith(".wasm"))) {
 // Our own wasm kernels (src/wasm, AssemblyScript), two builds: relaxed SIMD and plain SIMD (own_wasm.ts picks one).
 for (const [name, features] of [["relaxed", ["simd", "relaxed-simd"]], ["simd", ["simd"]]]) {
   const { error, stderr } = await asc.main([
-    join(here, "assembly", "conv_filter_grad.ts"), "-o", join(out, "wasm", `mlitb_kernels_${name}.wasm`),
+    join(here, "assembly", "index.ts"), "-o", join(out, "wasm", `mlitb_kernels_${name}.wasm`),
     "-O3", "--noAssert", "--runtime", "stub", "--importMemory", ...features.flatMap((f) => ["--enable", f]),
   ]);
   if (error) throw new Error(`asc (${name}): ${error.message}\n${stderr.toString()}`);

@@ -90,6 +90,9 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
       { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(fv, fs) },
       { strides: s, pad, dataFormat: "NHWC", inputShape: xs } as unknown as tf.NamedAttrMap) as tf.Tensor);
     res.push(compare(`Conv2DBackpropInput ${tag}`, c, d));
+    const [f, g] = await onBoth(target, () => tf.conv2d(tf.tensor4d(xv, xs as [number, number, number, number]),
+      tf.tensor4d(fv, fs as [number, number, number, number]), s, pad as "same" | "valid"));
+    res.push(compare(`Conv2D ${tag}`, f, g));
   }
   // Max-pool gradients: small integers give many tied maxima (the first must win, as on cpu and in TF);
   // values in [-1, 1] give all-negative windows.

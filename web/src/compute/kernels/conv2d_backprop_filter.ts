@@ -10,6 +10,7 @@
 import { backend_util, Conv2DBackpropFilter } from "@tensorflow/tfjs-core";
 import type { Conv2DBackpropFilterAttrs, Conv2DBackpropFilterInputs, KernelConfig } from "@tensorflow/tfjs-core";
 import { ownHeap, ownKernels } from "./own_wasm";
+import type { WasmHeap } from "./own_wasm";
 import { addKernel, run, WASM } from "./run";
 import type { KernelBackend, TensorInfo } from "./run";
 
@@ -71,11 +72,6 @@ export function conv2DBackpropFilterWasm(args: {
     for (const t of temps) backend.disposeData(t.dataId);
   }
 }
-
-type WasmHeap = KernelBackend & {
-  makeOutput(shape: number[], dtype: "float32"): TensorInfo;
-  typedArrayFromHeap(t: TensorInfo): Float32Array;
-};
 
 // Floats of x and dy rows one cache block may hold (32 KB: a first-level data cache).
 const BLOCK_FLOATS = 8192;

@@ -9,6 +9,8 @@
 export interface OwnKernels {
   filterGrad(x: number, dy: number, dw: number, n: number, h: number, w: number, ci: number, oh: number, ow: number,
     co: number, fh: number, fw: number, sh: number, sw: number, pt: number, pl: number, rows: number): void;
+  conv2d(x: number, w: number, y: number, n: number, hp: number, wp: number, ci: number, oh: number, ow: number, co: number,
+    fh: number, fw: number, sh: number, sw: number): void;
   memory: WebAssembly.Memory;
   build: "relaxed SIMD" | "SIMD";
 }
@@ -21,7 +23,8 @@ export const OWN_WASM_FILES = { relaxed: "mlitb_kernels_relaxed.wasm", simd: "ml
 async function instantiate(bytes: ArrayBuffer, build: OwnKernels["build"]): Promise<OwnKernels> {
   const memory = new WebAssembly.Memory({ initial: 1 });
   const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
-  return { filterGrad: instance.exports.filterGrad as OwnKernels["filterGrad"], memory, build };
+  const e = instance.exports;
+  return { filterGrad: e.filterGrad as OwnKernels["filterGrad"], conv2d: e.conv2d as OwnKernels["conv2d"], memory, build };
 }
 
 export type OwnBuild = OwnKernels["build"];
@@ -61,6 +64,12 @@ export function ownKernels(): OwnKernels | null {
 export function setOwnKernelsEnabled(on: boolean): void {
   enabled = on;
 }
+
+/** The wasm backend's heap access (TF.js 4.22 BackendWasm methods the kernels use). */
+export type WasmHeap = import("@tensorflow/tfjs-core").KernelBackend & {
+  makeOutput(shape: number[], dtype: "float32"): import("@tensorflow/tfjs-core").TensorInfo;
+  typedArrayFromHeap(t: import("@tensorflow/tfjs-core").TensorInfo): Float32Array;
+};
 
 /** A Float32Array over the module's memory with room for `floats` values (grows the memory when needed). */
 export function ownHeap(k: OwnKernels, floats: number): Float32Array {

@@ -17,11 +17,13 @@
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), e0 = f32x4.splat(0), e1 = f32x4.splat(0);
   const wStep = <usize>(co * 4);
+  // one filter row's taps and channels (fw * ci) are contiguous in both padded x and W: one loop over them
+  const rowLen = fw * ci;
   for (let i = 0; i < fh; i++) {
-    for (let j = 0; j < fw; j++) {
-      let xp = x + <usize>(i * xRow) + <usize>(j * ci * 4);
-      let wp = w + <usize>((i * fw + j) * ci) * wStep;
-      for (let c = 0; c < ci; c++) {
+    {
+      let xp = x + <usize>(i * xRow);
+      let wp = w + <usize>(i * rowLen) * wStep;
+      for (let c = 0; c < rowLen; c++) {
         const w0 = v128.load(wp);
         const s0 = v128.load32_splat(xp);
         a0 = madd(s0, w0, a0);

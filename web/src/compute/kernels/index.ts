@@ -8,7 +8,7 @@ import "./identity";
 import "./sum";
 import { setOwnKernelsEnabled } from "./own_wasm";
 import { restoreStockKernels as restoreStock } from "./run";
-export { loadOwnKernels } from "./own_wasm";
+export { loadOwnKernels, setOwnKernelsEnabled } from "./own_wasm";
 
 /** Puts TF.js's stock wasm kernels back and stops using our own wasm module (benchmarks compare them); returns the names. */
 export function restoreStockKernels(): string[] {

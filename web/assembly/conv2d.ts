@@ -6,10 +6,7 @@
 // by 8 output channels keeps 8 accumulators in registers: per input channel of a tap, 2 W vector loads and 4
 // splatted x loads feed 8 multiply-adds; W for one tap row (fw * ci * co floats) stays in cache.
 
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  return f32x4.add(c, f32x4.mul(a, b));
-}
+import { madd, storeTile } from "./simd";
 
 // `np` (4 or 1) positions by `nv` (2 or 1) vectors of 4 output channels at y; x at the first position's first tap.
 @inline function tile(x: usize, w: usize, y: usize, np: i32, nv: i32, fh: i32, fw: i32, ci: i32, co: i32,
@@ -48,13 +45,7 @@
       }
     }
   }
-  const yPos = <usize>(co * 4);
-  v128.store(y, a0);
-  if (nv > 1) v128.store(y, a1, 16);
-  if (np > 1) {
-    v128.store(y + yPos, b0); v128.store(y + 2 * yPos, c0); v128.store(y + 3 * yPos, e0);
-    if (nv > 1) { v128.store(y + yPos, b1, 16); v128.store(y + 2 * yPos, c1, 16); v128.store(y + 3 * yPos, e1, 16); }
-  }
+  storeTile(y, <usize>(co * 4), np, nv, a0, a1, b0, b1, c0, c1, e0, e1);
 }
 
 /**

@@ -10,10 +10,7 @@
 // every tile of dW takes its turn: dW (small) is read and written once per block, x and dy come from cache.
 // Memory is imported (the caller copies operands in); nothing here allocates.
 
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  return f32x4.add(c, f32x4.mul(a, b));
-}
+import { madd, storeTile } from "./simd";
 
 // One tile of `nc` (4 or 1) input channels by `nv` (2 or 1) vectors of 4 output channels, over output rows [r0, r1).
 @inline function tile(x: usize, dy: usize, dw: usize, nc: i32, nv: i32, r0: i32, r1: i32,
@@ -54,12 +51,7 @@
       dp += <usize>dyStep;
     }
   }
-  v128.store(dw, a0);
-  if (nv > 1) v128.store(dw, a1, 16);
-  if (nc > 1) {
-    v128.store(dw + coB, b0); v128.store(dw + 2 * coB, c0); v128.store(dw + 3 * coB, e0);
-    if (nv > 1) { v128.store(dw + coB, b1, 16); v128.store(dw + 2 * coB, c1, 16); v128.store(dw + 3 * coB, e1, 16); }
-  }
+  storeTile(dw, <usize>coB, nc, nv, a0, a1, b0, b1, c0, c1, e0, e1);
 }
 
 /**

@@ -62,6 +62,9 @@ const CONVS: Conv[] = [
   [[2, 9, 9, 4], [4, 4, 4, 6], 3, "valid"],
   [[2, 8, 10, 5], [3, 2, 5, 7], [2, 1], "same"],
   [[4, 6, 6, 8], [1, 1, 8, 3], 1, "valid"],
+  // our own filter-gradient kernel's edge tiles: 4+1 input channels, 8+4 output channels, a wide vertical stride
+  [[3, 10, 12, 5], [3, 3, 5, 12], 1, "same"],
+  [[2, 9, 11, 6], [2, 3, 6, 20], [3, 2], "same"],
 ];
 
 function outSize(inSize: number, f: number, s: number, pad: string): number {
@@ -87,6 +90,9 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
       { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(fv, fs) },
       { strides: s, pad, dataFormat: "NHWC", inputShape: xs } as unknown as tf.NamedAttrMap) as tf.Tensor);
     res.push(compare(`Conv2DBackpropInput ${tag}`, c, d));
+    const [f, g] = await onBoth(target, () => tf.conv2d(tf.tensor4d(xv, xs as [number, number, number, number]),
+      tf.tensor4d(fv, fs as [number, number, number, number]), s, pad as "same" | "valid"));
+    res.push(compare(`Conv2D ${tag}`, f, g));
   }
   // Max-pool gradients: small integers give many tied maxima (the first must win, as on cpu and in TF);
   // values in [-1, 1] give all-negative windows.

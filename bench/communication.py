@@ -78,8 +78,9 @@ def part_bytes(density: float) -> dict:
         for name, config in CONFIGS.items():
             up, down = frame_bytes(config, params, density)
             out[(net, name)] = (up, down)
+            cap = " (its cap; the browsers part measures)" if config.get("download_codec") == "delta_q6z" else ""
             print(f"bytes   {net:13s} {name:27s} up {up:>9,} B ({dense / up:6.1f}x)  down {down:>9,} B "
-                  f"({dense / down:4.1f}x)", flush=True)
+                  f"({dense / down:4.1f}x){cap}", flush=True)
     return out
 
 
@@ -175,7 +176,9 @@ def summarize(metrics: list[dict], statuses: list[list[dict]], args) -> dict:
     return {"rounds": len(within), "test_error": at_budget, "time_to_target_s": to_target,
             "codec_ms": round(statistics.median(codec), 2) if codec else None,
             "codec_share_of_T": round(statistics.median(codec) / (1000 * args.period), 4) if codec else None,
-            "bytes_up": int(statistics.median(up)) if up else None, "bytes_down": int(statistics.median(down)) if down else None}
+            "bytes_up": int(statistics.median(up)) if up else None, "bytes_down": int(statistics.median(down)) if down else None,
+            # a deflated delta shrinks as training settles: the mean over the budget, next to the median round
+            "bytes_down_mean": int(statistics.fmean(down)) if down else None}
 
 
 def main() -> int:

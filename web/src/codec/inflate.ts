@@ -4,7 +4,8 @@
 // costs at most that. Verdicts match zlib's as Python maps them: more output than `size` -> CODEC_LENGTH
 // when the byte is written; any stream error, truncation or bytes after the final block -> CODEC_MALFORMED;
 // a complete stream of another size -> CODEC_LENGTH. Codes are decoded bit by bit from canonical counts
-// (slow next to zlib's tables, ~10 ms for 455k parameters, but short and easy to check).
+// (slower than zlib's tables, but short and easy to check: measured in Node on this loaded machine, ~95 ms for a
+// 455k-parameter frame, 2.4% of a 4 s round; a table decoder is the next step if that matters).
 import { CodecError } from "./errors";
 
 const MAXBITS = 15;

@@ -1,7 +1,7 @@
 """Communication-efficient training (issue 15): bytes per round, codec time, and training behind real shaped links.
 
 For each configuration (float32; topk; topk_q8 + delta_q8; topk_q8 + delta_q4; topk_q8 + delta_q6z;
-delta_q6z; local_sgd; local_sgd + topk_q8 + delta_q4) it prints:
+delta_q6z; local_sgd; local_sgd + topk_q8 + delta_q4; local_sgd + topk_q8 + delta_q6z) it prints:
 
 1. `bytes`: frame bytes up per trainer and round and down per client and round, from the real codecs
    (mlitb/codec/) on a gradient-like vector, for the paper's network (31,786) and a dense ~455k network.
@@ -50,6 +50,7 @@ CONFIGS = {
     "delta_q6z": {"download_codec": "delta_q6z"},
     "local_sgd": {"algorithm": "local_sgd"},
     "local_sgd+topk_q8+delta_q4": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q4"},
+    "local_sgd+topk_q8+delta_q6z": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q6z"},
 }
 LOCAL_SGD = {"inner_lr": 0.05, "outer_lr": 0.7, "outer_momentum": 0.9}
 NETWORKS = {"paper 31,786": 31786, "dense 455k": 454750}

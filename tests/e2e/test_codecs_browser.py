@@ -76,7 +76,7 @@ def test_the_page_creates_a_compressed_project_and_shows_its_codecs_and_bytes_pe
             ("topk_q8", 0.02, "delta_q6z", "gradient")
         page.wait_for_selector(f'#projects tr[data-project-row="{p["id"]}"]')
         page.click(f'#projects tr[data-project-row="{p["id"]}"] [data-join="trainer"]')
-        page.wait_for_function("/upload topk_q8, \\d+ B per result · download delta_q6z, [\\d.]+ KB per client/"
+        page.wait_for_function("/upload topk_q8, \\d+ B per result · download delta_q6z, [\\d.]+ K?B per client/"
                                ".test(document.querySelector('#comm-state').textContent)", timeout=90_000)
         text = page.text_content("#comm-state")
         up = int(text.split("topk_q8, ")[1].split(" B")[0])

@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
     m.add_argument("--upload-codec", default="float32", choices=["float32", "topk", "topk_q8"],
                    help="upload codec of a created project (docs/protocol.md, payload kinds)")
-    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4"],
+    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4", "delta_q6z"],
                    help="download codec of a created project")
     m.add_argument("--topk-density", type=float, default=0.01, help="share of coordinates a top-k upload sends")
     m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "

@@ -38,7 +38,7 @@ class ErrorCode(enum.Enum):
     TOO_STALE = ErrorInfo(1016, 409, "result was computed from parameters more than max_staleness versions old")
     # compressed payloads (mlitb/codec/, docs/protocol.md "Payload kinds")
     CODEC_LENGTH = ErrorInfo(1101, 400, "compressed payload length does not match what its header and the model imply")
-    CODEC_MALFORMED = ErrorInfo(1102, 400, "compressed payload is malformed (coding, reserved bytes, varints, bitmap)")
+    CODEC_MALFORMED = ErrorInfo(1102, 400, "compressed payload is malformed (coding, reserved bytes, varints, bitmap, deflate stream)")
     CODEC_INDEX_RANGE = ErrorInfo(1103, 400, "a sparse index is outside the parameter vector")
     CODEC_INDEX_ORDER = ErrorInfo(1104, 400, "sparse indices are not strictly increasing")
     CODEC_TOO_DENSE = ErrorInfo(1105, 400, "sparse payload sends more coordinates than the project's density allows")

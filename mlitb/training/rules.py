@@ -85,6 +85,20 @@ class RobustAggregator:
         self.add(grad_sum, samples, loss_sum, group)
         return True
 
+    def bound_votes(self, max_norm: float) -> int:
+        """Scale each address's vote (group ("address", a): a public trainer's) whose per-sample mean gradient has an
+        L2 norm above `max_norm` down to it; returns how many were scaled. The rule alone cannot bound a vote when
+        the round has too few votes to outvote one (one or two): the master's own reference gradient can."""
+        scaled = 0
+        for group, row in self._groups.items():
+            if not (isinstance(group, tuple) and group and group[0] == "address"):
+                continue
+            norm = float(np.linalg.norm(self._sums[row].astype(np.float64))) / self._counts[row]
+            if norm > max_norm:
+                self._sums[row] *= np.float32(max_norm / norm)
+                scaled += 1
+        return scaled
+
     def mean(self) -> np.ndarray:
         if not self._sums:
             raise ValueError("no samples accumulated")

@@ -214,3 +214,15 @@ def test_results_of_one_group_are_one_vote_their_summed_gradient_over_their_summ
     alone.add(np.array([2.0], np.float32), 2, group="a")
     alone.add(np.array([6.0], np.float32), 2, group="a")
     np.testing.assert_allclose(alone.mean(), [2.0])  # (2 + 6) / (2 + 2)
+
+
+def test_bound_votes_scales_only_public_address_votes_above_the_bound_and_keeps_their_direction():
+    agg = RobustAggregator(2, centered_clip)
+    agg.add(np.array([300.0, 400.0], np.float32), 10, group=("address", "203.0.113.9"))  # per-sample norm 50
+    agg.add(np.array([6.0, 8.0], np.float32), 10, group=("address", "198.51.100.7"))  # per-sample norm 1: kept
+    agg.add(np.array([3000.0, 0.0], np.float32), 10, group=("client", 3))  # an exempt trainer's vote: trusted
+    assert agg.bound_votes(2.0) == 1
+    np.testing.assert_allclose(agg._sums[0], [12.0, 16.0], rtol=1e-6)  # norm 2 per sample, same direction
+    np.testing.assert_array_equal(agg._sums[1], [6.0, 8.0])
+    np.testing.assert_array_equal(agg._sums[2], [3000.0, 0.0])
+    assert agg.bound_votes(2.0) == 0  # just at the bound: kept

@@ -32,6 +32,7 @@ class Outcome:
     honest: list[TrainerLog]
     hostile: list[TrainerLog]
     project: int
+    honest_compute_s: float  # wall seconds the honest trainers spent computing their answers
 
 
 def honest_answer(seed: int, batch: int = 100):
@@ -67,10 +68,21 @@ async def train(url: str, honest: list[str], hostile: list[tuple[str, str]], rou
     stop = asyncio.Event()
     honest_logs = [TrainerLog() for _ in honest]
     hostile_logs = [TrainerLog() for _ in hostile]
+    computing = [0.0]
+
+    def timed(answer):
+        def run(*args):
+            started = time.perf_counter()
+            try:
+                return answer(*args)
+            finally:
+                computing[0] += time.perf_counter() - started
+        return run
+
     async def late(*args):
         await asyncio.sleep(honest_delay_s)
         await socket_trainer(*args)
-    tasks = [asyncio.create_task(late(ws_url, pid, a, honest_answer(i), log, stop))
+    tasks = [asyncio.create_task(late(ws_url, pid, a, timed(honest_answer(i)), log, stop))
              for i, (a, log) in enumerate(zip(honest, honest_logs))]
     tasks += [asyncio.create_task(socket_trainer(ws_url, pid, a, hostile_answer(kind, honest_answer(100 + i), P, i),
                                                  log, stop))
@@ -84,4 +96,5 @@ async def train(url: str, honest: list[str], hostile: list[tuple[str, str]], rou
         metrics = (await http.get(f"/api/projects/{pid}/metrics")).json()
     stop.set()
     await asyncio.gather(*tasks)
-    return Outcome(error_rate(weights, load_mnist().test), current, metrics, honest_logs, hostile_logs, pid)
+    return Outcome(error_rate(weights, load_mnist().test), current, metrics, honest_logs, hostile_logs, pid,
+                   computing[0])

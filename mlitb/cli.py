@@ -77,13 +77,15 @@ def _worker(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: {bad}", file=sys.stderr)
         return 2
+    if args.ray and volunteer is not None:
+        print("error: --ray actors earn no volunteer credit yet; drop --volunteer-key", file=sys.stderr)
+        return 2
+    if args.ray and args.engine == "torch":  # torch trainers as Ray actors, a GPU each with --device cuda
+        from mlitb.cluster.native import run_torch_ray
+
+        return run_torch_ray(args.ray_address, args.server, args.project, args.trainers, args.trackers, args.device,
+                             args.threads, args.duration or 60.0, token, args.batch_size)
     if args.ray:  # browser trainers as Ray actors on the cluster's nodes, on `mlitb serve --ray` gateways
-        if args.engine != "browser":
-            print("error: --ray places browser workers (--engine browser) only", file=sys.stderr)
-            return 2
-        if volunteer is not None:
-            print("error: --ray browser actors earn no volunteer credit yet; drop --volunteer-key", file=sys.stderr)
-            return 2
         from mlitb.cluster.workers import run_browsers_ray
 
         return run_browsers_ray(args.ray_address, args.server, args.project, args.trainers, args.ray_actors,
@@ -239,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="--engine torch: where PyTorch computes; auto = cuda if usable, else cpu")
     w.add_argument("--threads", type=int, default=None,
-                   help="--engine torch: PyTorch threads per trainer (default: this machine's cores / trainers)")
+                   help="--engine torch: PyTorch threads per trainer (default: this machine's cores / trainers; with --ray: 1)")
     w.add_argument("--batch-size", type=int, default=None,
                    help="--engine torch: mini-batch of a trainer (default: the project's); the summed gradient "
                         "is the same, a GPU is faster with larger batches")
@@ -257,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slow these browsers' CPU R times (>= 1; Chromium's DevTools CPU throttling on each page and "
                         "a run/stop duty cycle of its renderer processes, which hold the Web Worker trainers)")
     w.add_argument("--ray", action="store_true",
-                   help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
-                        "`mlitb serve --ray` (--server: any gateway; --duration: 60 s unless given; docs/cluster.md) (default: off)")
+                   help="place the trainers on a Ray cluster's nodes as actors, joining the gateways of `mlitb serve "
+                        "--ray` (--server: any gateway; --duration: 60 s unless given; --engine torch: one actor per "
+                        "trainer, a GPU each with --device cuda, else --threads CPUs; docs/cluster.md) (default: off)")
     w.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
     w.add_argument("--ray-actors", type=int, default=2, help="with --ray: browser actors (one Chromium each)")
     w.set_defaults(func=_worker)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,12 @@ def run_in_node(source: str, out_dir: Path, script: str, request) -> object:
     done = subprocess.run([node, "--input-type=module", "-e", prelude + script], input=json.dumps(request),
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
+
+
+async def wait_for(predicate, timeout_s: float, what: str) -> float:
+    """Seconds until `predicate()` held, polled every 0.1 s; fails the test after `timeout_s`."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout_s, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from mlitb.workers.gateways import ranked
 from mlitb.workers.sim_fleet import Fleet, FleetSpec, SimClient
 
 RETRY_S = 0.3  # pause between attempts when no gateway answered
@@ -39,8 +40,9 @@ class ClusterFleet(Fleet):
                     listed = (await http.get(f"{url}/api/gateways")).json()
                 except (httpx.HTTPError, ValueError):
                     continue
-                if listed:
-                    self.gateways = [g["url"] for g in listed]
+                found = ranked(url, listed)  # only what workers follow (mlitb/workers/gateways.py)
+                if found:
+                    self.gateways = found
                     return self.gateways
         return self.gateways
 

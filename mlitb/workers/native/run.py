@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 
-from mlitb.workers.grid import project_for_worker
+from mlitb.workers.grid import project_for_worker, worker_counts
 from mlitb.workers.native import torch_missing
 
 
@@ -75,12 +75,10 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
-    auto = trackers == "auto"
-    if auto:
-        trackers = 0
-    if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
-        print("error: ask for at least one trainer or tracker", file=sys.stderr)
+    counts = worker_counts(trainers, trackers)
+    if counts is None:
         return 2
+    trainers, trackers, auto = counts
     if device not in ("cpu", "cuda", "auto"):
         print(f"error: unknown device {device!r}; use cpu, cuda or auto", file=sys.stderr)
         return 2
@@ -104,9 +102,10 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     base = {"server": server, "project": project, "device": device, "token": token, "batch_size": batch_size,
             "volunteer": volunteer,
             "cache_dir": Path(cache_dir) if cache_dir else default_cache_dir()}
-    procs = [ctx.Process(target=_work, args=({**base, "role": role}, per if role == "trainer" else 1, statuses, stop,
-                                             duration_s), daemon=True)
-             for role in ["trainer"] * trainers + ["tracker"] * trackers]
+    # each its slot: on a cluster the first connections spread over the gateways, least loaded first
+    procs = [ctx.Process(target=_work, args=({**base, "role": role, "slot": i}, per if role == "trainer" else 1,
+                                             statuses, stop, duration_s), daemon=True)
+             for i, role in enumerate(["trainer"] * trainers + ["tracker"] * trackers)]
     for p in procs:
         p.start()
     latest: dict[int, dict] = {}

@@ -11,8 +11,10 @@ So before the rule runs, each public address's vote (its per-sample mean gradien
 VOTE_NORM_FACTOR times the norm of a mean gradient the master computes itself on REFERENCE_EXAMPLES random
 training examples at the round's parameters (NumPy, numpy_net: the networks spot checks support; other networks
 are not bounded yet). An honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a
-hostile vote keeps its direction but no more than an honest vote's size, so a round it has alone is one plausible
-step, which the honest rounds after it undo.
+hostile vote keeps its direction but no more than an honest vote's size. And in a centred-clipping round of fewer
+than three votes (no median can outvote one) the reference is the centre and its norm the radius, so a hostile
+vote, alone or against one honest vote, can shrink or cancel that round's step but not turn it around (a flipped
+gradient alone, or outweighing one honest vote by its claimed count, no longer ascends).
 
 A mixin of `ProjectRuntime` (loop.py), kept apart so the runtime file stays about membership, frames and updates;
 it reads the runtime's clients, settings, network, data and addresses, and writes nothing but its cache.
@@ -42,8 +44,8 @@ class TrustHooks:
             return 0
         pick = np.random.default_rng().choice(len(train), min(REFERENCE_EXAMPLES, len(train)), replace=False)
         grad, _ = numpy_net.gradient_sum(self.network, self.params, train.images[pick], train.labels[pick])
-        reference = float(np.linalg.norm(grad.astype(np.float64))) / len(pick)
-        return bound_votes(VOTE_NORM_FACTOR * reference)
+        mean = grad / np.float32(len(pick))
+        return bound_votes(VOTE_NORM_FACTOR * float(np.linalg.norm(mean.astype(np.float64))), mean)
 
 
     def _verifiable(self) -> bool:

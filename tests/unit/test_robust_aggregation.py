@@ -226,3 +226,19 @@ def test_bound_votes_scales_only_public_address_votes_above_the_bound_and_keeps_
     np.testing.assert_array_equal(agg._sums[1], [6.0, 8.0])
     np.testing.assert_array_equal(agg._sums[2], [3000.0, 0.0])
     assert agg.bound_votes(2.0) == 0  # just at the bound: kept
+
+
+def test_with_a_reference_a_round_of_fewer_than_three_votes_is_centred_on_it_and_a_flipped_vote_cannot_turn_it():
+    honest = np.array([1.0, 0.0], np.float32)
+    agg = RobustAggregator(2, centered_clip)
+    agg.add(honest * 100, 100, group=("address", "198.51.100.7"))
+    agg.add(-2 * honest * 5000, 5000, group=("address", "203.0.113.9"))  # flipped, outweighing by its count
+    assert np.dot(agg.mean(), honest) < 0  # without the reference: the mean ascends
+    agg.bound_votes(2.0, reference=honest)
+    step = agg.mean()
+    assert 0 <= np.dot(step, honest) <= 1.0 + 1e-6  # cancelled at worst, never turned
+    three = RobustAggregator(2, centered_clip)  # three votes: the median rule as before, the reference unused
+    for g, key in ((honest, "a"), (honest, "b"), (-honest, "c")):
+        three.add(g, 1, group=("address", key))
+    three.bound_votes(10.0, reference=np.array([0.0, 5.0], np.float32))
+    np.testing.assert_allclose(three.mean(), centered_clip(np.stack([honest, honest, -honest]), np.ones(3)))

@@ -35,21 +35,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from mlitb.model import PAPER_NETWORK  # noqa: E402
+from project_run import CIFAR_SIZE_NETWORK  # noqa: E402  (the network tests/e2e trains, one definition)
 
-CIFAR_NETWORK = [
-    {"type": "input", "shape": [32, 32, 3]},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 3, "activation": "softmax"},
-]
-NETWORKS = {"paper": PAPER_NETWORK, "cifar": CIFAR_NETWORK}
+NETWORKS = {"paper": PAPER_NETWORK, "cifar": CIFAR_SIZE_NETWORK}
 
 
 def raw_torch_rate(name: str, seconds: float, batch: int = 32) -> float:

@@ -91,9 +91,8 @@ class Hyper(BaseModel):
     def _async_is_buffered_gradients(self) -> "Hyper":
         if self.mode == "async" and self.deterministic:
             raise ValueError("deterministic replay needs mode 'sync': asynchronous updates depend on arrival order")
-        if self.mode == "async" and (self.algorithm != "gradient" or self.download_codec != "float32"):
-            raise ValueError("mode 'async' needs algorithm 'gradient' and download_codec 'float32' (each trainer is "
-                             "sent dense parameters when it is dispatched)")
+        if self.mode == "async" and self.algorithm != "gradient":
+            raise ValueError("mode 'async' needs algorithm 'gradient' (buffered results are gradients)")
         return self
 
 

@@ -11,16 +11,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlitb import __version__
 from mlitb.config import Settings
-from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
+from mlitb.errors import ErrorCode, MlitbError, check_split
+from mlitb.http_errors import install_error_handlers
 from mlitb.master import scheduler
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
@@ -94,23 +93,8 @@ def create_app(settings: Settings | None = None, registry: ProjectRegistry | Non
         response.headers.update(ISOLATION_HEADERS)
         return response
 
-    @app.exception_handler(MlitbError)
-    async def mlitb_error(_: Request, err: MlitbError):
-        return JSONResponse(err.to_json(), status_code=err.code.http_status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
-        # FastAPI's own errors (unparsable body, unknown path) in the same shape as ours
-        code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
-        body = {"code": code.name, "number": code.number, "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError):
-        loc, message = first_problem(exc.errors())
-        code = ErrorCode.INVALID_HYPER if loc[:1] == ("hyper",) else ErrorCode.INVALID_REQUEST
-        err = MlitbError(code, message)
-        return JSONResponse(err.to_json(), status_code=code.http_status)
+    # a bad hyper-parameter is INVALID_HYPER, any other invalid body INVALID_REQUEST
+    install_error_handlers(app, lambda loc: ErrorCode.INVALID_HYPER if loc[:1] == ("hyper",) else ErrorCode.INVALID_REQUEST)
 
     def readable(project_id: int, request: Request) -> ProjectRuntime:
         """A public project, or a private one for its owner, the admin or an invitee."""

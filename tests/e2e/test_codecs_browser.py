@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from mlitb.model import PAPER_NETWORK
-from mlitb.workers.browser import BrowserPool
-from tests.e2e.test_browser_training import wait_for
+from tests.e2e.test_browser_training import train_and_track
 
 P = 31786
 CONFIGS = {
@@ -23,21 +22,14 @@ CONFIGS = {
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_a_browser_trainer_converges_on_mnist_through_the_codec(server, name):
     hyper = {"period_s": 1, "learning_rate": 0.05, **CONFIGS[name]}
-    pid = httpx.post(f"{server.url}/api/projects", json={"name": name, "dataset": "mnist", "network": PAPER_NETWORK,
-                                                         "hyper": hyper}).json()["id"]
-    with BrowserPool(server.url) as pool:
-        pool.open(pid, "trainer")
-        pool.open(pid, "tracker")
+    project = {"name": name, "dataset": "mnist", "network": PAPER_NETWORK, "hyper": hyper}
 
-        def enough_rounds():
-            m = httpx.get(f"{server.url}/api/projects/{pid}/metrics").json()
-            trained = [r for r in m if r["samples"] > 0]
-            evaluated = max((r["test_error_round"] for r in trained if r["test_error"] is not None), default=-1)
-            return m if len(trained) >= 16 and evaluated >= 12 else None
+    def done(m):
+        trained = [r for r in m if r["samples"] > 0]
+        evaluated = max((r["test_error_round"] for r in trained if r["test_error"] is not None), default=-1)
+        return len(trained) >= 16 and evaluated >= 12
 
-        metrics = wait_for(enough_rounds, 240, poll=pool.wait, what=f"16 trained rounds, evaluated after 12: "
-                                                                    f"{pool.statuses()}")
-        statuses = pool.statuses()
+    _, metrics, statuses = train_and_track(server.url, project, done, 240, "16 trained rounds, evaluated after 12")
     errors = [m["test_error"] for m in metrics if m["test_error"] is not None]
     losses = [m["loss"] for m in metrics if m["samples"] > 0]
     assert errors[-1] < 0.5 and errors[-1] < errors[0], (errors[-3:], losses)

@@ -20,39 +20,13 @@ import torch
 from mlitb.model import PAPER_NETWORK, glorot_init, model_json, parse_network
 from mlitb.model.grow import grow_arrays, with_more_classes
 from mlitb.workers.native.engine import engine_from_artifacts
+from project_run import CIFAR_SIZE_NETWORK
 from static_server import StaticServer
+from tests.helpers import EVERY_LAYER_NETWORK
 
 pytestmark = pytest.mark.browser
 RTOL = 1e-5
 
-EVERY_LAYER = [
-    {"type": "input", "shape": [12, 11, 3]},
-    {"type": "conv2d", "filters": 6, "kernel": 3, "stride": 2, "padding": "same", "activation": "tanh"},
-    {"type": "conv2d", "filters": 5, "kernel": 2, "stride": 1, "padding": "same", "activation": "sigmoid"},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2, "stride": 1},
-    {"type": "conv2d", "filters": 4, "kernel": 3, "stride": 1, "padding": "valid", "activation": "linear"},
-    {"type": "tanh"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dropout", "rate": 0.0},
-    {"type": "dense", "units": 7, "activation": "relu"},
-    {"type": "sigmoid"},
-    {"type": "dense", "units": 6, "activation": "tanh"},
-    {"type": "dense", "units": 4, "activation": "linear"},
-    {"type": "softmax"},
-]
-CIFAR = [
-    {"type": "input", "shape": [32, 32, 3]},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same", "activation": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 3, "activation": "softmax"},
-]
 DROPOUT = [  # dropout at rate 0.5: masks are random in training on both sides, so only predictions are compared
     {"type": "input", "shape": [8, 8, 1]}, {"type": "conv2d", "filters": 3, "kernel": 3, "activation": "relu"},
     {"type": "flatten"}, {"type": "dropout", "rate": 0.5}, {"type": "dense", "units": 3, "activation": "softmax"},
@@ -77,8 +51,8 @@ def _case(spec: list[dict], n: int, seed: int, grow: int = 0):
 
 CASES = {
     "paper": (PAPER_NETWORK, 32, 1, 0),
-    "every-layer-type": (EVERY_LAYER, 16, 2, 0),
-    "cifar-size": (CIFAR, 8, 3, 0),
+    "every-layer-type": (EVERY_LAYER_NETWORK, 16, 2, 0),
+    "cifar-size": (CIFAR_SIZE_NETWORK, 8, 3, 0),
     "grown-output-layer": (PAPER_NETWORK, 16, 4, 1),
     "dropout": (DROPOUT, 8, 5, 0),
 }

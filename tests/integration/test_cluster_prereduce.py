@@ -16,7 +16,7 @@ from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.protocol import MessageType, decode, encode
-from tests.helpers import TINY_NETWORK, tiny_dataset
+from tests.helpers import TINY_NETWORK, running, tiny_dataset
 
 CLIENTS, ROUNDS = 6, 4
 
@@ -73,10 +73,8 @@ async def single_process() -> np.ndarray:
     s = spec()
     rt = ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings())
     join(rt, list(range(CLIENTS)))
-    task = asyncio.create_task(rt.run())
-    await until(lambda: rt.round >= ROUNDS)
-    rt.stop()
-    await task
+    async with running(rt):
+        await until(lambda: rt.round >= ROUNDS)
     return rt.params
 
 
@@ -97,12 +95,8 @@ async def through_gateways(groups: list, s: ProjectSpec | None = None, joiner=No
                             gateway=name)
         (joiner or join)(gw, clients)
         gateways.append(gw)
-    tasks = [asyncio.create_task(core.run())] + [asyncio.create_task(gw.run()) for gw in gateways]
-    await until(lambda: core.runtime.round >= ROUNDS)
-    core.stop()
-    for gw in gateways:
-        gw.stop()
-    await asyncio.gather(*tasks)
+    async with running(core, *gateways):
+        await until(lambda: core.runtime.round >= ROUNDS)
     return core.runtime.params, core
 
 
@@ -202,15 +196,11 @@ async def test_a_hyper_change_at_one_gateway_reaches_the_project_and_the_other_g
                             gateway=name)
         join(gw, clients, rounds=1000)
         gateways.append(gw)
-    tasks = [asyncio.create_task(core.run())] + [asyncio.create_task(gw.run()) for gw in gateways]
-    await until(lambda: core.runtime.round >= 1)
-    gateways[0].change_hyper(gateways[0].hyper.model_copy(update={"learning_rate": 0.0123}))
-    await until(lambda: core.runtime.hyper.learning_rate == 0.0123)
-    start = core.runtime.round
-    await until(lambda: core.runtime.round >= start + 2)
-    assert gateways[1].hyper.learning_rate == 0.0123
-    assert core.runtime.metrics[-1]["learning_rate"] == 0.0123
-    core.stop()
-    for gw in gateways:
-        gw.stop()
-    await asyncio.gather(*tasks)
+    async with running(core, *gateways):
+        await until(lambda: core.runtime.round >= 1)
+        gateways[0].change_hyper(gateways[0].hyper.model_copy(update={"learning_rate": 0.0123}))
+        await until(lambda: core.runtime.hyper.learning_rate == 0.0123)
+        start = core.runtime.round
+        await until(lambda: core.runtime.round >= start + 2)
+        assert gateways[1].hyper.learning_rate == 0.0123
+        assert core.runtime.metrics[-1]["learning_rate"] == 0.0123

@@ -18,7 +18,7 @@ from mlitb.config import Settings
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import Hyper, ProjectSpec
-from tests.helpers import TINY_NETWORK, tiny_dataset
+from tests.helpers import TINY_NETWORK, running, tiny_dataset
 from tests.integration import test_cluster_prereduce as prereduce
 from tests.integration.test_cluster_prereduce import ScriptedLink, gradient, until
 
@@ -68,10 +68,8 @@ async def single_process(rule: str, clients) -> list[np.ndarray]:
     rt = ProjectRuntime(1, s, s.build_network(), tiny_dataset(), settings())
     updates = recorded(rt)
     join(rt, clients)
-    task = asyncio.create_task(rt.run())
-    await until(lambda: rt.round >= ROUNDS)
-    rt.stop()
-    await task
+    async with running(rt):
+        await until(lambda: rt.round >= ROUNDS)
     return updates[:ROUNDS]
 
 

@@ -18,7 +18,7 @@ from mlitb.data.examples import LabelledExample, with_examples
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
-from tests.helpers import TINY_NETWORK, tiny_dataset
+from tests.helpers import TINY_NETWORK, running, tiny_dataset
 from tests.integration.test_cluster_prereduce import ScriptedLink, until
 
 
@@ -37,20 +37,24 @@ def cluster(names=("g0", "g1")) -> tuple[ProjectCore, dict[str, GatewayRuntime]]
     return core, gateways
 
 
-async def one_round_at(core: ProjectCore, gw: GatewayRuntime) -> list[np.ndarray]:
-    """One trainer joins `gw` and trains one round through it; returns the parameters `gw` followed."""
-    followed, follow = [], gw.follow
-    gw.follow = lambda version, params, hyper=None: (followed.append(np.array(params)), follow(version, params, hyper))
+async def one_round_at(core: ProjectCore, gw: GatewayRuntime) -> tuple[list[np.ndarray], list[int]]:
+    """One trainer joins `gw` and trains one round through it; returns the parameters `gw` followed and its generation
+    as each round opened (once the project stops, a gateway still asking for the next round hears the refusal and
+    drops its generation to -1, so the value after the stop tells nothing)."""
+    followed, generations, follow = [], [], gw.follow
+
+    def following(version, params, hyper=None):
+        followed.append(np.array(params))
+        generations.append(gw.generation)
+        follow(version, params, hyper)
+    gw.follow = following
     link = ScriptedLink(0, 1)
     link.runtime = gw
     link.cid = gw.add_client(link, "trainer", "cpu").id
     start = core.runtime.round
-    tasks = [asyncio.create_task(core.run()), asyncio.create_task(gw.run())]
-    await until(lambda: core.runtime.round > start)
-    core.stop()
-    gw.stop()
-    await asyncio.gather(*tasks)
-    return followed
+    async with running(core, gw):
+        await until(lambda: core.runtime.round > start)
+    return followed, generations
 
 
 async def test_weights_loaded_at_one_gateway_are_the_projects_and_reach_another_gateway():
@@ -59,8 +63,8 @@ async def test_weights_loaded_at_one_gateway_are_the_projects_and_reach_another_
     gw["g0"].load_weights(weights)
     await GatewayRegistry.checkpoint(None, gw["g0"])  # what the route awaits: the project took them
     assert np.array_equal(core.runtime.params, weights) and core.generation == 1
-    followed = await one_round_at(core, gw["g1"])
-    assert np.array_equal(followed[0], weights) and gw["g1"].generation == 1
+    followed, generations = await one_round_at(core, gw["g1"])
+    assert np.array_equal(followed[0], weights) and generations[0] == 1
     assert not np.array_equal(core.runtime.params, weights), "the round's step started from the loaded weights"
 
 
@@ -88,7 +92,7 @@ async def test_a_new_class_taught_at_one_gateway_grows_the_project_and_the_other
     rt = core.runtime
     assert rt.network.num_classes == 4 and rt.dataset.labels[-1] == "d" and len(rt.dataset.train) == 31
     assert np.array_equal(rt.dataset.train.images[-1], picture) and core.generation == 1
-    followed = await one_round_at(core, gw["g1"])
+    followed, _ = await one_round_at(core, gw["g1"])
     g1 = gw["g1"]
     assert g1.network.num_classes == 4 and g1.dataset.version == rt.dataset.version
     assert followed[0].size == rt.param_count == g1.param_count

@@ -7,6 +7,7 @@ import pytest
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.trust.pow import (CHALLENGE_TTL_S, JoinLoad, PowCheck, leading_zero_bits, load_bits, make_challenge,
                              required_bits, solve)
+from tests.helpers import run_in_node
 
 
 def test_difficulty_rises_by_six_bits_per_trainer_the_address_runs_up_to_the_maximum():
@@ -55,26 +56,12 @@ def test_a_challenge_for_another_project_or_address_or_expired_or_malformed_is_r
 
 
 def test_the_typescript_twin_hashes_like_hashlib_and_finds_the_same_nonce(tmp_path):
-    import json
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    web = Path(__file__).resolve().parents[2] / "web"
-    esbuild, node = web / "node_modules" / ".bin" / "esbuild", shutil.which("node")
-    if not esbuild.exists() or node is None:
-        pytest.skip("needs Node and web/node_modules (npm --prefix web install)")
-    out = tmp_path / "pow.mjs"
-    subprocess.run([str(esbuild), str(web / "src" / "worker" / "pow.ts"), "--bundle", "--format=esm",
-                    f"--outfile={out}", "--log-level=warning"], check=True)
     texts = ["", "abc", "a" * 55, "a" * 56, "b" * 64, "c" * 119, "π ünïcode", "1767225600.0123456789abcdef.x:42"]
-    script = (f"import {{ sha256, solve }} from {json.dumps(str(out))};"
+    script = ("const { sha256, solve } = await import(BUNDLE);"
               "const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');"
-              f"const texts = {json.dumps(texts)};"
-              "console.log(JSON.stringify({hashes: texts.map((t) => hex(sha256(new TextEncoder().encode(t)))),"
+              "console.log(JSON.stringify({hashes: INPUT.map((t) => hex(sha256(new TextEncoder().encode(t)))),"
               "solved: solve('1767225600.0123456789abcdef.deadbeef', 12)}));")
-    done = json.loads(subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True,
-                                     check=True).stdout)
+    done = run_in_node("worker/pow.ts", tmp_path, script, texts)
     assert done["hashes"] == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     assert done["solved"] == solve("1767225600.0123456789abcdef.deadbeef", 12)
 

@@ -28,23 +28,3 @@ def test_a_trainer_from_the_page_is_credited_and_the_tab_shows_its_contribution(
     board = httpx.get(f"{server.url}/api/projects/{pid}/volunteers").json()
     assert board[0]["volunteer"] == public and board[0]["samples"] >= shown > 0
 
-
-def test_headless_workers_given_a_volunteer_key_are_credited_under_it(server):
-    # `mlitb worker --volunteer-key KEY`: its pool stores the key before the page's scripts run, so the trainer sends
-    # it in JOIN instead of a fresh profile's own
-    from mlitb.workers.browser import BrowserPool
-
-    key = "headless-volunteer-" + "k" * 12
-    public = "v" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    pid = httpx.post(f"{server.url}/api/projects", json={"name": "keyed", "dataset": "mnist",
-                                                          "network": SOFTMAX_REGRESSION,
-                                                          "hyper": {"period_s": 1}}).json()["id"]
-    with BrowserPool(server.url, backend="wasm", volunteer=key) as pool:
-        pool.open(pid, "trainer")
-        for _ in range(90):
-            board = httpx.get(f"{server.url}/api/projects/{pid}/volunteers").json()
-            if board and board[0]["samples"] > 0:
-                break
-            pool.wait(1)
-        assert pool.pages[0].evaluate("localStorage.getItem('mlitb-volunteer-key')") == key
-    assert [row["volunteer"] for row in board] == [public] and board[0]["samples"] > 0, board

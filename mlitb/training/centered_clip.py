@@ -19,7 +19,8 @@ Why this rule is the default (a stranger may join any public project):
   flipped, random or inflated its gradient or claimed count is;
 - unlike the plain median it keeps the statistical efficiency of the mean: when every deviation
   is within tau (two clients, or one, always) the result is exactly the capped-weight mean, so
-  one client's update comes back unchanged and honest rounds lose little to clipping.
+  one client's update comes back unchanged and honest rounds lose little to clipping (public votes in
+  rounds of fewer than three are centred on the master's reference instead: mlitb/master/trust_hooks.py).
 Costs: every client's vector is kept for the round (clients x parameters float32), and the median
 is a partial sort per coordinate (over at most CENTRE_SAMPLE clients); a project that trusts its
 trainers may choose "mean".

@@ -81,10 +81,11 @@ class ErrorCode(enum.Enum):
     QUARANTINED = ErrorInfo(5002, 403, "this volunteer is quarantined: its results failed spot checks and are ignored",
                             close=True)
     SPOT_CHECK_FAILED = ErrorInfo(5003, 422, "the master recomputed this result and it does not match: a strike")
-    POW_REQUIRED = ErrorInfo(5004, 428, "joining as one more trainer from this address needs a proof of work",
-                             close=True)
+    POW_REQUIRED = ErrorInfo(5004, 428, "joining as one more trainer from this address, or as any trainer while the "
+                                        "project sees a burst of JOINs, needs a proof of work", close=True)
     POW_INVALID = ErrorInfo(5005, 403, "the proof of work is malformed, expired, reused, for another project or "
-                                       "address, or too weak", close=True)
+                                       "address, or too weak (also when the load rose since the challenge was "
+                                       "asked: ask again)", close=True)
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

@@ -340,6 +340,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
     def finish_update(self, stats: UpdateStats, aggregate) -> dict:
         hyper = self.hyper
         step_skipped = False
+        bounded = self._bound_votes(aggregate) if aggregate.samples > 0 else 0
         if aggregate.samples > 0 and not self.apply_update(aggregate.mean()):
             step_skipped = True
             log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
@@ -351,7 +352,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             classes=self.network.num_classes)
         record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
                       spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
-                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined)
+                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined, votes_bounded=bounded)
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()

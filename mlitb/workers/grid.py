@@ -64,7 +64,7 @@ def _interrupt(*_) -> None:
 
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
                      duration_s: float | None = None, token: str | None = None, cpu_throttle: float = 1.0,
-                     out=None) -> int:
+                     out=None, volunteer: str | None = None) -> int:
     """`trackers` "auto": one tracker if the project has none yet (its test error is what makes a saved closure
     verifiable), else none, so many grid machines on one project add one tracker between them, not one each."""
     out = out or sys.stdout  # looked up per call: a default bound at import would keep a replaced stdout
@@ -86,7 +86,7 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
     deadline = None if duration_s is None else time.monotonic() + duration_s
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # leave as on Ctrl-C: pages closed, throttled renderers resumed
-    with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle) as pool:
+    with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle, volunteer=volunteer) as pool:
         for _ in range(trainers):
             pool.open(project, "trainer")
         for _ in range(trackers):

@@ -115,6 +115,8 @@ class NativeWorker:
                     join["token"] = self.opts.token
                 if pow_:
                     join["pow"] = pow_
+                if self.opts.volunteer and self.opts.role == "trainer":
+                    join["volunteer"] = self.opts.volunteer
                 await ws.send(encode(MessageType.JOIN, project=self.opts.project, payload=join))
                 handler = asyncio.create_task(self._handle_all(queue))
                 stopper = asyncio.create_task(self._stop.wait())

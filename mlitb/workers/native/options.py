@@ -21,6 +21,7 @@ class Options:
     cache_dir: Path | None = None  # None: no disk cache
     eval_interval_s: float = 4.0  # a tracker evaluates at most this often (as the browser's)
     seed: int | None = None
+    volunteer: str | None = None  # the volunteer key sent in a trainer's JOIN: credit goes to its public id
     slot: int = 0  # this worker's number in its command: the first connection goes to the slot-th least loaded gateway
 
 

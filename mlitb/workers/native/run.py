@@ -69,7 +69,8 @@ def status_line(statuses: list[dict]) -> str:
 
 def run_native_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, device: str = "cpu",
                        threads: int | None = None, duration_s: float | None = None, token: str | None = None,
-                       batch_size: int | None = None, cache_dir: str | None = None, out=sys.stdout) -> int:
+                       batch_size: int | None = None, cache_dir: str | None = None, out=sys.stdout,
+                       volunteer: str | None = None) -> int:
     missing = torch_missing()
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -99,6 +100,7 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     ctx = mp.get_context("spawn")  # no fork of a process that may hold CUDA or OpenMP state
     statuses, stop = ctx.Queue(), ctx.Event()
     base = {"server": server, "project": project, "device": device, "token": token, "batch_size": batch_size,
+            "volunteer": volunteer,
             "cache_dir": Path(cache_dir) if cache_dir else default_cache_dir()}
     # each its slot: on a cluster the first connections spread over the gateways, least loaded first
     procs = [ctx.Process(target=_work, args=({**base, "role": role, "slot": i}, per if role == "trainer" else 1,

@@ -6,6 +6,9 @@ step) in one process without Ray, so that each cost is CPU time of one thread, m
 machine shared with other work, processes would only measure the scheduler. What Ray adds (one object per gateway
 and round each way) is outside these figures and is named in the cost model. Usage:
     .venv/bin/python bench/cluster.py [--params 31786] [--clients 16,64,256] [--gateways 1,2,4] [--rounds 5]
+        [--e2e N --e2e-gateways 1,2 --e2e-rounds 4]
+With --e2e N it also runs N simulated trainers end to end over real Ray actors and WebSockets (bench/cluster_e2e.py)
+and prints the scaling efficiency; --e2e-only skips the in-process figures.
 """
 
 from __future__ import annotations
@@ -65,12 +68,13 @@ class Trainer:
         pass
 
 
-def spec(params: int | None) -> ProjectSpec:
+def spec(params: int | None, aggregation: str = "mean") -> ProjectSpec:
     network = PAPER_NETWORK if params is None else [
         {"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"},
         {"type": "dense", "units": max(1, params // 785 - 1), "activation": "relu"},
         {"type": "dense", "units": 10, "activation": "softmax"}]
-    return ProjectSpec(name="bench", network=network, hyper={"period_s": 30.0})
+    return ProjectSpec(name="bench", network=network, hyper={"period_s": 30.0, "aggregation": aggregation,
+                                                             "spot_checks": False})
 
 
 async def until(predicate) -> None:
@@ -117,8 +121,7 @@ async def cluster(s: ProjectSpec, n: int, g: int, rounds: int) -> tuple[float, f
     return project.seconds / done, ingest.seconds / ingest.calls, partial.seconds / max(1, partial.calls)
 
 
-async def main() -> None:
-    logging.getLogger("mlitb").setLevel(logging.ERROR)  # each run's last partial is refused as the run stops
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=int, default=None, help="dense network of about this many parameters "
                                                              "(default: the paper's network, 31,786)")
@@ -127,12 +130,23 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--period", type=float, default=4.0, help="round period T of the cost model (s)")
     ap.add_argument("--cores", type=int, default=16, help="cores of the machine the cost model sizes")
-    args = ap.parse_args()
-    s = spec(args.params)
+    ap.add_argument("--aggregation", default="mean", help="the projects' rule (in-process rows and --e2e)")
+    ap.add_argument("--e2e", type=int, default=0, help="end to end over Ray: N simulated trainers (0: skip)")
+    ap.add_argument("--e2e-gateways", default="1,2")
+    ap.add_argument("--e2e-rounds", type=int, default=4)
+    ap.add_argument("--e2e-speed", type=float, default=2200.0, help="samples/s of each simulated trainer")
+    ap.add_argument("--e2e-only", action="store_true")
+    return ap.parse_args()
+
+
+async def main(args) -> None:
+    logging.getLogger("mlitb").setLevel(logging.ERROR)  # each run's last partial is refused as the run stops
+    s = spec(args.params, args.aggregation)
     P = s.build_network().param_count
     ns = [int(x) for x in args.clients.split(",")]
     gs = [int(x) for x in args.gateways.split(",")]
-    print(f"parameters {P}; {args.rounds} rounds per row; CPU seconds of one thread (time.thread_time)")
+    print(f"parameters {P}; aggregation {args.aggregation}; {args.rounds} rounds per row; CPU seconds of one thread "
+          f"(time.thread_time)")
     print(f"{'G':>3} {'N':>5} {'project ms/round':>17} {'gateway us/gradient':>20} {'single us/gradient':>19} "
           f"{'ratio':>6} {'gateway round-close ms':>23}")
     worst = {}
@@ -163,4 +177,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli = parse_args()
+    if not cli.e2e_only:
+        asyncio.run(main(cli))
+    if cli.e2e:
+        from cluster_e2e import run_e2e  # bench/ is on sys.path when this file runs
+
+        run_e2e([int(x) for x in cli.e2e_gateways.split(",")], cli.e2e, cli.period, cli.e2e_rounds, cli.e2e_speed,
+                cli.aggregation)

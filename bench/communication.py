@@ -1,7 +1,7 @@
 """Communication-efficient training (issue 15): bytes per round, codec time, and training behind real shaped links.
 
-For each configuration (float32; topk; topk_q8 + delta_q8; topk_q8 + delta_q4; local_sgd;
-local_sgd + topk_q8 + delta_q4) it prints:
+For each configuration (float32; topk; topk_q8 + delta_q8; topk_q8 + delta_q4; topk_q8 + delta_q6z;
+delta_q6z; local_sgd; local_sgd + topk_q8 + delta_q4; local_sgd + topk_q8 + delta_q6z) it prints:
 
 1. `bytes`: frame bytes up per trainer and round and down per client and round, from the real codecs
    (mlitb/codec/) on a gradient-like vector, for the paper's network (31,786) and a dense ~455k network.
@@ -46,8 +46,11 @@ CONFIGS = {
     "topk": {"upload_codec": "topk"},
     "topk_q8+delta_q8": {"upload_codec": "topk_q8", "download_codec": "delta_q8"},
     "topk_q8+delta_q4": {"upload_codec": "topk_q8", "download_codec": "delta_q4"},
+    "topk_q8+delta_q6z": {"upload_codec": "topk_q8", "download_codec": "delta_q6z"},
+    "delta_q6z": {"download_codec": "delta_q6z"},
     "local_sgd": {"algorithm": "local_sgd"},
     "local_sgd+topk_q8+delta_q4": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q4"},
+    "local_sgd+topk_q8+delta_q6z": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q6z"},
 }
 LOCAL_SGD = {"inner_lr": 0.05, "outer_lr": 0.7, "outer_momentum": 0.9}
 NETWORKS = {"paper 31,786": 31786, "dense 455k": 454750}
@@ -64,6 +67,8 @@ def frame_bytes(config: dict, params: int, density: float) -> tuple[int, int]:
     down = 4 * params
     if config.get("download_codec") in ("delta_q8", "delta_q4"):
         down = delta.payload_size(params, 8 if config["download_codec"] == "delta_q8" else 4)
+    elif config.get("download_codec") == "delta_q6z":  # deflated: its size depends on the training, so the cap
+        down = delta.payload_size(params, 6)  # here; the browsers part measures the real one
     return HEADER + up, HEADER + down
 
 
@@ -74,8 +79,9 @@ def part_bytes(density: float) -> dict:
         for name, config in CONFIGS.items():
             up, down = frame_bytes(config, params, density)
             out[(net, name)] = (up, down)
+            cap = " (its cap; the browsers part measures)" if config.get("download_codec") == "delta_q6z" else ""
             print(f"bytes   {net:13s} {name:27s} up {up:>9,} B ({dense / up:6.1f}x)  down {down:>9,} B "
-                  f"({dense / down:4.1f}x)", flush=True)
+                  f"({dense / down:4.1f}x){cap}", flush=True)
     return out
 
 
@@ -171,7 +177,9 @@ def summarize(metrics: list[dict], statuses: list[list[dict]], args) -> dict:
     return {"rounds": len(within), "test_error": at_budget, "time_to_target_s": to_target,
             "codec_ms": round(statistics.median(codec), 2) if codec else None,
             "codec_share_of_T": round(statistics.median(codec) / (1000 * args.period), 4) if codec else None,
-            "bytes_up": int(statistics.median(up)) if up else None, "bytes_down": int(statistics.median(down)) if down else None}
+            "bytes_up": int(statistics.median(up)) if up else None, "bytes_down": int(statistics.median(down)) if down else None,
+            # a deflated delta shrinks as training settles: the mean over the budget, next to the median round
+            "bytes_down_mean": int(statistics.fmean(down)) if down else None}
 
 
 def main() -> int:
@@ -212,6 +220,8 @@ def main() -> int:
         up_ratio = sizes[(net, "float32")][0] / sizes[(net, name)][0]
         down_ratio = sizes[(net, "float32")][1] / sizes[(net, name)][1]
         b = browsers.get(name, {})
+        if b.get("bytes_down") and base.get("bytes_down"):  # measured in training (a deflated size varies)
+            down_ratio = base["bytes_down"] / b["bytes_down"]
         speedup = None
         if b.get("time_to_target_s") and base.get("time_to_target_s"):
             speedup = f"{base['time_to_target_s'] / b['time_to_target_s']:.2f}x"

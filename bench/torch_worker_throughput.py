@@ -35,11 +35,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from mlitb.model import PAPER_NETWORK  # noqa: E402
-from tests.networks import CIFAR as CIFAR_NETWORK  # noqa: E402  (the parity tests' CIFAR-size network)
+from project_run import CIFAR_SIZE_NETWORK  # noqa: E402  (the network tests/e2e trains, one definition)
 
-NETWORKS = {"paper": PAPER_NETWORK, "cifar": CIFAR_NETWORK}
+NETWORKS = {"paper": PAPER_NETWORK, "cifar": CIFAR_SIZE_NETWORK}
 
 
 def raw_torch_rate(name: str, seconds: float, batch: int = 32) -> float:

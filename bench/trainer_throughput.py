@@ -5,8 +5,8 @@ Networks (`--network`, default both):
   cifar: 32x32x3 -> conv 3x3x32 -> conv 3x3x32 -> maxpool -> conv 3x3x64 -> conv 3x3x64 -> maxpool
          -> dense 3 softmax (ReLU, same padding; 77,859 parameters; issue 14).
 Every side sums per-sample cross-entropy gradients over mini-batches of the same size from uint8
-images scaled to [0, 1] per batch. The sides alternate (`--repeat` times: our wasm trainer, stock TF.js
-kernels, PyTorch), each for `--seconds`, so a busy shared machine slows all of them alike; each figure
+images scaled to [0, 1] per batch. The sides alternate (`--repeat` times: our wasm trainer, the same page
+alternating windows with and without its own wasm kernels (web/assembly), stock TF.js kernels, PyTorch), each for `--seconds`, so a busy shared machine slows all of them alike; each figure
 is the median of its timed windows, and a ratio is computed from figures of the same repetition. Then
 one training step is profiled per kernel (forward and backward, and by layer type, with its share of
 the step) so the slow kernels are named. The last line is the median ratio wasm trainer / PyTorch.
@@ -138,6 +138,11 @@ def bench_network(b: Browser, network: str, args: argparse.Namespace, torch_vers
         if rep == 0:
             print(f"backend: {ours['backend']['name']} ({ours['backend']['detail']}); {ours['paramCount']:,} parameters")
         line = f"[{rep + 1}] wasm trainer (Chromium Web Worker): {sps:,.1f} samples/s"
+        if args.compare_own:  # in one page, windows alternating with and without our own kernels
+            r = b.check(f"check=throughput&own=ab&{common}", timeout)["results"][0]
+            paired = statistics.median(r["pairedRatios"])
+            line += (f"; own kernels on/off alternating: {r['samplesPerSec']:,.1f} / {r['withoutOwnSamplesPerSec']:,.1f}"
+                     f" samples/s, paired x{paired:.2f}")
         if args.with_stock:
             try:
                 stock = b.check(f"check=throughput&stock=1&{common}", timeout)
@@ -167,6 +172,8 @@ def main() -> None:
                     help="wasm threads (0 = single-threaded build; default: the trainer's choice)")
     ap.add_argument("--no-stock", dest="with_stock", action="store_false",
                     help="skip TF.js's stock wasm kernels (only the missing filter gradient added)")
+    ap.add_argument("--no-compare-own", dest="compare_own", action="store_false",
+                    help="skip the wasm trainer without its own wasm kernels (web/assembly; the XNNPACK-composed ones)")
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the per-kernel profile")
     ap.add_argument("--torch-worker", action="store_true",
                     help="also measure the torch worker through the real protocol and server beside raw PyTorch, for "

@@ -56,12 +56,36 @@ def _count_or_auto(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"a number or 'auto', not {text!r}") from None
 
 
+VOLUNTEER_ENV = "MLITB_VOLUNTEER_KEY"
+
+
+def _volunteer_key(given: str | None) -> tuple[str | None, str | None]:
+    """(the worker's volunteer key from --volunteer-key or $MLITB_VOLUNTEER_KEY, None: anonymous; an error)."""
+    from mlitb.trust.credit import KEY_PATTERN
+
+    key = given if given is not None else os.environ.get(VOLUNTEER_ENV) or None
+    if key is not None and not KEY_PATTERN.fullmatch(key):
+        source = "--volunteer-key" if given is not None else f"${VOLUNTEER_ENV}"
+        return None, (f"{source}: a volunteer key is 16 to 128 characters of A-Z a-z 0-9 - _ (got {len(key)} "
+                      f"characters); make one with `python -c 'import secrets; print(secrets.token_hex(24))'` and keep it")
+    return key, None
+
+
 def _worker(args: argparse.Namespace) -> int:
     token = _token(args.token, INVITE_ENV, OWNER_ENV, ADMIN_ENV)
+    volunteer, bad = _volunteer_key(args.volunteer_key)
+    if bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
+    if args.ray and volunteer is not None:
+        print("error: --ray actors earn no volunteer credit yet; drop --volunteer-key", file=sys.stderr)
+        return 2
+    if args.ray and args.engine == "torch":  # torch trainers as Ray actors, a GPU each with --device cuda
+        from mlitb.cluster.native import run_torch_ray
+
+        return run_torch_ray(args.ray_address, args.server, args.project, args.trainers, args.trackers, args.device,
+                             args.threads, args.duration or 60.0, token, args.batch_size)
     if args.ray:  # browser trainers as Ray actors on the cluster's nodes, on `mlitb serve --ray` gateways
-        if args.engine != "browser":
-            print("error: --ray places browser workers (--engine browser) only", file=sys.stderr)
-            return 2
         from mlitb.cluster.workers import run_browsers_ray
 
         return run_browsers_ray(args.ray_address, args.server, args.project, args.trainers, args.ray_actors,
@@ -71,12 +95,12 @@ def _worker(args: argparse.Namespace) -> int:
 
         return run_native_workers(args.server, args.project, trainers=args.trainers, trackers=args.trackers,
                                   device=args.device, threads=args.threads, duration_s=args.duration, token=token,
-                                  batch_size=args.batch_size, cache_dir=args.cache_dir)
+                                  batch_size=args.batch_size, cache_dir=args.cache_dir, volunteer=volunteer)
     from mlitb.workers.grid import run_grid_workers
 
     return run_grid_workers(args.server, args.project, trainers=args.trainers, trackers=args.trackers,
                             backend=args.backend, duration_s=args.duration, cpu_throttle=args.cpu_throttle,
-                            token=token)
+                            token=token, volunteer=volunteer)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -217,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                    help="--engine torch: where PyTorch computes; auto = cuda if usable, else cpu")
     w.add_argument("--threads", type=int, default=None,
-                   help="--engine torch: PyTorch threads per trainer (default: this machine's cores / trainers)")
+                   help="--engine torch: PyTorch threads per trainer (default: this machine's cores / trainers; with --ray: 1)")
     w.add_argument("--batch-size", type=int, default=None,
                    help="--engine torch: mini-batch of a trainer (default: the project's); the summed gradient "
                         "is the same, a GPU is faster with larger batches")
@@ -226,13 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--token", default=None, help="invite token of a private project; its owner's or the admin token also "
                                                  "join (default: $MLITB_INVITE_TOKEN, else $MLITB_OWNER_TOKEN, else "
                                                  "$MLITB_ADMIN_TOKEN)")
+    w.add_argument("--volunteer-key", default=None,
+                   help="this volunteer's secret key (16-128 of A-Z a-z 0-9 - _): its trainers' credit goes to the "
+                        "key's public id on GET /api/projects/{id}/volunteers, across restarts and machines, as the "
+                        "page's key in localStorage does (default: $MLITB_VOLUNTEER_KEY, else anonymous: no credit)")
     w.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run until interrupted)")
     w.add_argument("--cpu-throttle", type=float, default=1.0,
                    help="slow these browsers' CPU R times (>= 1; Chromium's DevTools CPU throttling on each page and "
                         "a run/stop duty cycle of its renderer processes, which hold the Web Worker trainers)")
     w.add_argument("--ray", action="store_true",
-                   help="place the browser trainers on a Ray cluster's nodes as actors, joining the gateways of "
-                        "`mlitb serve --ray` (--server: any gateway; --duration: 60 s unless given; docs/cluster.md) (default: off)")
+                   help="place the trainers on a Ray cluster's nodes as actors, joining the gateways of `mlitb serve "
+                        "--ray` (--server: any gateway; --duration: 60 s unless given; --engine torch: one actor per "
+                        "trainer, a GPU each with --device cuda, else --threads CPUs; docs/cluster.md) (default: off)")
     w.add_argument("--ray-address", default=None, help="with --ray: the cluster to join (default: start a local one)")
     w.add_argument("--ray-actors", type=int, default=2, help="with --ray: browser actors (one Chromium each)")
     w.set_defaults(func=_worker)
@@ -282,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="seed of speeds, latencies and gradients")
     m.add_argument("--upload-codec", default="float32", choices=["float32", "topk", "topk_q8"],
                    help="upload codec of a created project (docs/protocol.md, payload kinds)")
-    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4"],
+    m.add_argument("--download-codec", default="float32", choices=["float32", "delta_q8", "delta_q4", "delta_q6z"],
                    help="download codec of a created project")
     m.add_argument("--topk-density", type=float, default=0.01, help="share of coordinates a top-k upload sends")
     m.add_argument("--token", default=None, help="invite token of a private --project; its owner's or the admin token also "

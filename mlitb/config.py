@@ -63,6 +63,12 @@ class Settings:
     address_limits_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
     pow_bits_per_trainer: int = 6  # proof-of-work bits at JOIN per trainer the address already runs in the project
     pow_max_bits: int = 22  # the most proof-of-work bits asked (2^22 SHA-256: about a second or two in a browser)
+    # load: past pow_load_joins trainer JOINs to one project within pow_load_window_s, every JOIN owes pow_load_bits
+    # more, and pow_load_bits more at each doubling of the count, at most pow_load_max_bits extra (mlitb/trust/pow.py)
+    pow_load_joins: int = 20
+    pow_load_window_s: float = 10.0
+    pow_load_bits: int = 4
+    pow_load_max_bits: int = 12
     max_clients_per_project: int = 4096  # workers joined to one project
     max_frames_per_s: float = 20.0  # sustained frames per second per connection (burst: 2 s worth)
     join_timeout_s: float = 15.0  # seconds a WebSocket connection may stay without a valid JOIN (then closed 1008)

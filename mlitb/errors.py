@@ -38,7 +38,7 @@ class ErrorCode(enum.Enum):
     TOO_STALE = ErrorInfo(1016, 409, "result was computed from parameters more than max_staleness versions old")
     # compressed payloads (mlitb/codec/, docs/protocol.md "Payload kinds")
     CODEC_LENGTH = ErrorInfo(1101, 400, "compressed payload length does not match what its header and the model imply")
-    CODEC_MALFORMED = ErrorInfo(1102, 400, "compressed payload is malformed (coding, reserved bytes, varints, bitmap)")
+    CODEC_MALFORMED = ErrorInfo(1102, 400, "compressed payload is malformed (coding, reserved bytes, varints, bitmap, deflate stream)")
     CODEC_INDEX_RANGE = ErrorInfo(1103, 400, "a sparse index is outside the parameter vector")
     CODEC_INDEX_ORDER = ErrorInfo(1104, 400, "sparse indices are not strictly increasing")
     CODEC_TOO_DENSE = ErrorInfo(1105, 400, "sparse payload sends more coordinates than the project's density allows")
@@ -81,10 +81,11 @@ class ErrorCode(enum.Enum):
     QUARANTINED = ErrorInfo(5002, 403, "this volunteer is quarantined: its results failed spot checks and are ignored",
                             close=True)
     SPOT_CHECK_FAILED = ErrorInfo(5003, 422, "the master recomputed this result and it does not match: a strike")
-    POW_REQUIRED = ErrorInfo(5004, 428, "joining as one more trainer from this address needs a proof of work",
-                             close=True)
+    POW_REQUIRED = ErrorInfo(5004, 428, "joining as one more trainer from this address, or as any trainer while the "
+                                        "project sees a burst of JOINs, needs a proof of work", close=True)
     POW_INVALID = ErrorInfo(5005, 403, "the proof of work is malformed, expired, reused, for another project or "
-                                       "address, or too weak", close=True)
+                                       "address, or too weak (also when the load rose since the challenge was "
+                                       "asked: ask again)", close=True)
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

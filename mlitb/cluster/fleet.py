@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from mlitb.workers.gateways import ranked
 from mlitb.workers.sim_fleet import Fleet, FleetSpec, SimClient
 
 RETRY_S = 0.3  # pause between attempts when no gateway answered
@@ -39,13 +40,13 @@ class ClusterFleet(Fleet):
                     listed = (await http.get(f"{url}/api/gateways")).json()
                 except (httpx.HTTPError, ValueError):
                     continue
-                if listed:
-                    self.gateways = [g["url"] for g in listed]
+                found = ranked(url, listed)  # only what workers follow (mlitb/workers/gateways.py)
+                if found:
+                    self.gateways = found
                     return self.gateways
         return self.gateways
 
     async def connect(self, slot: int) -> None:
-        loop = asyncio.get_running_loop()
         lost = slot in self.lost_at
         ranked = (await self._ranked()) if lost else [self.gateways[slot % len(self.gateways)]]
         while not self.stopping:
@@ -53,15 +54,7 @@ class ClusterFleet(Fleet):
                 if lost and url == self.target.get(slot) and len(ranked) > 1:
                     continue  # not back to the gateway that just went away while another is listed
                 u = urlparse(url)
-                client = FailoverClient(self, slot, self.speeds[slot], self.rtts[slot])
-                self.clients[slot] = client
-                try:
-                    await asyncio.wait_for(loop.create_connection(lambda: client, u.hostname, u.port), 10)
-                    await asyncio.wait_for(asyncio.shield(client.welcomed), 10)
-                except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-                    self.errors[f"connect: {type(exc).__name__}"] += 1
-                    if client.transport is not None:
-                        client.transport.abort()
+                if not await self.open(slot, u.hostname, u.port, 10, FailoverClient):
                     continue
                 self.target[slot] = url
                 if lost:

@@ -18,6 +18,8 @@ import logging
 import numpy as np
 
 from mlitb.cluster.partial import Partial
+from mlitb.cluster.shared import adopt, last_example
+from mlitb.cluster.votes import Votes
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import parse_project_spec
@@ -44,16 +46,22 @@ class GatewayRounds(SyncRounds):
     async def run_update(self) -> dict:
         host = self.host
         try:
-            version, params, left_s, hyper = await self.upstream.next_round(self.gateway, self.taken)
-        except MlitbError as err:  # the project is stopping: no round, no record; the runtime's loop asks again
-            log.info("gateway %s: no round: %s", self.gateway, err)
+            version, params, left_s, hyper, generation = await self.upstream.next_round(self.gateway, self.taken)
+            if generation != host.generation or params.shape != host.params.shape:
+                # weights, network or data changed at some gateway since: take the project's first (shared.py)
+                adopt(host, await self.upstream.state())
+                host.generation = generation
+            host.follow(version, params, hyper)
+        except (MlitbError, ValueError) as err:  # the project is stopping, or changed again while we took its state:
+            log.info("gateway %s: no round: %s", self.gateway, err)  # no round, no record; the loop asks again
+            host.generation = -1
             await asyncio.sleep(UPSTREAM_PAUSE_S)
             return {}
         self.taken = version
-        host.follow(version, params, hyper)
         stats = host.begin_update()
         self._round_starts[version] = stats.started
-        self._stats, self._acc = stats, make_aggregator(host.hyper, host.param_count)
+        rule = host.hyper  # the round's rule, as the project opened it: a change made during the round is for the next
+        self._stats, self._acc = stats, make_aggregator(rule, host.param_count)
         self._all_answered.clear()
         self.open_version = version
         self._pending = set(host.trainer_ids())
@@ -65,12 +73,26 @@ class GatewayRounds(SyncRounds):
         except asyncio.TimeoutError:
             pass
         self.open_version = None
-        try:
-            await self.upstream.submit(Partial.of(self.gateway, version, self._acc))
+        acc = self._acc
+        try:  # the mean is pre-reduced to one sum; the robust rules need the votes (mlitb/cluster/votes.py)
+            sent = (Partial.of(self.gateway, version, acc) if rule.aggregation == "mean"
+                    else Votes.of(self.gateway, version, acc, rule))
+            await self.upstream.submit(sent)
             self.partials_sent += 1
         except MlitbError as err:  # late (the round closed without us) or refused: this round's work is lost
             log.warning("gateway %s: partial of round %s refused: %s", self.gateway, version, err)
-        return host.finish_update(stats, self._acc)
+        return host.finish_update(stats, Forwarded(acc.samples, acc.loss_sum, acc.contributions))
+
+
+class Forwarded:
+    """What a gateway's own round record reads of its aggregate: the counts. The rule runs upstream, so the gateway
+    does not compute it (a robust rule's mean would cost a round's worth of CPU for nothing)."""
+
+    def __init__(self, samples: int, loss_sum: float, contributions: int):
+        self.samples, self.loss_sum, self.contributions = samples, loss_sum, contributions
+
+    def mean(self) -> np.ndarray:
+        return np.empty(0, np.float32)  # taken by GatewayRuntime.apply_update, which ignores it
 
 
 class GatewayRuntime(ProjectRuntime):
@@ -78,6 +100,43 @@ class GatewayRuntime(ProjectRuntime):
 
     def __init__(self, *args, upstream, gateway: str, **kw):
         super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
+        self.generation = 0  # of the project's weights, network and data this gateway has (shared.py)
+        self._sharing: list[asyncio.Task] = []
+
+    # ---- changes every gateway must see: here at once, and sent to the project (shared.py) ----------------------
+    def load_weights(self, params: np.ndarray) -> None:
+        super().load_weights(params)  # refused while this gateway has trainers; the project checks the others'
+        self._share(self.strategy.upstream.load_weights(self.params.copy()))
+
+    def change_model_and_data(self, layers: list[dict], dataset) -> int:
+        example = last_example(dataset)  # the examples route adds one picture at a time
+        out = super().change_model_and_data(layers, dataset)
+        self._share(self.strategy.upstream.add_example(example.label, example.image))
+        return out
+
+    def attach_data(self, dataset) -> None:
+        train = self.dataset is None or dataset.train is not self.dataset.train  # the uploads route keeps it for test
+        super().attach_data(dataset)
+        self._share(self.strategy.upstream.attach_data(dataset, train))
+
+    def _share(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._sharing.append(task)
+        task.add_done_callback(self._shared)
+
+    def _shared(self, task: asyncio.Task) -> None:
+        self._sharing.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            # refused upstream: this gateway takes the project's state again with its next round
+            self.generation = -1
+            log.error("project %s: a change was not taken upstream: %s", self.id, task.exception())
+
+    async def shared(self) -> None:
+        """Waits for the changes sent upstream; raises the project's refusal (MlitbError) if there was one."""
+        for task in list(self._sharing):
+            await asyncio.wait([task])
+            if not task.cancelled() and isinstance(task.exception(), MlitbError):
+                raise task.exception()
 
     def follow(self, version: int, params: np.ndarray, hyper=None) -> None:
         """Take the upstream's version, parameters and hyper-parameters (arrays are replaced, never written)."""
@@ -123,6 +182,11 @@ class GatewayRegistry(ProjectRegistry):
         self._next_id = max(self._next_id, project_id + 1)
         self._start(runtime)
         return runtime
+
+    async def checkpoint(self, runtime) -> None:
+        """The project's state is stored upstream: here a checkpoint waits until the gateway's changes are taken
+        there, so a route that stores a change (weights) answers with the project's refusal, if any."""
+        await runtime.shared()
 
     def create(self, body, examples=()):
         raise MlitbError(ErrorCode.FORBIDDEN, "in cluster mode projects are created where the cluster starts: "

@@ -15,9 +15,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mlitb.cluster.actors import GatewayActor, ProjectActor
-from mlitb.cluster.partial import DECOMPOSABLE
+from mlitb.cluster.core import not_in_cluster
 from mlitb.config import Settings
 from mlitb.errors import ErrorCode, MlitbError
+from mlitb.master.project import Hyper
 from mlitb.master.registry import ProjectRegistry
 from mlitb.store import ProjectStore
 
@@ -38,12 +39,14 @@ def create_projects(settings: Settings, specs: list[dict]) -> tuple[list[int], d
     registry = ProjectRegistry(settings, store)
     secrets = {}
     for spec in specs:
-        aggregation = (spec.get("hyper") or {}).get("aggregation") if isinstance(spec, dict) else None
-        if aggregation not in DECOMPOSABLE:  # refused here, at start, rather than by the project actor's first round
+        hyper = (spec.get("hyper") or {}) if isinstance(spec, dict) else {}
+        try:
+            refusal = not_in_cluster(Hyper.model_validate(hyper))
+        except ValueError:  # not valid hyper-parameters at all: registry.create refuses them with its own error
+            refusal = None
+        if refusal is not None:  # refused here, at start, rather than by the project actor's first round
             store.close()
-            raise MlitbError(ErrorCode.INVALID_HYPER, f"cluster mode pre-reduces only {', '.join(DECOMPOSABLE)}: set "
-                             f"hyper.aggregation explicitly (the single-process default, centered_clip, does not "
-                             f"decompose across gateways; docs/cluster.md)")
+            raise MlitbError(ErrorCode.INVALID_HYPER, f"cluster mode: {refusal} (docs/cluster.md)")
         runtime, tokens = registry.create(spec)
         secrets[runtime.id] = tokens
     ids = sorted(registry.projects)

@@ -7,9 +7,9 @@ project side (`PartialSum`) treats every partial as hostile, since a gateway may
 compromised: it checks the type, dtype, length, finiteness and the counts before it touches the sum,
 and adds a partial whole or not at all (never half of one), at most once per gateway and round.
 
-Sample-weighted mean and clipped mean decompose: the mean of the union is the sum of the partial sums
-over the sum of the samples (a clipped mean clips per client, before the gateway's sum). Median and
-trimmed mean do not; `DECOMPOSABLE` names the rules a gateway may pre-reduce (docs/cluster.md).
+This is the sample-weighted mean's seam: the mean of the union is the sum of the partial sums over the
+sum of the samples. The robust rules (centered clip, clipped mean, median, trimmed mean) do not decompose
+into one sum; their gateways forward votes instead (votes.py, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlitb.errors import ErrorCode, MlitbError
-
-DECOMPOSABLE = ("mean",)  # rules whose update is sum(partial sums) / sum(samples); see docs/cluster.md
-
 
 @dataclass(slots=True)
 class Partial:
@@ -67,26 +64,20 @@ def check_partial(p, param_count: int, max_samples_per_contribution: int) -> Par
     return p
 
 
-class PartialSum:
-    """The project side's aggregate of one round: partials summed in a fixed order (gateway name), so the result
-    does not depend on which gateway answered first. Has what `Host.finish_update` reads: `mean()`, `samples`,
-    `loss_sum`, `contributions`."""
+class RoundOfGateways:
+    """What the project took from the gateways in one round (`_partials`: gateway -> what it sent, each with
+    `samples`, `loss_sum` and `contributions`), and the counts `Host.finish_update` reads of it."""
 
-    def __init__(self, version: int, param_count: int, max_samples_per_contribution: int):
-        self.version = version
-        self.param_count = param_count
-        self.cap = max_samples_per_contribution
-        self._partials: dict[str, Partial] = {}
-        self.refused = 0
+    _partials: dict
 
-    def add(self, p) -> None:
-        """Take one gateway's partial of this round, or raise MlitbError (and keep nothing of it)."""
-        p = check_partial(p, self.param_count, self.cap)
-        if p.version != self.version:
-            raise MlitbError(ErrorCode.STALE_ROUND, f"partial for round {p.version}; open round is {self.version}")
-        if p.gateway in self._partials:
-            raise MlitbError(ErrorCode.DUPLICATE_RESULT, f"already have gateway {p.gateway}'s partial of round {p.version}")
-        self._partials[p.gateway] = p
+    def take(self, got, what: str) -> None:
+        """Keep `got` (checked already) unless it is of another round or its gateway sent one already."""
+        if got.version != self.version:
+            raise MlitbError(ErrorCode.STALE_ROUND, f"{what} for round {got.version}; open round is {self.version}")
+        if got.gateway in self._partials:
+            raise MlitbError(ErrorCode.DUPLICATE_RESULT,
+                             f"already have gateway {got.gateway}'s {what} of round {got.version}")
+        self._partials[got.gateway] = got
 
     @property
     def gateways(self) -> list[str]:
@@ -103,6 +94,23 @@ class PartialSum:
     @property
     def contributions(self) -> int:
         return sum(p.contributions for p in self._partials.values())
+
+
+class PartialSum(RoundOfGateways):
+    """The project side's aggregate of one round: partials summed in a fixed order (gateway name), so the result
+    does not depend on which gateway answered first. Has what `Host.finish_update` reads: `mean()`, `samples`,
+    `loss_sum`, `contributions`."""
+
+    def __init__(self, version: int, param_count: int, max_samples_per_contribution: int):
+        self.version = version
+        self.param_count = param_count
+        self.cap = max_samples_per_contribution
+        self._partials: dict[str, Partial] = {}
+        self.refused = 0
+
+    def add(self, p) -> None:
+        """Take one gateway's partial of this round, or raise MlitbError (and keep nothing of it)."""
+        self.take(check_partial(p, self.param_count, self.cap), "partial")
 
     @property
     def sum(self) -> np.ndarray:

@@ -11,6 +11,7 @@ import httpx
 import ray
 
 from mlitb.cluster.fleet import ClusterFleet
+from mlitb.workers.gateways import ranked
 from mlitb.workers.sim_fleet import FleetSpec
 
 
@@ -32,7 +33,7 @@ def simulate_on_ray(server: str, project: int, clients: int, fleets: int, second
     """Run `clients` simulated trainers in `fleets` actors (Ray's SPREAD placement) for `seconds`; Ray must be
     initialised. `server` is any gateway's URL."""
     server = server.rstrip("/")
-    gateways = [g["url"] for g in httpx.get(f"{server}/api/gateways", timeout=30).json()] or [server]
+    gateways = ranked(server, httpx.get(f"{server}/api/gateways", timeout=30).json()) or [server]
     info = httpx.get(f"{server}/api/projects/{project}", params={"token": token} if token else None, timeout=30)
     info.raise_for_status()
     body = info.json()

@@ -10,6 +10,8 @@ import time
 import httpx
 import ray
 
+from mlitb.workers.gateways import ranked
+
 
 @ray.remote(num_cpus=0)
 class BrowserActor:
@@ -32,7 +34,7 @@ def browsers_on_ray(server: str, project: int, browsers: int, actors: int, secon
     """Spread `browsers` trainer pages over `actors` BrowserActors (Ray's SPREAD placement), each on the next
     gateway of the least-loaded-first list; Ray must be initialised."""
     server = server.rstrip("/")
-    gateways = [g["url"] for g in httpx.get(f"{server}/api/gateways", timeout=30).json()] or [server]
+    gateways = ranked(server, httpx.get(f"{server}/api/gateways", timeout=30).json()) or [server]
     actors = max(1, min(actors, browsers))
     shares = [browsers // actors + (i < browsers % actors) for i in range(actors)]
     runs = [BrowserActor.options(scheduling_strategy="SPREAD").remote()

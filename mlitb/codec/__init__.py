@@ -26,6 +26,7 @@ class Kind(enum.IntEnum):
     TOPK_Q8 = 2
     DELTA_Q8 = 3
     DELTA_Q4 = 4
+    DELTA_Q6Z = 5
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def max_payload_bytes(param_count: int) -> int:
 
 
 from mlitb.codec import dense as _dense  # noqa: E402  (registers kind 0; it needs Codec and register above)
-from mlitb.codec import delta as _delta  # noqa: E402  (kinds 3, 4: shadow deltas)
+from mlitb.codec import delta as _delta  # noqa: E402  (kinds 3, 4, 5: shadow deltas)
 from mlitb.codec import topk as _topk  # noqa: E402  (kinds 1, 2: top-k uploads)
 
 __all__ = ["Codec", "Kind", "decode", "get", "max_payload_bytes", "register", "supported"]

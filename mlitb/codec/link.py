@@ -12,10 +12,10 @@ import numpy as np
 from mlitb.codec import delta, topk
 from mlitb.errors import ErrorCode, MlitbError
 
-DENSE_F32, TOPK_F32, TOPK_Q8, DELTA_Q8, DELTA_Q4 = 0, 1, 2, 3, 4
+DENSE_F32, TOPK_F32, TOPK_Q8, DELTA_Q8, DELTA_Q4, DELTA_Q6Z = 0, 1, 2, 3, 4, 5
 UPLOAD_KINDS = {"float32": DENSE_F32, "topk": TOPK_F32, "topk_q8": TOPK_Q8}
-DOWNLOAD_KINDS = {"float32": DENSE_F32, "delta_q8": DELTA_Q8, "delta_q4": DELTA_Q4}
-DELTA_BITS = {DELTA_Q8: 8, DELTA_Q4: 4}
+DOWNLOAD_KINDS = {"float32": DENSE_F32, "delta_q8": DELTA_Q8, "delta_q4": DELTA_Q4, "delta_q6z": DELTA_Q6Z}
+DELTA_BITS = {DELTA_Q8: 8, DELTA_Q4: 4, DELTA_Q6Z: 6}
 
 
 def max_count(hyper, round: int, length: int) -> int:

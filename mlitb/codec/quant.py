@@ -1,8 +1,8 @@
-"""Block quantisation to 8 or 4 signed bits with one float32 scale per block (twin of web/src/codec/quant.ts).
+"""Block quantisation to 8, 6 or 4 signed bits with one float32 scale per block (twin of web/src/codec/quant.ts).
 
 Every step is one float32 operation so that NumPy and TypeScript (Math.fround after each
 operation) produce the same bytes: scale = max|v| / L, code = clamp(floor(v / scale + 0.5), -L, L),
-value = code * scale, with L = 127 (q8) or 7 (q4); a block of zeros has scale 0 and codes 0.
+value = code * scale, with L = 127 (q8), 31 (q6) or 7 (q4); a block of zeros has scale 0 and codes 0.
 q4 codes are packed two per byte, the earlier one in the low nibble; a pad nibble is 0.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from mlitb.errors import ErrorCode, MlitbError
 
 BLOCK = 256  # values per scale
-LEVELS = {8: 127, 4: 7}
+LEVELS = {8: 127, 6: 31, 4: 7}
 F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -73,6 +73,8 @@ def check_scales(scales: np.ndarray, bits: int) -> None:
         raise MlitbError(ErrorCode.CODEC_BAD_SCALE, "a block scale is negative or too large")
 
 
-def check_codes8(codes: np.ndarray) -> None:
-    if np.any(codes == -128):
-        raise MlitbError(ErrorCode.CODEC_BAD_CODE, "q8 code -128 is outside -127..127")
+def check_codes8(codes: np.ndarray, bits: int = 8) -> None:
+    """Byte codes (q8, and q6 before deflate) must lie in -L..L."""
+    level = LEVELS[bits]
+    if np.any(codes < -level) or np.any(codes > level):
+        raise MlitbError(ErrorCode.CODEC_BAD_CODE, f"q{bits} code outside -{level}..{level}")

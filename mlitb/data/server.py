@@ -10,10 +10,8 @@ only allocates ids and tells workers to fetch from here. Responses allow cross-o
 from __future__ import annotations
 
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import Response
 
 from mlitb import __version__, auth
 from mlitb.config import Settings
@@ -21,7 +19,8 @@ from mlitb.data.dataset import Dataset
 from mlitb.data.examples import LabelledExample, with_examples
 from mlitb.data.mnist import load_mnist
 from mlitb.data.routes import dataset_dir, range_response, stored_dataset
-from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
+from mlitb.errors import ErrorCode, MlitbError, check_split
+from mlitb.http_errors import install_error_handlers
 from mlitb.store import ProjectStore
 
 
@@ -40,21 +39,7 @@ def create_data_app(settings: Settings) -> FastAPI:
         response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         return response
 
-    @app.exception_handler(MlitbError)
-    async def mlitb_error(_: Request, err: MlitbError):
-        return JSONResponse(err.to_json(), status_code=err.code.http_status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
-        # the framework's own errors (unknown path or method) in the registry's shape, as the master's
-        code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
-        body = {"code": code.name, "number": code.number, "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError):
-        err = MlitbError(ErrorCode.INVALID_REQUEST, first_problem(exc.errors())[1])
-        return JSONResponse(err.to_json(), status_code=err.code.http_status)
+    install_error_handlers(app)
 
     def dataset_of(project_id: int, request: Request) -> Dataset:
         meta = store.project_meta(project_id)

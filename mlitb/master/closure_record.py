@@ -30,6 +30,10 @@ class ClosureRecord:
         self._params_of_round[round] = params
         self._params_of_round.pop(round - ROUNDS_REMEMBERED, None)
 
+    def params_of(self, round: int) -> np.ndarray | None:
+        """The parameters sent out in `round`, while it is one of the ROUNDS_REMEMBERED newest (else None)."""
+        return self._params_of_round.get(round)
+
     def name_examples(self, seed: int, round: int, client_id: int, held: np.ndarray, count: int) -> np.ndarray:
         """Deterministic mode: a seeded draw of `count` of the trainer's `held` examples for this round."""
         rng = np.random.default_rng([seed, round, client_id])
@@ -63,6 +67,6 @@ class ClosureRecord:
 
     def evaluation(self, round: int, error: float, count: int) -> None:
         """A tracker's test error of `round`, kept with the parameters it was measured on (if still known)."""
-        params = self._params_of_round.get(round)
+        params = self.params_of(round)
         if params is not None:
             self.evaluated = (round, float(error), int(count), params)

@@ -265,16 +265,21 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
         k = 0
         for c in list(self.clients.values()):
             if c.role == "trainer":
-                self._send_work(c, self.params_out.frame_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0,
+                self._send_work(c, self.params_out.frames_for(c.id), (n - 1 - k) * ingest_ms if c.id in due else 0.0,
                                 fleet_sps)
                 k += c.id in due
         self._to_trackers()
 
     def dispatch(self, client_id: int) -> None:
         client = self.clients.get(client_id)
-        if client is not None:
-            self.params_out.mark(client.id)
-            self._send_work(client, self.params_frame(), 0.0, self._fleet_rate())
+        if client is None:
+            return
+        out = self.params_out
+        if out.coded:  # the shadow follows every version: a client gets the deltas it misses
+            self._start_version()
+        frames = out.frames_for(client.id) if out.coded else [self.params_frame()]
+        out.mark(client.id)
+        self._send_work(client, frames, 0.0, self._fleet_rate())
 
     def publish(self) -> None:
         self._start_version()
@@ -287,15 +292,17 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
     def _to_trackers(self) -> None:
         for c in list(self.clients.values()):
             if c.role == "tracker":
-                self._send_params(c, self.params_out.frame_for(c.id))
+                for frame in self.params_out.frames_for(c.id):
+                    self._send_params(c, frame)
 
-    def _send_work(self, c: Client, shared: bytes, queue_ms: float, fleet_sps: float | None) -> None:
+    def _send_work(self, c: Client, params: list[bytes], queue_ms: float, fleet_sps: float | None) -> None:
         c.work_ms = self.work_ms_for(c, queue_ms)
         c.max_samples = scheduler.max_samples(c, self.settings.max_samples_per_s)
         c.allowed_samples = self._allowed_samples(c, fleet_sps)
         chosen = self._chosen_ids(c)
         seed = self._work_seed(c) if len(chosen) == 0 else 0  # 0: not spot-checked
-        self._send_params(c, shared)
+        for frame in params:
+            self._send_params(c, frame)
         self._send(c, encode(MessageType.WORK, project=self.id, round=self.round, count=seed, aux=c.work_ms,
                              payload=chosen))
 
@@ -329,6 +336,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
     def finish_update(self, stats: UpdateStats, aggregate) -> dict:
         hyper = self.hyper
         step_skipped = False
+        bounded = self._bound_votes(aggregate) if aggregate.samples > 0 else 0
         if aggregate.samples > 0 and not self.apply_update(aggregate.mean()):
             step_skipped = True
             log.warning("project %s round %s: step skipped, it would make the model non-finite", self.id, stats.round)
@@ -340,7 +348,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             classes=self.network.num_classes)
         record.update(spot_checks_total=spot.checks, spot_check_failures_total=spot.failed,
                       spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
-                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined,
+                      spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined, votes_bounded=bounded,
                       spot_checks_deferred_total=spot.deferred, spot_checks_probation_total=spot.probation,
                       spot_checks_pending=self.spot.pending, spot_check_tolerance=self._tolerance())
         self._metrics.append(record)

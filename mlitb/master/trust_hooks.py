@@ -1,4 +1,20 @@
-"""The runtime's trust hooks (mlitb/trust/): sample-count allowances from measured rates, and spot-check recomputation.
+"""The runtime's trust hooks (mlitb/trust/): sample-count allowances from measured rates, spot-check recomputation,
+and the bound on public votes from the master's own reference gradient.
+
+Why the bound (issue 13): a robust rule can only outvote a hostile vote when the round has enough honest votes.
+A round with one or two votes (the first rounds of a project, while the other trainers are still joining, or a
+round an honest trainer misses) gives the hostile one's update whole or half, and one such round of a huge
+fixed-direction gradient fills AdaGrad's squared-gradient history for good: the honest steps that follow are
+~1e-3 of their size and the project stays at ~0.8 test error (the order-dependent failure of
+tests/integration/test_hostile_trainers.py was this: the hostile trainer joined first and had round 0 alone).
+So before the rule runs, each public address's vote (its per-sample mean gradient) is scaled down to at most
+VOTE_NORM_FACTOR times the norm of a mean gradient the master computes itself on REFERENCE_EXAMPLES random
+training examples at the round's parameters (NumPy, numpy_net: the networks spot checks support; other networks
+are not bounded yet). An honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a
+hostile vote keeps its direction but no more than an honest vote's size. And in a centred-clipping round of fewer
+than three votes (no median can outvote one) the reference is the centre and its norm the radius, so a hostile
+vote, alone or against one honest vote, can shrink or cancel that round's step but not turn it around (a flipped
+gradient alone, or outweighing one honest vote by its claimed count, no longer ascends).
 
 A mixin of `ProjectRuntime` (loop.py), kept apart so the runtime file stays about membership, frames and updates;
 it reads the runtime's clients, settings, network, data and addresses, and writes nothing but its cache.
@@ -23,7 +39,23 @@ from mlitb.trust.spot_check import tolerance_for
 WORK_CHECKS_KEPT = 4  # seeded WORKs per trainer kept for spot checks (each holds references, no copies)
 
 
+REFERENCE_EXAMPLES = 64
+VOTE_NORM_FACTOR = 2.0
+
+
 class TrustHooks:
+    def _bound_votes(self, aggregate) -> int:
+        """Scale public votes above the reference bound down to it (see the module docstring); returns how many."""
+        bound_votes = getattr(aggregate, "bound_votes", None)
+        train = self.dataset.train if self.dataset is not None else None
+        if bound_votes is None or train is None or not len(train) or not numpy_net.supports(self.network):
+            return 0
+        pick = np.random.default_rng().choice(len(train), min(REFERENCE_EXAMPLES, len(train)), replace=False)
+        grad, _ = numpy_net.gradient_sum(self.network, self.params, train.images[pick], train.labels[pick])
+        mean = grad / np.float32(len(pick))
+        return bound_votes(VOTE_NORM_FACTOR * float(np.linalg.norm(mean.astype(np.float64))), mean)
+
+
     def _verifiable(self) -> bool:
         cached = getattr(self, "_verifiable_net", None)
         if cached is None or cached[0] is not self.network:

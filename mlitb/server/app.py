@@ -11,16 +11,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlitb import __version__
 from mlitb.config import Settings
-from mlitb.errors import HTTP_CODES, ErrorCode, MlitbError, check_split, first_problem
+from mlitb.errors import ErrorCode, MlitbError, check_split
+from mlitb.http_errors import install_error_handlers
 from mlitb.master import scheduler
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
@@ -38,6 +37,7 @@ from mlitb.server.closures import router as closure_router
 from mlitb.server.examples import router as examples_router
 from mlitb.server.hyper import router as hyper_router
 from mlitb.server.model_upload import router as model_upload_router
+from mlitb.server.prometheus import PROMETHEUS_TYPE, prometheus_text
 from mlitb.trust.pow import make_challenge
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -62,79 +62,6 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status,
     404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
     413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
     429: "a limit was hit", 503: "a data set is not installed", 507: "a storage quota or the disk is full"}.items()}
-
-
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-NAN = float("nan")
-
-
-def _measured(rt: ProjectRuntime, key: str) -> float:
-    """`key` of the newest round that measured it (a round whose trainers all missed the deadline measures no
-    latency or loss: the series keeps its newest value rather than vanish); NaN before any."""
-    return next((m[key] for m in reversed(rt.metrics) if m.get(key) is not None), NAN)
-
-
-def _trainers(rt: ProjectRuntime) -> int:
-    return sum(c.role == "trainer" for c in rt.clients.values())
-
-
-def _while_training(rt: ProjectRuntime, key: str, idle: float) -> float:
-    """A measure of the trainers, while any is connected; `idle` (0 for power, NaN for latency) when none is."""
-    return _measured(rt, key) if _trainers(rt) else idle
-
-
-# (metric, type, help, value of a project): one sample per project, labelled with its id. Gauges describe the
-# present, and every series exists from a project's creation: a value nothing measures now is NaN.
-PROJECT_METRICS = (
-    ("mlitb_rounds_total", "counter", "rounds closed", lambda rt: rt.round),
-    ("mlitb_trainers", "gauge", "connected trainers", _trainers),
-    ("mlitb_clients", "gauge", "connected workers (trainers and trackers)", lambda rt: len(rt.clients)),
-    ("mlitb_samples_total", "counter", "samples reduced since the server started", lambda rt: rt.samples_total),
-    ("mlitb_samples_per_second", "gauge", "power: samples per second in the last round; 0 with no trainer connected",
-     lambda rt: _trainers(rt) and (rt.metrics[-1]["samples_per_s"] if rt.metrics else 0.0)),
-    ("mlitb_latency_ms_mean", "gauge", "mean trainer latency in the newest round that measured one (ms); NaN with "
-     "no trainer connected", lambda rt: _while_training(rt, "latency_ms_mean", NAN)),
-    ("mlitb_latency_ms_p95", "gauge", "95th percentile trainer latency in the newest round that measured one (ms); "
-     "NaN with no trainer connected", lambda rt: _while_training(rt, "latency_ms_p95", NAN)),
-    ("mlitb_latency_ms_max", "gauge", "largest trainer latency in the newest round that measured one (ms); NaN with "
-     "no trainer connected", lambda rt: _while_training(rt, "latency_ms_max", NAN)),
-    ("mlitb_loss", "gauge", "mean training loss in the newest round that had results; NaN before any",
-     lambda rt: _measured(rt, "loss")),
-    ("mlitb_test_error", "gauge", "newest test error reported by a tracker; NaN before any",
-     lambda rt: rt.latest_eval[1] if rt.latest_eval else NAN),
-    ("mlitb_late_total", "counter", "gradients that arrived after their round closed", lambda rt: rt.late_total),
-    ("mlitb_late_applied_total", "counter", "late gradients applied with a staleness weight",
-     lambda rt: rt.late_applied_total),
-    ("mlitb_rejected_total", "counter", "client frames refused by validation", lambda rt: rt.rejected_total),
-    ("mlitb_async_mode", "gauge", "1 when the project runs buffered asynchronous updates (hyper.mode 'async'), 0 for "
-     "synchronous rounds; mlitb_rounds_total counts the updates applied either way",
-     lambda rt: float(rt.hyper.mode == "async")),
-    ("mlitb_staleness_mean", "gauge", "mean staleness (versions) of the results in the newest update that applied "
-     "any; NaN before any (sync rounds record none)", lambda rt: _measured(rt, "staleness_mean")),
-    ("mlitb_staleness_max", "gauge", "largest staleness (versions) in the newest update that applied any; NaN "
-     "before any", lambda rt: _measured(rt, "staleness_max")),
-    ("mlitb_refused_stale_total", "counter", "async results refused as older than max_staleness (TOO_STALE)",
-     lambda rt: rt.telemetry.refused_stale_total),
-    ("mlitb_bytes_in_total", "counter", "WebSocket message bytes received from the project's workers",
-     lambda rt: rt.bytes_in),
-    ("mlitb_bytes_out_total", "counter", "WebSocket message bytes sent to the project's workers", lambda rt: rt.bytes_out),
-    ("mlitb_bytes_up_per_result", "gauge", "GRADIENT frame bytes per result taken in the newest round that had results, "
-     "in the project's upload codec; NaN before any", lambda rt: _measured(rt, "bytes_up_per_result")),
-    ("mlitb_bytes_down_per_client", "gauge", "PARAMS frame bytes per client sent for the newest round that had "
-     "results, in the project's download codec; NaN before any", lambda rt: _measured(rt, "bytes_down_per_client")),
-)
-
-
-def prometheus_text(runtimes: list[ProjectRuntime], cpu_s: float) -> str:
-    """Prometheus text exposition (format 0.0.4) of every given project, plus the process CPU time."""
-    lines = ["# HELP process_cpu_seconds_total server process CPU time (user + system) in seconds",
-             "# TYPE process_cpu_seconds_total counter", f"process_cpu_seconds_total {cpu_s:.6f}"]
-    for name, kind, text, value in PROJECT_METRICS:
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-        for rt in runtimes:
-            v = float(value(rt))
-            lines.append(f'{name}{{project="{rt.id}"}} {"NaN" if v != v else f"{v:.10g}"}')
-    return "\n".join(lines) + "\n"
 
 
 def create_app(settings: Settings | None = None, registry: ProjectRegistry | None = None) -> FastAPI:
@@ -166,23 +93,8 @@ def create_app(settings: Settings | None = None, registry: ProjectRegistry | Non
         response.headers.update(ISOLATION_HEADERS)
         return response
 
-    @app.exception_handler(MlitbError)
-    async def mlitb_error(_: Request, err: MlitbError):
-        return JSONResponse(err.to_json(), status_code=err.code.http_status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
-        # FastAPI's own errors (unparsable body, unknown path) in the same shape as ours
-        code = HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
-        body = {"code": code.name, "number": code.number, "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError):
-        loc, message = first_problem(exc.errors())
-        code = ErrorCode.INVALID_HYPER if loc[:1] == ("hyper",) else ErrorCode.INVALID_REQUEST
-        err = MlitbError(code, message)
-        return JSONResponse(err.to_json(), status_code=code.http_status)
+    # a bad hyper-parameter is INVALID_HYPER, any other invalid body INVALID_REQUEST
+    install_error_handlers(app, lambda loc: ErrorCode.INVALID_HYPER if loc[:1] == ("hyper",) else ErrorCode.INVALID_REQUEST)
 
     def readable(project_id: int, request: Request) -> ProjectRuntime:
         """A public project, or a private one for its owner, the admin or an invitee."""

@@ -68,11 +68,8 @@ async def add_example(project_id: int, request: Request,
         await asyncio.to_thread(request.app.state.storage.require, image.nbytes, project_id,
                                 what=f"an example of {image.nbytes} bytes")
         example = LabelledExample(label, image)
-        is_new = label not in dataset.labels
-        if is_new:
-            layers = with_more_classes(layers, 1)  # CANNOT_ADD_CLASS past 256 classes or without a dense output
         # concatenating the training images and hashing the new version take a while for large data sets
-        grown = await asyncio.to_thread(lambda: _warm(with_examples(dataset, [example])))
+        layers, grown, is_new = await asyncio.to_thread(grown_by, layers, dataset, example)
         spec = rt.spec.model_copy(update={"network": layers})
         param_count = spec.build_network().param_count  # the grown network is valid before anything is stored
         if registry.store is not None:
@@ -84,6 +81,12 @@ async def add_example(project_id: int, request: Request,
             "param_count": param_count}
 
 
-def _warm(dataset):
-    dataset.version  # noqa: B018 - computed here, off the event loop, and cached on the data set
-    return dataset
+def grown_by(layers: list[dict], dataset, example: LabelledExample) -> tuple[list[dict], object, bool]:
+    """The network layers and data once `example` is added (a new label adds an output unit; CANNOT_ADD_CLASS past
+    256 classes or without a dense output), and whether its label is new. Also the project actor's, in a cluster."""
+    is_new = example.label not in dataset.labels
+    if is_new:
+        layers = with_more_classes(layers, 1)
+    grown = with_examples(dataset, [example])
+    grown.version  # noqa: B018 - computed here, off the event loop, and cached on the data set
+    return layers, grown, is_new

@@ -102,6 +102,17 @@ class GradientAccumulator:
         self._spare: np.ndarray | None = None  # the buffer the next snapshot (fused mode) or add (small) writes into
         self._since: list[np.ndarray] = []  # fused mode: gradients added since the base, in order
 
+    @property
+    def mode(self) -> str:
+        """How `add_finite` checks: "blocks" (block by block, with redo from snapshots), "whole" (the gradient checked
+        whole, then added) or "spare" (added into a spare buffer from cache, the new sum checked)."""
+        return "blocks" if self._fused else "whole" if self._split else "spare"
+
+    @property
+    def snapshot_every(self) -> int | None:
+        """In "blocks" mode, how many gradients are kept for a redo before the next add takes a snapshot."""
+        return self._keep if self._fused else None
+
     def add(self, grad_sum: np.ndarray, samples: int, loss_sum: float = 0.0, group: object = None) -> None:
         """Add a gradient sum without checking its values. `group` (one vote per address, for the robust rules)
         changes nothing in a sum."""

@@ -19,7 +19,8 @@ Why this rule is the default (a stranger may join any public project):
   flipped, random or inflated its gradient or claimed count is;
 - unlike the plain median it keeps the statistical efficiency of the mean: when every deviation
   is within tau (two clients, or one, always) the result is exactly the capped-weight mean, so
-  one client's update comes back unchanged and honest rounds lose little to clipping.
+  one client's update comes back unchanged and honest rounds lose little to clipping (public votes in
+  rounds of fewer than three are centred on the master's reference instead: mlitb/master/trust_hooks.py).
 Costs: every client's vector is kept for the round (clients x parameters float32), and the median
 is a partial sort per coordinate (over at most CENTRE_SAMPLE clients); a project that trusts its
 trainers may choose "mean".
@@ -41,19 +42,23 @@ CENTRE_SAMPLE = 64  # clients whose coordinate-wise median is the centre: a part
 
 
 def centered_clip(grad_sums: Sequence[np.ndarray] | np.ndarray, counts: Sequence[int] | np.ndarray,
-                  rng: np.random.Generator | None = None) -> np.ndarray:
+                  rng: np.random.Generator | None = None, anchor: tuple[np.ndarray, float] | None = None) -> np.ndarray:
     """m + weighted mean of the clients' deviations from m, each clipped to the median deviation norm (float32).
-    With more than CENTRE_SAMPLE clients, m is the median of a random sample of them drawn with `rng`."""
+    With more than CENTRE_SAMPLE clients, m is the median of a random sample of them drawn with `rng`. `anchor`
+    (a trusted per-sample mean gradient and a radius, mlitb/master/trust_hooks.py) replaces the centre and the
+    radius: for rounds with too few votes for a median to outvote one."""
     sums, n = client_arrays(grad_sums, counts)
     deviations = sums / n[:, None].astype(np.float32)  # the per-sample means, made deviations in place below
-    if len(deviations) > CENTRE_SAMPLE:
+    if anchor is not None:
+        centre = np.asarray(anchor[0], np.float32)
+    elif len(deviations) > CENTRE_SAMPLE:
         pick = (rng or np.random.default_rng()).choice(len(deviations), CENTRE_SAMPLE, replace=False)
         centre = np.median(deviations[np.sort(pick)], axis=0)
     else:
         centre = np.median(deviations, axis=0)
     deviations -= centre
     norms = np.array([_norm(d) for d in deviations])
-    radius = float(np.median(norms))
+    radius = float(np.median(norms)) if anchor is None else float(anchor[1])
     weights = np.minimum(n, np.median(n))
     # a deviation within the radius keeps scale 1; the radius is 0 only when most clients agree exactly with the
     # centre, and then every other deviation is clipped away

@@ -55,6 +55,7 @@ class RobustAggregator:
         self._sums: list[np.ndarray] = []
         self._counts: list[int] = []
         self._groups: dict[object, int] = {}  # group -> its row in _sums
+        self.anchor: tuple[np.ndarray, float] | None = None  # set by bound_votes
         self.samples = 0  # claimed samples, for the round's metrics
         self.loss_sum = 0.0
         self.contributions = 0
@@ -85,9 +86,31 @@ class RobustAggregator:
         self.add(grad_sum, samples, loss_sum, group)
         return True
 
+    ANCHORED_BELOW = 3  # votes: with fewer, no majority can outvote a hostile one
+
+    def bound_votes(self, max_norm: float, reference: np.ndarray | None = None) -> int:
+        """Scale each address's vote (group ("address", a): a public trainer's) whose per-sample mean gradient has an
+        L2 norm above `max_norm` down to it; returns how many were scaled. The rule alone cannot bound a vote when
+        the round has too few votes to outvote one (one or two): the master's own reference gradient can. With
+        `reference` (that per-sample mean) and a public vote, a centred-clipping round of fewer than ANCHORED_BELOW
+        votes is centred on it, each deviation clipped to its norm: a hostile vote can cancel the step, not turn it."""
+        scaled = 0
+        for group, row in self._groups.items():
+            if not (isinstance(group, tuple) and group and group[0] == "address"):
+                continue
+            if reference is not None:
+                self.anchor = (reference, float(np.linalg.norm(reference.astype(np.float64))))
+            norm = float(np.linalg.norm(self._sums[row].astype(np.float64))) / self._counts[row]
+            if norm > max_norm:
+                self._sums[row] *= np.float32(max_norm / norm)
+                scaled += 1
+        return scaled
+
     def mean(self) -> np.ndarray:
         if not self._sums:
             raise ValueError("no samples accumulated")
+        if self.anchor is not None and self.rule is centered_clip and len(self._sums) < self.ANCHORED_BELOW:
+            return centered_clip(np.stack(self._sums), np.asarray(self._counts), anchor=self.anchor)
         return self.rule(np.stack(self._sums), np.asarray(self._counts))
 
 

@@ -17,21 +17,27 @@ owner's local workers) have no cap and each trainer votes on its own.
 from __future__ import annotations
 
 from mlitb.errors import ErrorCode, MlitbError
-from mlitb.trust.pow import PowCheck, required_bits
+from mlitb.trust.pow import JoinLoad, PowCheck, load_bits, required_bits
 
 
 class AddressPolicy:
-    def __init__(self, settings, project: int = 0):
+    def __init__(self, settings, project: int = 0, clock=None):
         self.settings = settings
         self.project = project
         self.pow = PowCheck()
+        self.joins = JoinLoad(settings.pow_load_window_s, *([clock] if clock else []))
+
+    def load_bits(self) -> int:
+        """Extra proof-of-work bits every trainer JOIN owes at the project's present JOIN rate (pow.py)."""
+        s = self.settings
+        return load_bits(self.joins.count(), s.pow_load_joins, s.pow_load_bits, s.pow_load_max_bits)
 
     def pow_bits(self, address: str | None, trainer_addresses: list[str | None]) -> int:
         """Proof-of-work bits one more trainer from `address` must show now (mlitb/trust/pow.py)."""
         if self.exempt(address):
             return 0
         same = sum(1 for a in trainer_addresses if a == address)
-        return required_bits(same, self.settings.pow_bits_per_trainer, self.settings.pow_max_bits)
+        return required_bits(same, self.settings.pow_bits_per_trainer, self.settings.pow_max_bits, self.load_bits())
 
     def exempt(self, address: str | None) -> bool:
         return address is None or address in self.settings.address_limits_exempt
@@ -46,11 +52,13 @@ class AddressPolicy:
         POW_INVALID if one more trainer from it needs a proof of work it did not show."""
         if self.exempt(address):
             return
+        bits = self.pow_bits(address, trainer_addresses)  # priced before this JOIN counts towards the load
+        self.joins.note()
         limit = self.limit(project_limit)
         if sum(1 for a in trainer_addresses if a == address) >= limit:
             raise MlitbError(ErrorCode.TOO_MANY_TRAINERS_FROM_ADDRESS,
                              f"at most {limit} trainers from one address in this project")
-        self.pow.verify(pow_solution, self.project, address, self.pow_bits(address, trainer_addresses))
+        self.pow.verify(pow_solution, self.project, address, bits)
 
     def vote(self, address: str | None, client_id: int) -> object:
         """The key a robust rule groups results by: the address, or the client itself where exempt."""

@@ -1,8 +1,8 @@
 """Volunteer credit per project: samples, results, compute time and strikes, kept per volunteer identity.
 
-A volunteer is named by a key it keeps (the page keeps one in the browser's storage; `mlitb worker`
-gets one per browser profile) and sends in JOIN; the master never stores the key, only its public
-id, the first 16 hex digits of its SHA-256 (`volunteer_id`), so credit belongs to a volunteer across
+A volunteer is named by a key it keeps (the page keeps one in the browser's storage; `mlitb worker
+--volunteer-key KEY` or $MLITB_VOLUNTEER_KEY gives its browser and torch trainers one) and sends in
+JOIN; the master never stores the key, only its public id, the first 16 hex digits of its SHA-256 (`volunteer_id`), so credit belongs to a volunteer across
 connections, tabs and restarts, and knowing the public id does not let anyone earn in its name. A
 connection without a key trains like any other but earns no credit.
 

@@ -11,6 +11,14 @@ Difficulty: `pow_bits_per_trainer` (6) bits per trainer the address already runs
 `pow_max_bits` (22): the first trainer of an address joins free, the second costs ~64 hashes, the fourth
 ~260,000 (a fraction of a second in a browser), so households pay little and one machine running many
 trainers pays more for each. Addresses in `address_limits_exempt` never pay.
+Load: a flood of trainers from many addresses (each one's first trainer free) is priced by the project's
+JOIN rate (`JoinLoad`): past `pow_load_joins` trainer JOINs (from addresses that are not exempt, refused
+ones included) within the last `pow_load_window_s`, every JOIN also owes `pow_load_bits` (4) bits, 4 more
+each time the count doubles again, at most `pow_load_max_bits` (12) extra, and never more than
+`pow_max_bits` in all. A JOIN is priced at the load when it arrives: one whose challenge was asked before a
+burst is refused (POW_INVALID, saying the bits needed now) and its trainer asks again, as the page and
+`mlitb worker` do. The rate is per project (a flood targets a project; the server's connection and
+creation limits bound the rest).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import deque
 
 from mlitb.errors import ErrorCode, MlitbError
 
@@ -26,8 +35,35 @@ SECRET = secrets.token_bytes(32)  # per process: challenges do not outlive a res
 CHALLENGE_TTL_S = 120
 
 
-def required_bits(same_address_trainers: int, bits_per_trainer: int, max_bits: int) -> int:
-    return min(max_bits, bits_per_trainer * same_address_trainers)
+def required_bits(same_address_trainers: int, bits_per_trainer: int, max_bits: int, load_bits: int = 0) -> int:
+    return min(max_bits, bits_per_trainer * same_address_trainers + load_bits)
+
+
+def load_bits(joins: int, threshold: int, bits_per_step: int, max_extra: int) -> int:
+    """Extra bits for `joins` JOINs in the window: none up to `threshold`, one step past it, one more each time
+    the count passes the next doubling (2x, 4x, ... the threshold), at most `max_extra`."""
+    steps, limit = 0, max(1, threshold)
+    while joins > limit and steps * bits_per_step < max_extra:
+        steps += 1
+        limit *= 2
+    return min(max_extra, steps * bits_per_step)
+
+
+class JoinLoad:
+    """Trainer JOINs of one project in the last `window_s` seconds (a bounded deque of times)."""
+
+    def __init__(self, window_s: float, clock=time.monotonic, cap: int = 1 << 16):
+        self.window_s, self.clock = window_s, clock
+        self._times: deque[float] = deque(maxlen=cap)  # past the cap the oldest go: the count stays >= cap
+
+    def note(self) -> None:
+        self._times.append(self.clock())
+
+    def count(self) -> int:
+        horizon = self.clock() - self.window_s
+        while self._times and self._times[0] < horizon:
+            self._times.popleft()
+        return len(self._times)
 
 
 def make_challenge(project: int, address: str, now: float | None = None) -> str:

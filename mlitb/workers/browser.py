@@ -6,6 +6,7 @@ The page reports its workers' status through `window.mlitb.workers()`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -36,6 +37,7 @@ class BrowserPool:
     backend: str = "auto"
     token: str | None = None  # invite token of a private project
     cpu_throttle: float = 1.0  # each page's CPU slowed this many times (DevTools Emulation.setCPUThrottlingRate)
+    volunteer: str | None = None  # the volunteer key the pages' trainers send in JOIN (None: each profile's own)
     pages: list = field(default_factory=list)
 
     def __enter__(self) -> "BrowserPool":
@@ -46,6 +48,11 @@ class BrowserPool:
         self._browser = self._pw.chromium.launch(executable_path=chromium_path(), headless=True,
                                                  args=CHROMIUM_ARGS + [marker])
         self._context = self._browser.new_context()
+        if self.volunteer is not None:
+            # the page keeps its volunteer key in localStorage (web/src/app/volunteer.ts); a fresh headless profile
+            # would make a new one, so the key is stored before any page script runs (never in the URL: it is secret)
+            self._context.add_init_script(
+                f"try {{ localStorage.setItem('mlitb-volunteer-key', {json.dumps(self.volunteer)}); }} catch (e) {{}}")
         self._throttle = RendererThrottle(marker, self.cpu_throttle).start() if self.cpu_throttle > 1 else None
         return self
 

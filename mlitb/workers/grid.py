@@ -46,22 +46,32 @@ def project_problem(server: str, project: int, response: httpx.Response, token_o
     return f"error: project {project} on {server}: {response.status_code} {code or ''} {message}".rstrip()
 
 
+def worker_counts(trainers: int, trackers: int | str) -> tuple[int, int, bool] | None:
+    """(trainers, trackers, auto) for `mlitb worker` of either engine, `trackers` "auto" counted 0 until the project
+    is known; None after one error line on stderr when nothing at all is asked for."""
+    auto = trackers == "auto"
+    if auto:
+        trackers = 0
+    if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
+        print("error: ask for at least one trainer or tracker", file=sys.stderr)
+        return None
+    return trainers, trackers, auto
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
                      duration_s: float | None = None, token: str | None = None, cpu_throttle: float = 1.0,
-                     out=None) -> int:
+                     out=None, volunteer: str | None = None) -> int:
     """`trackers` "auto": one tracker if the project has none yet (its test error is what makes a saved closure
     verifiable), else none, so many grid machines on one project add one tracker between them, not one each."""
     out = out or sys.stdout  # looked up per call: a default bound at import would keep a replaced stdout
-    auto = trackers == "auto"
-    if auto:
-        trackers = 0
-    if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
-        print("error: ask for at least one trainer or tracker", file=sys.stderr)
+    counts = worker_counts(trainers, trackers)
+    if counts is None:
         return 2
+    trainers, trackers, auto = counts
     if not 1 <= cpu_throttle <= 100:
         print("error: --cpu-throttle must be between 1 and 100", file=sys.stderr)
         return 2
@@ -76,7 +86,7 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
     deadline = None if duration_s is None else time.monotonic() + duration_s
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # leave as on Ctrl-C: pages closed, throttled renderers resumed
-    with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle) as pool:
+    with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle, volunteer=volunteer) as pool:
         for _ in range(trainers):
             pool.open(project, "trainer")
         for _ in range(trackers):

@@ -299,17 +299,23 @@ class Fleet:
         self._gate: asyncio.Semaphore | None = None
 
     async def connect(self, slot: int) -> None:
-        loop = asyncio.get_running_loop()
         async with self._gate:
-            client = SimClient(self, slot, self.speeds[slot], self.rtts[slot])
-            self.clients[slot] = client
-            try:
-                await asyncio.wait_for(loop.create_connection(lambda: client, self.host, self.port), 30)
-                await asyncio.wait_for(asyncio.shield(client.welcomed), 30)
-            except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-                self.errors[f"connect: {type(exc).__name__}: {exc}"[:120]] += 1
-                if client.transport is not None:
-                    client.transport.abort()
+            await self.open(slot, self.host, self.port, 30)
+
+    async def open(self, slot: int, host: str, port: int, timeout_s: float, client_class=SimClient) -> bool:
+        """Client `slot` connects to host:port and is welcomed within `timeout_s` each, or the failure is counted by
+        its kind and the half-open transport aborted (False)."""
+        client = client_class(self, slot, self.speeds[slot], self.rtts[slot])
+        self.clients[slot] = client
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(lambda: client, host, port), timeout_s)
+            await asyncio.wait_for(asyncio.shield(client.welcomed), timeout_s)
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            self.errors[f"connect: {type(exc).__name__}: {exc}"[:120]] += 1
+            if client.transport is not None:
+                client.transport.abort()
+            return False
+        return True
 
     async def start(self) -> None:
         self._gate = asyncio.Semaphore(self.CONNECTS_AT_ONCE)

@@ -6,65 +6,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 
 import httpx
 import pytest
 
-from mlitb.config import Settings
 from mlitb.workers.sim_fleet import FleetSpec
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
 CLIENTS = 6
-NETWORK = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "dense", "units": 10,
-                                                                          "activation": "softmax"}]
-
-
-def free_ports(n: int) -> int:
-    """A port P with P..P+n-1 free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65000 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-@pytest.fixture(scope="module")
-def cluster(ray_cluster, tmp_path_factory):
-    from mlitb.cluster.launch import start_cluster
-
-    settings = Settings(data_dir=tmp_path_factory.mktemp("cluster"), checkpoint_every=2)
-    spec = {"name": "cluster", "dataset": "mnist", "network": NETWORK, "hyper": {"period_s": 1.0, "aggregation": "mean", "spot_checks": False}}
-    c = start_cluster(settings, 2, free_ports(2), [spec], public_host="127.0.0.1", grace_s=0.4)
-    yield c
-    for h in c.gateways + list(c.projects.values()):
-        ray_cluster.kill(h)
 
 
 def status(cluster) -> dict:
     import ray
     return ray.get(cluster.projects[1].status.remote(), timeout=30)
-
-
-async def wait_for(predicate, timeout_s: float, what: str) -> float:
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout_s, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return time.monotonic() - start
 
 
 def fleet_for(cluster):

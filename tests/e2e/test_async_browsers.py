@@ -1,5 +1,7 @@
 """Buffered asynchronous mode with real browsers: two headless Chromium trainers, one throttled 4x (`mlitb worker
---cpu-throttle 4`, its own process), and a tracker train one async project below 5% MNIST test error."""
+--cpu-throttle 4`, its own process), and a tracker train one async project below 5% MNIST test error; a closure
+saved from it while it trains verifies (`mlitb closure verify` recomputes the tracker's reported error with the
+stored code) and `replay` refuses it with NOT_REPLAYABLE."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 
 import httpx
 
+from mlitb.cli import main
 from mlitb.model import PAPER_NETWORK
 from mlitb.workers.browser import BrowserPool
 
@@ -18,8 +21,10 @@ PROJECT = {"name": "async e2e", "dataset": "mnist", "network": PAPER_NETWORK,
            "hyper": {"period_s": 1, "learning_rate": 0.05, "mode": "async", "buffer_size": 1}}
 
 
-def test_two_browser_trainers_one_throttled_4x_train_an_async_project_below_5_percent_test_error(server):
-    pid = httpx.post(f"{server.url}/api/projects", json=PROJECT).json()["id"]
+def test_two_browser_trainers_one_throttled_4x_train_an_async_project_below_5_percent_test_error(server, tmp_path,
+                                                                                                  capsys):
+    project = httpx.post(f"{server.url}/api/projects", json=PROJECT).json()
+    pid, closure = project["id"], tmp_path / "async.zip"
     slow = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "worker", "--server", server.url, "--project",
                              str(pid), "--browsers", "1", "--trackers", "0", "--backend", "wasm", "--cpu-throttle",
                              "4", "--duration", "400"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -36,6 +41,8 @@ def test_two_browser_trainers_one_throttled_4x_train_an_async_project_below_5_pe
                 if errors and errors[-1] < TARGET and max(m["trainers"] for m in metrics) == 2:
                     break
             statuses = pool.statuses()
+            saved = main(["closure", "save", "--server", server.url, "--project", str(pid), "-o", str(closure),
+                          "--token", project["owner_token"]])
     finally:
         slow.terminate()
         out = slow.communicate(timeout=30)[0].decode(errors="replace")
@@ -48,3 +55,11 @@ def test_two_browser_trainers_one_throttled_4x_train_an_async_project_below_5_pe
     # both trainers' results were applied: the throttled one's computed from older versions now and then
     assert any((m["staleness_max"] or 0) >= 1 for m in applied)
     assert not any(s.get("error") for s in statuses if s["role"] == "trainer"), statuses
+    # the closure of an async run: its hashes check and the reported test error is recomputed with the stored code
+    assert saved == 0
+    capsys.readouterr()
+    assert main(["closure", "verify", str(closure)]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "hashes: all" in out and "verified" in out and "NOT verified" not in out, out
+    assert main(["closure", "replay", str(closure)]) == 1
+    assert "trained in asynchronous mode" in capsys.readouterr().err

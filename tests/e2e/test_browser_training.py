@@ -23,25 +23,34 @@ def wait_for(predicate, timeout_s, poll=None, what="condition"):
         if value:
             return value
         (poll or time.sleep)(0.25)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what() if callable(what) else what}")
+
+
+def train_and_track(url: str, project: dict, done, timeout_s: float, what: str):
+    """One browser trainer and one tracker work on a new project until `done(metrics)`: (its id, the metrics at
+    that moment, the workers' statuses)."""
+    pid = httpx.post(f"{url}/api/projects", json=project).json()["id"]
+    with BrowserPool(url) as pool:
+        pool.open(pid, "trainer")
+        pool.open(pid, "tracker")
+
+        def ready():
+            m = httpx.get(f"{url}/api/projects/{pid}/metrics").json()
+            return m if done(m) else None
+
+        metrics = wait_for(ready, timeout_s, poll=pool.wait, what=lambda: f"{what}: {pool.statuses()}")
+        statuses = pool.statuses()
+    return pid, metrics, statuses
 
 
 @pytest.fixture(scope="module")
 def trained(server):
     """One browser trainer and one tracker train a project for a dozen rounds."""
-    pid = httpx.post(f"{server.url}/api/projects", json=PROJECT).json()["id"]
-    with BrowserPool(server.url) as pool:
-        pool.open(pid, "trainer")
-        pool.open(pid, "tracker")
+    def done(m):
+        trained_rounds = [r for r in m if r["samples"] > 0]
+        return len(trained_rounds) >= 12 and trained_rounds[-1]["test_error"] is not None
 
-        def enough_rounds():
-            m = httpx.get(f"{server.url}/api/projects/{pid}/metrics").json()
-            trained_rounds = [r for r in m if r["samples"] > 0]
-            return m if len(trained_rounds) >= 12 and trained_rounds[-1]["test_error"] is not None else None
-
-        metrics = wait_for(enough_rounds, 150, poll=pool.wait, what=f"12 trained rounds: {pool.statuses()}")
-        statuses = pool.statuses()
-    return pid, metrics, statuses
+    return train_and_track(server.url, PROJECT, done, 150, "12 trained rounds")
 
 
 def test_a_browser_trainer_joins_trains_and_the_training_loss_falls(trained):

@@ -4,37 +4,17 @@ private project with it (as a bearer header)."""
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
 
-from tests.helpers import TINY_NETWORK
+from tests.helpers import TINY_NETWORK, serve_process
 
 pytestmark = pytest.mark.browser
 
 
 def test_invite_links_work_from_the_fragment_and_never_put_the_token_in_the_servers_log(tmp_path, chromium):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "serve", "--port", str(port), "--data-dir",
-                             str(tmp_path), "--log-level", "info"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/projects", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
+    with serve_process(tmp_path, log_level="info", capture=True) as served:
+        url = served.url
         p = httpx.post(f"{url}/api/projects", json={"name": "secret", "network": TINY_NETWORK, "private": True}).json()
         secret = p["invite_token"]
         page = chromium.new_page()
@@ -47,10 +27,5 @@ def test_invite_links_work_from_the_fragment_and_never_put_the_token_in_the_serv
             assert page.evaluate("location.search") == f"?project={p['id']}&join=tracker"
             assert page.evaluate("location.hash") == f"#token={secret}"
         page.close()
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out = served.stop()
     assert f"/?project={p['id']}&join=tracker&token=REDACTED" in out and secret not in out

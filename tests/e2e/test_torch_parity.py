@@ -20,8 +20,9 @@ import torch
 from mlitb.model import PAPER_NETWORK, glorot_init, model_json, parse_network
 from mlitb.model.grow import grow_arrays, with_more_classes
 from mlitb.workers.native.engine import engine_from_artifacts
+from project_run import CIFAR_SIZE_NETWORK
 from static_server import StaticServer
-from tests.networks import CIFAR, EVERY_LAYER
+from tests.helpers import EVERY_LAYER_NETWORK
 
 pytestmark = pytest.mark.browser
 RTOL = 1e-5
@@ -50,8 +51,8 @@ def _case(spec: list[dict], n: int, seed: int, grow: int = 0):
 
 CASES = {
     "paper": (PAPER_NETWORK, 32, 1, 0),
-    "every-layer-type": (EVERY_LAYER, 16, 2, 0),
-    "cifar-size": (CIFAR, 8, 3, 0),
+    "every-layer-type": (EVERY_LAYER_NETWORK, 16, 2, 0),
+    "cifar-size": (CIFAR_SIZE_NETWORK, 8, 3, 0),
     "grown-output-layer": (PAPER_NETWORK, 16, 4, 1),
     "dropout": (DROPOUT, 8, 5, 0),
 }

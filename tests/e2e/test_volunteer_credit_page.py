@@ -27,3 +27,4 @@ def test_a_trainer_from_the_page_is_credited_and_the_tab_shows_its_contribution(
     context.close()
     board = httpx.get(f"{server.url}/api/projects/{pid}/volunteers").json()
     assert board[0]["volunteer"] == public and board[0]["samples"] >= shown > 0
+

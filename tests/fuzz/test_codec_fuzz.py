@@ -1,4 +1,4 @@
-"""Fuzzing the compressed-payload decoders: only MlitbError may come out, and anything accepted is a finite float32
+"""Fuzzing the compressed-payload decoders (q6z: the deflate stream too, and zip bombs): only MlitbError may come out, and anything accepted is a finite float32
 vector of exactly the project's length with no more non-zeros than the density allows."""
 
 from __future__ import annotations
@@ -68,7 +68,17 @@ def test_sparse_decoder_only_refuses_with_codes_and_keeps_its_promises(tally, qu
 
 
 @FUZZ
-@given(st.sampled_from([8, 4]), st.data())
+@given(st.sampled_from([8, 4, 6]), st.data())
 def test_delta_decoder_only_refuses_with_codes_and_keeps_its_promises(tally, bits, data):
     payload = data.draw(_payloads(_valid_delta(bits)))
-    _check(lambda: delta.decode(payload, LENGTH, bits), tally, f"delta q{bits}")
+    _check(lambda: delta.decode(payload, LENGTH, bits), tally, f"delta q{bits}" + ("z" if bits == 6 else ""))
+
+
+@FUZZ
+@given(st.integers(LENGTH + 5 * 4 + 1, 50 * LENGTH), st.binary(max_size=64), st.integers(0, 9))
+def test_a_deflated_delta_never_inflates_past_its_frame(tally, size, tail, level):
+    """Zip bombs: a stream of any length of output is refused once it passes the q6z layout's size."""
+    import zlib
+
+    bomb = zlib.compress(bytes(size) + tail, level, -15)
+    _check(lambda: delta.decode(bomb, LENGTH, 6), tally, "delta q6z bomb")

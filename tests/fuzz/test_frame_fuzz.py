@@ -32,6 +32,14 @@ def quadratic(params, ids):
     return (params - 1.0) * n, n, float(0.5 * np.sum((params - 1.0) ** 2) * n)
 
 
+def queued(link: MemoryLink) -> list[bytes | None]:
+    """The frames waiting in a link's inbox, left there: taken out and put back in order (nothing runs between)."""
+    frames = [link.inbox.get_nowait() for _ in range(link.inbox.qsize())]
+    for f in frames:
+        link.inbox.put_nowait(f)
+    return frames
+
+
 class Harness:
     """A project with an honest trainer and an open round; fuzzed messages come from a joined trainer, a joined
     tracker (each rejoined when a message closed its session) or a fresh connection that has not joined. The
@@ -67,7 +75,7 @@ class Harness:
             if conn.session.closed:
                 self.joined[sender] = self._join(sender)
         if err is not None:  # every refusal is answered with an ERROR frame naming it (unless the queue is full)
-            frames = [decode(f, 1 << 30) for f in list(link.inbox._queue) if f is not None]
+            frames = [decode(f, 1 << 30) for f in queued(link) if f is not None]
             assert not frames or any(f.type == MessageType.ERROR and f.json()["code"] == err.code.name
                                      for f in frames) or link.inbox.qsize() >= link.max_queue
         return outcome

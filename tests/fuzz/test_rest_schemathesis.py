@@ -14,7 +14,6 @@ conformance are the separate, expected-to-fail test at the end.
 from __future__ import annotations
 
 import io
-import zipfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,14 +27,7 @@ from schemathesis.python import asgi  # noqa: E402
 from mlitb.config import Settings  # noqa: E402
 from mlitb.model import PAPER_NETWORK  # noqa: E402
 from mlitb.server.app import create_app  # noqa: E402
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
+from tests.helpers import zip_of  # noqa: E402
 
 def _png(value: int) -> bytes:
     from PIL import Image
@@ -48,10 +40,10 @@ def _png(value: int) -> bytes:
 # Upload bodies for PUT .../data/{split}: arbitrary bytes, and zips good and hostile
 schemathesis.openapi.media_type("application/zip", st.one_of(
     st.binary(max_size=2048),
-    st.just(_zip({"a/1.png": _png(1), "b/2.png": _png(2)})),
-    st.just(_zip({"../../evil.png": _png(1)})),
-    st.just(_zip({"a/1.png": b"\0" * 200_000})),
-    st.builds(lambda names: _zip({n: _png(7) for n in names}),
+    st.just(zip_of({"a/1.png": _png(1), "b/2.png": _png(2)})),
+    st.just(zip_of({"../../evil.png": _png(1)})),
+    st.just(zip_of({"a/1.png": b"\0" * 200_000})),
+    st.builds(lambda names: zip_of({n: _png(7) for n in names}),
               st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4)),
 ))
 

@@ -111,7 +111,7 @@ class _RecordingPool:
 
     opened: list[tuple[int, str]] = []
 
-    def __init__(self, server_url, backend="auto", token=None, cpu_throttle=1.0):
+    def __init__(self, server_url, backend="auto", token=None, cpu_throttle=1.0, volunteer=None):
         pass
 
     def __enter__(self):

@@ -15,7 +15,7 @@ import pytest
 from mlitb.cli import main
 from mlitb.closure import load
 from mlitb.model import PAPER_NETWORK, glorot_init, parse_network
-from tests.helpers import protocol_trainer
+from tests.helpers import protocol_trainer, zip_of
 
 PROJECT = {"name": "closure-api", "dataset": "mnist", "network": PAPER_NETWORK, "seed": 7,
            "hyper": {"period_s": 1, "learning_rate": 0.05}}
@@ -79,11 +79,7 @@ def test_an_uploaded_tampered_closure_is_refused_and_nothing_is_stored(server, t
     config = json.loads(parts["config.json"])
     config["project"]["hyper"]["learning_rate"] = 9.0
     parts["config.json"] = json.dumps(config).encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for n, d in parts.items():
-            zf.writestr(n, d)
-    res = httpx.post(f"{server.url}/api/closures", content=buf.getvalue())
+    res = httpx.post(f"{server.url}/api/closures", content=zip_of(parts))
     assert res.status_code == 422 and res.json()["code"] == "CLOSURE_TAMPERED" and "config.json" in res.json()["message"]
     assert len(httpx.get(f"{server.url}/api/closures").json()) == before
     assert httpx.post(f"{server.url}/api/closures", content=raw).status_code == 201

@@ -16,7 +16,7 @@ from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.protocol import MessageType, decode, encode
-from tests.helpers import TINY_NETWORK, tiny_dataset
+from tests.helpers import TINY_NETWORK, running, tiny_dataset
 
 CLIENTS, ROUNDS = 6, 4
 
@@ -31,8 +31,9 @@ def gradient(client: int, version: int, size: int) -> tuple[np.ndarray, int]:
 class ScriptedLink:
     """A trainer that answers each WORK frame at once with its scripted GRADIENT frame, through the runtime's checks."""
 
-    def __init__(self, client: int, rounds: int):
+    def __init__(self, client: int, rounds: int, make=None):
         self.client, self.rounds = client, rounds
+        self.make = make or gradient  # (client, version, size) -> (gradient sum, samples)
         self.runtime = None
         self.cid = None
         self.sent_nan = False
@@ -40,7 +41,7 @@ class ScriptedLink:
     def send(self, frame: bytes) -> bool:
         f = decode(frame, len(frame))
         if f.type == MessageType.WORK and f.round < self.rounds:  # silent from then on: no further step
-            grad, samples = gradient(self.client, f.round, self.runtime.param_count)
+            grad, samples = self.make(self.client, f.round, self.runtime.param_count)
             out = decode(encode(MessageType.GRADIENT, project=self.runtime.id, round=f.round, count=samples,
                                 value=1.5 * samples, payload=grad), 1 << 20)
             asyncio.get_running_loop().call_soon(self.runtime.on_frame, self.cid, out)
@@ -72,31 +73,30 @@ async def single_process() -> np.ndarray:
     s = spec()
     rt = ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings())
     join(rt, list(range(CLIENTS)))
-    task = asyncio.create_task(rt.run())
-    await until(lambda: rt.round >= ROUNDS)
-    rt.stop()
-    await task
+    async with running(rt):
+        await until(lambda: rt.round >= ROUNDS)
     return rt.params
 
 
-async def through_gateways(groups: list[list[int]]) -> tuple[np.ndarray, ProjectCore]:
-    s = spec()
+async def through_gateways(groups: list, s: ProjectSpec | None = None, joiner=None,
+                           watch=None) -> tuple[np.ndarray, ProjectCore]:
+    """The clients of `groups` (one list per gateway) through gateways to one project core until round ROUNDS;
+    `joiner(gateway runtime, clients)` joins them (default `join`), `watch(core)` is called before the rounds."""
+    s = s or spec()
     core = ProjectCore(ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings()))
+    if watch is not None:
+        watch(core)
     names = [f"g{i}" for i in range(len(groups))]
-    for name in names:
-        core.hello(name)  # every gateway is live from the start: the first round waits for all of them
+    for name, clients in zip(names, groups):  # live with clients from the start: the first round waits for all
+        core.hello(name, clients=len(clients))
     gateways = []
     for name, clients in zip(names, groups):
         gw = GatewayRuntime(1, s, s.build_network(), tiny_dataset(), Settings(), upstream=LocalUpstream(core),
                             gateway=name)
-        join(gw, clients)
+        (joiner or join)(gw, clients)
         gateways.append(gw)
-    tasks = [asyncio.create_task(core.run())] + [asyncio.create_task(gw.run()) for gw in gateways]
-    await until(lambda: core.runtime.round >= ROUNDS)
-    core.stop()
-    for gw in gateways:
-        gw.stop()
-    await asyncio.gather(*tasks)
+    async with running(core, *gateways):
+        await until(lambda: core.runtime.round >= ROUNDS)
     return core.runtime.params, core
 
 
@@ -158,6 +158,21 @@ def test_a_gateway_partial_counts_once_per_round():
     assert agg.samples == 4 and np.array_equal(agg.sum, np.ones(15, np.float32))
 
 
+async def test_a_round_waits_for_the_live_gateways_with_clients_or_that_took_it_not_for_idle_ones():
+    s = spec()
+    core = ProjectCore(ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings()))
+    core.hello("busy", clients=2)
+    core.hello("idle", clients=0)
+    task = asyncio.create_task(core.next_round("taker", -1))
+    round_task = asyncio.create_task(core.run_round())
+    await until(lambda: task.done())
+    assert core.expected() == {"busy", "taker"}  # "taker" took the round and is live from then on
+    core.submit(partial(gateway="taker"))
+    core.submit(partial(gateway="busy"))
+    record = await asyncio.wait_for(round_task, 2.0)  # closed at its barrier, long before the 6 s deadline
+    assert record["gateways"] == 2
+
+
 async def test_a_partial_arriving_after_its_round_closed_is_refused_not_applied():
     s = spec()
     core = ProjectCore(ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings()), grace_s=0.0)
@@ -176,20 +191,16 @@ async def test_a_hyper_change_at_one_gateway_reaches_the_project_and_the_other_g
     core = ProjectCore(ProjectRuntime(1, s, s.build_network(), tiny_dataset(), Settings()))
     gateways = []
     for name, clients in (("g0", [0]), ("g1", [1])):
-        core.hello(name)
+        core.hello(name, clients=len(clients))
         gw = GatewayRuntime(1, s, s.build_network(), tiny_dataset(), Settings(), upstream=LocalUpstream(core),
                             gateway=name)
         join(gw, clients, rounds=1000)
         gateways.append(gw)
-    tasks = [asyncio.create_task(core.run())] + [asyncio.create_task(gw.run()) for gw in gateways]
-    await until(lambda: core.runtime.round >= 1)
-    gateways[0].change_hyper(gateways[0].hyper.model_copy(update={"learning_rate": 0.0123}))
-    await until(lambda: core.runtime.hyper.learning_rate == 0.0123)
-    start = core.runtime.round
-    await until(lambda: core.runtime.round >= start + 2)
-    assert gateways[1].hyper.learning_rate == 0.0123
-    assert core.runtime.metrics[-1]["learning_rate"] == 0.0123
-    core.stop()
-    for gw in gateways:
-        gw.stop()
-    await asyncio.gather(*tasks)
+    async with running(core, *gateways):
+        await until(lambda: core.runtime.round >= 1)
+        gateways[0].change_hyper(gateways[0].hyper.model_copy(update={"learning_rate": 0.0123}))
+        await until(lambda: core.runtime.hyper.learning_rate == 0.0123)
+        start = core.runtime.round
+        await until(lambda: core.runtime.round >= start + 2)
+        assert gateways[1].hyper.learning_rate == 0.0123
+        assert core.runtime.metrics[-1]["learning_rate"] == 0.0123

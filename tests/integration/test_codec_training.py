@@ -55,6 +55,7 @@ def dense_error():
     {"upload_codec": "topk_q8", "topk_density": 0.05, "topk_warmup_rounds": 8},
     {"download_codec": "delta_q8"},
     {"download_codec": "delta_q4"},
+    {"download_codec": "delta_q6z"},
     {"upload_codec": "topk_q8", "topk_density": 0.05, "download_codec": "delta_q4"},
 ])
 async def test_training_through_a_codec_gets_close_to_dense_float32(dense_error, hyper):
@@ -70,7 +71,8 @@ async def test_training_through_a_codec_gets_close_to_dense_float32(dense_error,
     if "upload_codec" in hyper:
         assert last["bytes_up_per_result"] < dense_bytes / 8
     if "download_codec" in hyper:
-        assert last["bytes_down_per_client"] < dense_bytes / (3.5 if hyper["download_codec"] == "delta_q8" else 7)
+        ratio = {"delta_q8": 3.5, "delta_q4": 7, "delta_q6z": 7}[hyper["download_codec"]]  # q6z: 7.6x measured here
+        assert last["bytes_down_per_client"] < dense_bytes / ratio, last["bytes_down_per_client"]
         shadow = rt.params_out.shadow
         for t in trainers:  # joined at round 0 or 9: every client holds the master's shadow exactly
             assert np.array_equal(t.params, shadow)
@@ -156,8 +158,8 @@ def test_rounds_over_30_s_are_for_local_sgd_only():
 
 async def test_the_closure_record_keeps_each_rounds_shadow_unchanged_by_later_rounds():
     rt, trainers, _ = await _train(rounds=4, download_codec="delta_q8")
-    kept = {r: v.copy() for r, v in rt.record._params_of_round.items()}
+    kept = {r: p.copy() for r in range(rt.round + 1) if (p := rt.record.params_of(r)) is not None}
     for _ in range(2):
         await rt.run_round()
-    assert all(np.array_equal(rt.record._params_of_round[r], v) for r, v in kept.items() if r in
-               rt.record._params_of_round)
+    still = {r: rt.record.params_of(r) for r in kept if rt.record.params_of(r) is not None}
+    assert len(still) >= 2 and all(np.array_equal(p, kept[r]) for r, p in still.items())

@@ -12,7 +12,7 @@ from mlitb.config import Settings
 from mlitb.data.examples import MAX_LABEL_CHARS
 from mlitb.data.server import create_data_app
 from mlitb.server.run import BackgroundServer
-from tests.helpers import TINY_NETWORK, digits_zip
+from tests.helpers import TINY_NETWORK, digits_zip, zip_of
 
 NET = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]
 
@@ -20,14 +20,6 @@ NET = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "d
 def create(server, network=NET, **extra):
     body = httpx.post(f"{server.url}/api/projects", json={"name": "e", "network": network, **extra}).json()
     return body, {"Authorization": f"Bearer {body['owner_token']}"}
-
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def test_an_unknown_split_is_one_code_naming_it_on_get_and_put(server):
@@ -68,7 +60,7 @@ def test_a_bad_image_message_names_no_python_object(server, body):
 def test_an_upload_with_no_usable_image_says_so_not_that_it_has_one_class(server):
     p, owner = create(server)
     res = httpx.put(f"{server.url}/api/projects/{p['id']}/data/train", headers={**owner, "Content-Type": "application/zip"},
-                    content=zipped({"dog/1.png": b"broken", "dog/2.jpg": b"also broken"}))
+                    content=zip_of({"dog/1.png": b"broken", "dog/2.jpg": b"also broken"}))
     assert res.json()["code"] == "EMPTY_DATASET"
     assert res.json()["message"].startswith("none of the 2 images could be decoded"), res.text
 
@@ -80,7 +72,7 @@ def test_a_class_whose_images_are_all_corrupt_is_not_counted(server):
         files = {name: zf.read(name) for name in zf.namelist()}
     files["mnist-train/dog/1.png"] = b"broken"
     res = httpx.put(f"{server.url}/api/projects/{p['id']}/data/train", headers={**owner, "Content-Type": "application/zip"},
-                    content=zipped(files))
+                    content=zip_of(files))
     assert res.json()["code"] == "EMPTY_DATASET"
     assert res.json()["message"].startswith("only one class ('0') has usable images"), res.text
 

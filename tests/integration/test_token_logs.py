@@ -3,17 +3,11 @@ name) leaves no SECRET in the captured access and error log of a real `mlitb ser
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
 
 from mlitb.server.logs import redact
-from tests.helpers import TINY_NETWORK
+from tests.helpers import TINY_NETWORK, serve_process
 
 
 @pytest.mark.parametrize("line,expected", [
@@ -28,34 +22,15 @@ def test_token_parameters_are_redacted_and_other_parameters_kept(line, expected)
 
 
 def test_a_request_with_a_token_in_its_query_leaves_no_token_in_the_servers_log(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "serve", "--port", str(port), "--data-dir",
-                             str(tmp_path), "--log-level", "debug"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/projects", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
+    with serve_process(tmp_path, log_level="debug", capture=True) as served:
+        url = served.url
         p = httpx.post(f"{url}/api/projects", json={"name": "secret", "network": TINY_NETWORK, "private": True}).json()
         secret = p["invite_token"]
         assert httpx.get(f"{url}/api/projects/{p['id']}", params={"token": secret}).status_code == 200
         assert httpx.get(f"{url}/api/projects/{p['id']}/metrics?%74oken={secret}").status_code == 200
         assert httpx.get(f"{url}/api/projects/{p['id']}/clients?token={secret}x").status_code == 403
         httpx.get(f"{url}/?project={p['id']}&token={secret}")
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out = served.stop()
     assert f"/api/projects/{p['id']}?token=REDACTED" in out  # the requests were logged ...
     assert f"/?project={p['id']}&token=REDACTED" in out
     assert secret not in out and secret[:16] not in out  # ... without the token

@@ -4,7 +4,7 @@ learnt on the fly, a hostile parameter frame, and the on-disk example cache."""
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 
 import httpx
 import numpy as np
@@ -17,6 +17,7 @@ from mlitb.protocol import MessageType, encode
 from mlitb.server.run import BackgroundServer
 from mlitb.workers.native.client import NativeWorker, Options
 from mlitb.workers.sim_fleet import Fleet, FleetSpec
+from tests.helpers import serve_process, wait_for
 
 torch.set_num_threads(1)
 PERIOD = 1.0
@@ -32,31 +33,8 @@ def srv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def srv_process(tmp_path_factory):
     """A `mlitb serve` of its own: work times and latencies measured without sharing this process's GIL."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    from types import SimpleNamespace
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "serve", "--port", str(port), "--data-dir",
-                             str(tmp_path_factory.mktemp("served")), "--trainer-capacity", "2000", "--log-level",
-                             "warning"], cwd=root, env={**os.environ, "PYTHONPATH": root})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/api/projects", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield SimpleNamespace(url=url)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_process(tmp_path_factory.mktemp("served"), "--trainer-capacity", "2000") as served:
+        yield served
 
 
 def _project(srv, **hyper) -> dict:
@@ -67,12 +45,17 @@ def _project(srv, **hyper) -> dict:
     return r.json()
 
 
-async def _until(cond, timeout_s: float, what: str) -> None:
-    end = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+@contextlib.asynccontextmanager
+async def _running(srv, project: dict, tmp_path):
+    """One torch trainer of `project` on its own task for the length of the block; its task must end cleanly."""
+    stop = asyncio.Event()
+    worker = NativeWorker(Options(srv.url, project["id"], "trainer", cache_dir=tmp_path))
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
 
 
 def _runtime(srv, pid):
@@ -90,7 +73,7 @@ async def test_a_torch_and_a_simulated_trainer_share_a_project_each_working_to_i
     tasks = [asyncio.create_task(worker.run(stop))]
     await fleet.start()
     try:
-        await _until(lambda: len(httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()) >= 14, 90, "14 rounds")
+        await wait_for(lambda: len(httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()) >= 14, 90, "14 rounds")
         clients = httpx.get(f"{srv.url}/api/projects/{p['id']}/clients").json()
     finally:
         stop.set()
@@ -122,7 +105,7 @@ async def test_a_torch_tracker_evaluates_the_newest_parameters_on_the_test_set_a
     tracker = NativeWorker(Options(srv.url, p["id"], "tracker", eval_interval_s=2.0))
     tasks = [asyncio.create_task(w.run(stop)) for w in (trainer, tracker)]
     try:
-        await _until(lambda: any(r.get("test_error") is not None for r in
+        await wait_for(lambda: any(r.get("test_error") is not None for r in
                                  httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()), 60,
                      "a test error in the metrics")
     finally:
@@ -137,24 +120,18 @@ async def test_a_torch_tracker_evaluates_the_newest_parameters_on_the_test_set_a
 
 async def test_a_wrong_sized_parameter_frame_is_reported_and_the_worker_reconnects_and_trains_on(srv, tmp_path):
     p = _project(srv)
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        await _until(lambda: worker.status.samples, 60, "a first gradient")
+    async with _running(srv, p, tmp_path) as worker:
+        await wait_for(lambda: worker.status.samples, 60, "a first gradient")
         rt = _runtime(srv, p["id"])
         client = next(c for c in rt.clients.values() if c.role == "trainer")
         bad = encode(MessageType.PARAMS, project=p["id"], round=rt.round, count=5, payload=np.ones(5, np.float32))
         client.link.writer.get_loop().call_soon_threadsafe(client.link.send, bad)
-        await _until(lambda: worker.status.connections >= 2, 30, "a reconnect")
+        await wait_for(lambda: worker.status.connections >= 2, 30, "a reconnect")
         assert any("has 5 values" in e and "31786" in e for e in worker.status.errors), worker.status.errors
         answered = worker.status.round
-        await _until(lambda: (worker.status.round or 0) > answered + 1 and worker.status.state != "connecting", 30,
+        await wait_for(lambda: (worker.status.round or 0) > answered + 1 and worker.status.state != "connecting", 30,
                      "training after the reconnect")
-    finally:
-        stop.set()
-        await task
-    assert worker.fatal is None and not task.exception()
+    assert worker.fatal is None
 
 
 async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients_fit_the_grown_model(srv, tmp_path):
@@ -163,27 +140,21 @@ async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients
     from PIL import Image
 
     p = _project(srv)
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        await _until(lambda: worker.status.samples, 60, "a first gradient")
+    async with _running(srv, p, tmp_path) as worker:
+        await wait_for(lambda: worker.status.samples, 60, "a first gradient")
         png = io.BytesIO()
         Image.fromarray(np.full((28, 28), 200, np.uint8)).save(png, "PNG")
         r = httpx.post(f"{srv.url}/api/projects/{p['id']}/examples", params={"label": "square"},
                        content=png.getvalue(), headers={"Authorization": f"Bearer {p['owner_token']}",
                                                         "Content-Type": "image/png"})
         assert r.status_code in (200, 201), r.text
-        await _until(lambda: worker.engine is not None and worker.engine.num_classes == 11, 30, "the grown model")
+        await wait_for(lambda: worker.engine is not None and worker.engine.num_classes == 11, 30, "the grown model")
         grown = worker.engine.param_count
         assert grown == p["param_count"] + 16 * 14 * 14 + 1
         rows_before = len(httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json())
-        await _until(lambda: any(r["classes"] == 11 and r["contributions"] == 1 for r in
+        await wait_for(lambda: any(r["classes"] == 11 and r["contributions"] == 1 for r in
                                  httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()[rows_before:]),
                      30, "a gradient of the grown model")
-    finally:
-        stop.set()
-        await task
     assert worker.fatal is None
     assert worker.held is not None and 10 in set(worker.held.labels.tolist())  # the new example is held
 
@@ -191,30 +162,18 @@ async def test_a_torch_trainer_takes_a_class_learnt_on_the_fly_and_its_gradients
 async def test_examples_are_cached_on_disk_so_a_restarted_worker_downloads_none_again(srv, tmp_path):
     p = _project(srv)
     for attempt in range(2):
-        stop = asyncio.Event()
-        worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-        task = asyncio.create_task(worker.run(stop))
-        try:
-            await _until(lambda: worker.status.downloaded == 2000, 60, "the allocation")
-        finally:
-            stop.set()
-            await task
+        async with _running(srv, p, tmp_path) as worker:
+            await wait_for(lambda: worker.status.downloaded == 2000, 60, "the allocation")
         assert worker.status.from_cache == (0 if attempt == 0 else 2000)
     assert len(list(tmp_path.rglob("*.bin"))) == 1  # one run of 2,000 ids
 
 
 async def test_in_deterministic_rounds_a_torch_trainer_sums_exactly_the_examples_the_master_names(srv, tmp_path):
     p = _project(srv, deterministic=True, samples_per_round=48)
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        await _until(lambda: sum(r["contributions"] for r in
+    async with _running(srv, p, tmp_path) as worker:
+        await wait_for(lambda: sum(r["contributions"] for r in
                                  httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()) >= 3, 60,
                      "three deterministic gradients")
-    finally:
-        stop.set()
-        await task
     rows = [r for r in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json() if r["contributions"]]
     assert all(r["samples"] == 48 for r in rows), rows
     assert worker.status.samples == 48
@@ -222,17 +181,11 @@ async def test_in_deterministic_rounds_a_torch_trainer_sums_exactly_the_examples
 
 async def test_a_torch_trainer_follows_shadow_deltas_and_refuses_local_sgd_rounds(srv, tmp_path):
     p = _project(srv, download_codec="delta_q4", upload_codec="topk_q8")
-    stop = asyncio.Event()
-    worker = NativeWorker(Options(srv.url, p["id"], "trainer", cache_dir=tmp_path))
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        await _until(lambda: len([m for m in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()
+    async with _running(srv, p, tmp_path) as worker:
+        await wait_for(lambda: len([m for m in httpx.get(f"{srv.url}/api/projects/{p['id']}/metrics").json()
                                   if m["samples"] > 0]) >= 5, 90, "5 trained rounds")
-    finally:
-        stop.set()
-        await task
     rt = _runtime(srv, p["id"])
-    sent = rt.record._params_of_round[worker.downlink.round]  # what the master broadcast (its shadow) that round
+    sent = rt.record.params_of(worker.downlink.round)  # what the master broadcast (its shadow) that round
     assert worker.downlink.round >= 4 and np.array_equal(worker.downlink.params, sent)
     local = _project(srv, algorithm="local_sgd")
     refused = NativeWorker(Options(srv.url, local["id"], "trainer", cache_dir=tmp_path))
@@ -254,8 +207,8 @@ async def _two_trainers_from_one_address(srv, tmp_path):
     try:
         for w in workers:  # one after the other: the second is asked for work (6 bits) by the master
             tasks.append(asyncio.create_task(w.run(stop)))
-            await _until(lambda: w.status.client_id is not None, 60, "a WELCOME")
-        await _until(lambda: all(w.status.samples for w in workers), 60, "gradients from both")
+            await wait_for(lambda: w.status.client_id is not None, 60, "a WELCOME")
+        await wait_for(lambda: all(w.status.samples for w in workers), 60, "gradients from both")
     finally:
         stop.set()
         await asyncio.gather(*tasks)

@@ -48,6 +48,11 @@ function run(op) {
   }
   if (op.op === "topk_decode") return attempt(() => topk.decode(bytes(op.payload), op.length, op.max, op.q));
   if (op.op === "delta_decode") return attempt(() => delta.decode(bytes(op.payload), op.length, op.bits));
+  if (op.op === "shadow_apply") { // the master's payloads (q6z is compressed by the master only) applied in order
+    const sh = new delta.Shadow(f32(op.init));
+    op.payloads.forEach((p) => sh.apply(bytes(p), op.bits));
+    return b64(u8(sh.values));
+  }
   if (op.op === "count") return op.rounds.map((r) => topk.countFor(topk.densityAt(r, op.density, op.warmup), op.length));
   throw new Error("unknown op " + op.op);
 }
@@ -108,6 +113,11 @@ def run_py(ops: list[dict]) -> list:
         elif op["op"] == "delta_decode":
             pl = base64.b64decode(op["payload"])
             out.append(_attempt(lambda: delta.decode(pl, op["length"], op["bits"])))
+        elif op["op"] == "shadow_apply":
+            sh = delta.Shadow(f32(op["init"]))
+            for p in op["payloads"]:
+                sh.apply(base64.b64decode(p), op["bits"])
+            out.append(b64(sh.values))
         elif op["op"] == "uplink":
             up = link.Uplink(SimpleNamespace(**op["config"]), op["length"])
             out.append([[kind, b64(p)] for kind, p in (up.encode(f32(g), r) for r, g in enumerate(op["grads"]))])

@@ -113,12 +113,13 @@ def test_refreshment_moves_nothing_when_everything_is_allocated():
 
 
 def test_ids_given_back_go_first_to_a_trainer_that_has_them_cached():
-    a = Allocator(20, capacity=1000)
-    a.trainers = [1, 2]
-    a.owner[0:5], a.owner[5:10] = 1, 2  # ids 10..19 are free
-    a._remember(1, np.arange(15, 20))  # trainer 1 held 15..19 before, trainer 2 held 10..14
-    a._remember(2, np.arange(10, 15))
-    a.rebalance()
-    assert a.ids_of(1).tolist() == [0, 1, 2, 3, 4, 15, 16, 17, 18, 19]
-    assert a.ids_of(2).tolist() == list(range(5, 15))
-    assert a.cached_by(1)[15:20].all() and not a.cached_by(1)[10:15].any()
+    a = Allocator(8, capacity=5)
+    a.join(1)  # 0..4
+    a.join(2)  # 5..7, and 4 cut from trainer 1
+    a.leave(1)  # 2 tops up to 5 with 0, the first free id (it has none of them cached)
+    assert a.ids_of(2).tolist() == [0, 4, 5, 6, 7]
+    a.join(3)  # the free 1, 2, 3, and 7 cut from trainer 2
+    assert a.ids_of(3).tolist() == [1, 2, 3, 7] and a.cached_by(2)[7]
+    a.leave(3)  # 1, 2, 3 and 7 come free: 2 takes back 7, which it has cached, not 1, the first free id
+    assert a.ids_of(2).tolist() == [0, 4, 5, 6, 7]
+    assert a.cached_by(2).tolist() == [True, False, False, False, True, True, True, True]

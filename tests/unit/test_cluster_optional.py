@@ -18,7 +18,7 @@ import mlitb.demo, mlitb.server.run, mlitb.workers.simulate
 args = build_parser().parse_args(["serve", "--data-dir", sys.argv[1]])
 assert not args.ray
 create_app(Settings(data_dir=__import__("pathlib").Path(sys.argv[1])))
-loaded = sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.") or m == "prometheus_client")
+loaded = sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))  # prometheus_client is core (/metrics)
 print(loaded)
 """
 

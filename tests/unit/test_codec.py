@@ -39,7 +39,7 @@ def test_kinds_without_a_registered_codec_are_refused_with_unknown_payload_kind(
 
 def test_the_reserved_numbers_are_fixed():
     assert [(k.name, int(k)) for k in Kind] == [("DENSE_F32", 0), ("TOPK_F32", 1), ("TOPK_Q8", 2), ("DELTA_Q8", 3),
-                                                 ("DELTA_Q4", 4)]
+                                                 ("DELTA_Q4", 4), ("DELTA_Q6Z", 5)]
 
 
 def test_a_kind_can_be_registered_once_and_only_if_reserved():

@@ -4,6 +4,8 @@ and shadows, and the same hostile payloads are refused with the same error code.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,50 @@ def test_shadow_deltas_are_byte_identical(bundled):
     assert twin.run_py(ops) == twin.run_ts(bundled, ops)
 
 
+def test_deflated_shadow_deltas_decode_to_the_same_shadow(bundled):
+    """delta_q6z: the master's compressed frames, applied round after round by both decoders, give one shadow."""
+    rng = np.random.default_rng(5)
+    ops, shadows = [], []
+    for n, kind, _ in CASES[::4]:
+        init = rng.standard_normal(n).astype(np.float32)
+        sh = delta.Shadow(init)
+        params = np.cumsum(np.stack(_vectors(rng, n, 4, kind)), axis=0)
+        payloads = [twin.b64(sh.advance(p, 6)) for p in params]
+        shadows.append(twin.b64(sh.values))
+        ops.append({"op": "shadow_apply", "init": twin.b64(init), "payloads": payloads, "bits": 6})
+    assert twin.run_py(ops) == twin.run_ts(bundled, ops) == shadows
+
+
+def _streams(raw: bytes):
+    """The same bytes in every block type zlib writes: stored, fixed and dynamic Huffman, run-length."""
+    for level, strategy in ((0, zlib.Z_DEFAULT_STRATEGY), (6, zlib.Z_FIXED), (6, zlib.Z_DEFAULT_STRATEGY),
+                            (9, zlib.Z_HUFFMAN_ONLY), (6, zlib.Z_RLE), (1, zlib.Z_DEFAULT_STRATEGY)):
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)
+        yield c.compress(raw) + c.flush()
+
+
+def test_hostile_deflate_streams_get_the_same_verdict_from_both(bundled):
+    """Every block type, bit flips, cuts, trailing bytes, and zip bombs (far more output than the frame allows):
+    inflated to the same shadow change or refused with the same code."""
+    rng = np.random.default_rng(6)
+    ops = []
+    for n in (5, 300, 3000):
+        sh = delta.Shadow(np.zeros(n, np.float32))
+        raw = zlib.decompress(sh.advance(np.round(rng.standard_normal(n) * 3).astype(np.float32), 6), -15)
+        for stream in _streams(raw):
+            for m in _mutations(rng, stream, 40):
+                ops.append({"op": "delta_decode", "payload": twin.b64(m), "length": n, "bits": 6})
+        size = len(raw)
+        for bomb in (bytes(size + 1), bytes(100 * size), raw + b"\0", raw[:-1]):
+            ops.append({"op": "delta_decode", "payload": twin.b64(zlib.compress(bomb, 9, -15)), "length": n, "bits": 6})
+        ops.append({"op": "delta_decode", "payload": twin.b64(rng.bytes(60)), "length": n, "bits": 6})
+    py, ts = twin.run_py(ops), twin.run_ts(bundled, ops)
+    for op, a, b in zip(ops, py, ts):
+        assert a == b, op
+    verdicts = {r.get("error", "ok") for r in py}
+    assert {"ok", "CODEC_LENGTH", "CODEC_MALFORMED", "CODEC_BAD_CODE"} <= verdicts, verdicts
+
+
 def test_warmup_densities_give_the_same_counts(bundled):
     ops = [{"op": "count", "length": n, "density": d, "warmup": w, "rounds": list(range(0, 40))}
            for n in (1, 999, 31786, 455000) for d in (0.001, 0.01, 0.3) for w in (0, 1, 7, 20)]
@@ -94,7 +140,7 @@ def test_hostile_payloads_get_the_same_verdict_from_both(bundled):
                 payload, _, _ = topk.encode(g, k, q)
                 for m in _mutations(rng, payload, 60):
                     ops.append({"op": "topk_decode", "payload": twin.b64(m), "length": n, "max": k, "q": q})
-        for bits in (8, 4):
+        for bits in (8, 4, 6):
             payload, _ = delta.encode(g, bits)
             for m in _mutations(rng, payload, 60):
                 ops.append({"op": "delta_decode", "payload": twin.b64(m), "length": n, "bits": bits})

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from mlitb.trust.example_order import example_order, examples_used
+from tests.helpers import run_in_node
 
-WEB = Path(__file__).resolve().parents[2] / "web"
 CASES = [(0, 10), (1, 1), (7, 2), (123456789, 3000), (0xFFFFFFFF, 257), (2**31, 60000)]
 
 
@@ -30,15 +25,7 @@ def test_the_examples_used_cycle_through_the_held_ids_in_the_seeded_order():
 
 
 def test_the_typescript_twin_gives_the_same_orders(tmp_path):
-    esbuild, node = WEB / "node_modules" / ".bin" / "esbuild", shutil.which("node")
-    if not esbuild.exists() or node is None:
-        pytest.skip("needs Node and web/node_modules (npm --prefix web install)")
-    out = tmp_path / "order.mjs"
-    subprocess.run([str(esbuild), str(WEB / "src" / "compute" / "example_order.ts"), "--bundle", "--format=esm",
-                    f"--outfile={out}", "--log-level=warning"], check=True)
-    script = (f"import {{ exampleOrder }} from {json.dumps(str(out))};"
-              f"const cases = {json.dumps(CASES)};"
-              "console.log(JSON.stringify(cases.map(([s, n]) => Array.from(exampleOrder(s, n)))));")
-    done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
-    for (seed, count), ts in zip(CASES, json.loads(done.stdout)):
+    script = ("const { exampleOrder } = await import(BUNDLE);"
+              "console.log(JSON.stringify(INPUT.map(([s, n]) => Array.from(exampleOrder(s, n)))));")
+    for (seed, count), ts in zip(CASES, run_in_node("compute/example_order.ts", tmp_path, script, CASES)):
         assert ts == example_order(seed, count).tolist(), (seed, count)

@@ -26,7 +26,7 @@ def _positions(size):
 @pytest.mark.parametrize("size", [1000, aggregate.FUSED_MIN + 5 * aggregate.BLOCK + 123])
 def test_refused_gradient_leaves_the_sum_unchanged(size):
     acc = GradientAccumulator(size)
-    assert acc._fused == (size > aggregate.FUSED_MIN)
+    assert acc.mode == ("blocks" if size > aggregate.FUSED_MIN else "spare")
     good = _grads(size, 5)
     expected = np.zeros(size, np.float32)
     for i, g in enumerate(good):
@@ -49,7 +49,7 @@ def test_fused_snapshots_and_unchecked_adds_match_a_plain_sum(monkeypatch):
     monkeypatch.setattr(aggregate, "REDO_BYTES", 3 * 4 * size)  # a snapshot every 3 gradients
     monkeypatch.setattr(aggregate, "MIN_KEEP", 2)
     acc = GradientAccumulator(size)
-    assert acc._keep == 3
+    assert (acc.mode, acc.snapshot_every) == ("blocks", 3)
     expected = np.zeros(size, np.float32)
     for i, g in enumerate(_grads(size, 11, seed=1)):
         if i % 4 == 3:
@@ -88,7 +88,7 @@ def test_wrong_shape_is_an_error(size):
 def test_gradients_too_large_to_keep_are_checked_whole():
     size = aggregate.REDO_BYTES // 4 // aggregate.MIN_KEEP + 1
     acc = GradientAccumulator(size)
-    assert not acc._fused
+    assert acc.mode == "whole"
     g = np.ones(size, np.float32)
     assert acc.add_finite(g, 1)
     for pos in (0, size // 2, size - 1):

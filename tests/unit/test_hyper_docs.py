@@ -1,6 +1,7 @@
 """docs/hyper.md is generated from `Hyper` and stays in sync with it; hyper values are never coerced."""
 
 import pytest
+from pydantic import BaseModel, Field
 
 from mlitb.errors import MlitbError
 from mlitb.master import hyper_docs
@@ -26,11 +27,19 @@ def test_every_field_of_the_model_has_a_row_with_its_range():
 
 
 def test_the_generator_describes_kinds_of_field_it_has_not_seen_yet():
-    assert hyper_docs._range({"type": "number"}) == "any finite number"
-    assert hyper_docs._range({"type": "integer", "minimum": 0}) == "[0, ∞) (integers)"
-    assert hyper_docs._range({"anyOf": [{"type": "number", "maximum": 1}, {"type": "null"}]}) == "(−∞, 1] or `null`"
-    assert hyper_docs._range({"type": "string", "maxLength": 8}) == "any string (max 8 characters)"
-    assert hyper_docs._type({"anyOf": [{"type": "integer"}, {"type": "null"}]}) == "integer or null"
+    class Unseen(BaseModel):
+        x: float = 0.5
+        n: int = Field(0, ge=0)
+        m: float | None = Field(None, le=1)
+        s: str = Field("", max_length=8)
+        k: int | None = None
+
+    text = hyper_docs.render(Unseen)
+    assert "| `x` | number | `0.5` | any finite number |" in text
+    assert "| `n` | integer | `0` | [0, ∞) (integers) |" in text
+    assert "| `m` | number or null | `null` | (−∞, 1] or `null` |" in text
+    assert '| `s` | string | `""` | any string (max 8 characters) |' in text
+    assert "| `k` | integer or null | `null` |" in text
 
 
 @pytest.mark.parametrize("field,value", [("period_s", "4"), ("learning_rate", "0.1"), ("batch_size", "32"),
@@ -55,10 +64,10 @@ def test_the_project_fields_beside_hyper_are_not_coerced_either(field, value):
     assert err.value.code.name == "INVALID_REQUEST"
 
 
-def test_a_nested_model_field_gets_a_row_per_inner_field(monkeypatch):
+def test_a_nested_model_field_gets_a_row_per_inner_field():
     from typing import Literal
 
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import ConfigDict
 
     class Codec(BaseModel):
         kind: Literal["dense", "topk"] = Field("dense", description="payload kind")
@@ -69,8 +78,7 @@ def test_a_nested_model_field_gets_a_row_per_inner_field(monkeypatch):
         codec: Codec = Field(default_factory=Codec, description="how updates travel")
         budget: int | None = Field(None, ge=1, description="optional cap")
 
-    monkeypatch.setattr(hyper_docs, "Hyper", Wider)
-    text = hyper_docs.render()
+    text = hyper_docs.render(Wider)
     assert "| `codec` | object |" in text and "the fields below | how updates travel |" in text
     assert '| `codec.kind` | string | `"dense"` | `"dense"`, `"topk"` | payload kind |' in text
     assert "| `codec.density` | number | `0.01` | (0, 1] | share of coordinates sent |" in text

@@ -214,3 +214,31 @@ def test_results_of_one_group_are_one_vote_their_summed_gradient_over_their_summ
     alone.add(np.array([2.0], np.float32), 2, group="a")
     alone.add(np.array([6.0], np.float32), 2, group="a")
     np.testing.assert_allclose(alone.mean(), [2.0])  # (2 + 6) / (2 + 2)
+
+
+def test_bound_votes_scales_only_public_address_votes_above_the_bound_and_keeps_their_direction():
+    agg = RobustAggregator(2, centered_clip)
+    agg.add(np.array([300.0, 400.0], np.float32), 10, group=("address", "203.0.113.9"))  # per-sample norm 50
+    agg.add(np.array([6.0, 8.0], np.float32), 10, group=("address", "198.51.100.7"))  # per-sample norm 1: kept
+    agg.add(np.array([3000.0, 0.0], np.float32), 10, group=("client", 3))  # an exempt trainer's vote: trusted
+    assert agg.bound_votes(2.0) == 1
+    np.testing.assert_allclose(agg._sums[0], [12.0, 16.0], rtol=1e-6)  # norm 2 per sample, same direction
+    np.testing.assert_array_equal(agg._sums[1], [6.0, 8.0])
+    np.testing.assert_array_equal(agg._sums[2], [3000.0, 0.0])
+    assert agg.bound_votes(2.0) == 0  # just at the bound: kept
+
+
+def test_with_a_reference_a_round_of_fewer_than_three_votes_is_centred_on_it_and_a_flipped_vote_cannot_turn_it():
+    honest = np.array([1.0, 0.0], np.float32)
+    agg = RobustAggregator(2, centered_clip)
+    agg.add(honest * 100, 100, group=("address", "198.51.100.7"))
+    agg.add(-2 * honest * 5000, 5000, group=("address", "203.0.113.9"))  # flipped, outweighing by its count
+    assert np.dot(agg.mean(), honest) < 0  # without the reference: the mean ascends
+    agg.bound_votes(2.0, reference=honest)
+    step = agg.mean()
+    assert 0 <= np.dot(step, honest) <= 1.0 + 1e-6  # cancelled at worst, never turned
+    three = RobustAggregator(2, centered_clip)  # three votes: the median rule as before, the reference unused
+    for g, key in ((honest, "a"), (honest, "b"), (-honest, "c")):
+        three.add(g, 1, group=("address", key))
+    three.bound_votes(10.0, reference=np.array([0.0, 5.0], np.float32))
+    np.testing.assert_allclose(three.mean(), centered_clip(np.stack([honest, honest, -honest]), np.ones(3)))

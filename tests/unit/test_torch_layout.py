@@ -14,6 +14,7 @@ import torch
 from mlitb.model import PAPER_NETWORK, glorot_init, parse_network, split_weights
 from mlitb.workers.native.engine import TorchEngine
 from mlitb.workers.native.layout import ParamLayout
+from tests.helpers import EVERY_LAYER_NETWORK
 
 EPS = 1e-7
 
@@ -80,22 +81,11 @@ def reference_loss(net, flat, images, labels) -> float:
 
 NETWORKS = {
     "paper": PAPER_NETWORK,
-    "every layer type": [
-        {"type": "input", "shape": [9, 8, 2]},
-        {"type": "conv2d", "filters": 3, "kernel": 3, "stride": 2, "padding": "same", "activation": "tanh"},
-        {"type": "conv2d", "filters": 4, "kernel": 2, "stride": 1, "padding": "same", "activation": "sigmoid"},
-        {"type": "relu"},
-        {"type": "maxpool2d", "size": 2, "stride": 1},
+    "every layer type": EVERY_LAYER_NETWORK,
+    "softmax over a map's channels": [
+        {"type": "input", "shape": [5, 4, 2]},
         {"type": "conv2d", "filters": 3, "kernel": 2, "stride": 1, "padding": "valid", "activation": "linear"},
-        {"type": "softmax"},
-        {"type": "flatten"},
-        {"type": "dropout", "rate": 0.0},
-        {"type": "dense", "units": 5, "activation": "tanh"},
-        {"type": "sigmoid"},
-        {"type": "dense", "units": 4, "activation": "linear"},
-        {"type": "tanh"},
-        {"type": "dense", "units": 3, "activation": "linear"},
-        {"type": "softmax"},
+        {"type": "softmax"}, {"type": "flatten"}, {"type": "dense", "units": 3, "activation": "softmax"},
     ],
     "dense on a flattened map": [
         {"type": "input", "shape": [3, 4, 2]}, {"type": "flatten"},

@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+import websockets.frames
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
@@ -75,13 +76,30 @@ def test_a_stream_that_ends_in_a_large_payload_is_an_eof():
 
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 65_536, 100_003])
-def test_in_place_unmasking_matches_the_library(n):
+def _xor(data: bytes, mask: bytes) -> bytes:
+    return (np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), len(data))).tobytes()
+
+
+@pytest.mark.parametrize("n", [65_536, 65_537, 65_543, 65_544, 100_003])  # at least LARGE; every tail length mod 8
+def test_a_large_payload_still_arriving_is_unmasked_in_place_to_the_same_bytes(n):
+    data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
+    stream = client_frame(data)
+    reader = wsmod.LeanReader()
+    parser = Frame.parse(reader.read_exact, mask=True, max_size=1 << 30, extensions=None)
+    reader.feed_data(stream[:len(stream) - n])  # the header: the payload is still to come
+    next(parser)
+    reader.feed_data(stream[len(stream) - n:])
+    with pytest.raises(StopIteration) as done:
+        parser.send(None)
+    got = done.value.value.data
+    assert isinstance(got, np.ndarray)  # the reader's own buffer, handed over and unmasked in place, not a copy
+    mask = stream[len(stream) - n - 4:len(stream) - n]
+    assert bytes(got) == _xor(stream[len(stream) - n:], mask) == data
+    assert got.decode("latin-1") == data.decode("latin-1")  # bytes' decode, for uvicorn's text messages
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 100_003])
+def test_the_installed_apply_mask_gives_the_librarys_bytes_for_anything_else(n):
     data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
     mask = b"\x9a\x01\xff\x37"
-    expected = wsmod._library_apply_mask(data, mask)
-    payload = wsmod._payload(n)
-    payload[:] = np.frombuffer(data, np.uint8)
-    assert wsmod._apply_mask(payload, mask) is payload and bytes(payload) == expected
-    assert payload.decode("latin-1") == expected.decode("latin-1")
-    assert wsmod._apply_mask(data, mask) == expected  # anything else: the library's copy
+    assert websockets.frames.apply_mask(data, mask) == _xor(data, mask)

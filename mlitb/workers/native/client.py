@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from mlitb.codec.link import Downlink
 from mlitb.errors import MlitbError
 from mlitb.protocol import MessageType, Welcome, decode, encode
+from mlitb.workers.gateways import GatewayChooser
 from mlitb.workers.native.data import Held, RangeFetcher, fill
 from mlitb.workers.native.engine import TorchEngine, pick_device
 from mlitb.workers.native.network import network_from_model_json
@@ -72,6 +73,7 @@ class NativeWorker:
         """Join and work until `stop` is set, a final close, or a fatal error; reconnects otherwise."""
         self._stop = stop or asyncio.Event()
         self.fetcher = RangeFetcher(self.opts.server, self.opts.token, self.opts.cache_dir)
+        self.gateways = GatewayChooser(self.opts.server, self.opts.slot)
         attempts = 0
         try:
             while not self._stop.is_set() and self.fatal is None:
@@ -92,13 +94,16 @@ class NativeWorker:
             await self.fetcher.aclose()
 
     def _ws_url(self) -> str:
-        u = urlparse(self.opts.server)
+        u = urlparse(self.status.gateway or self.opts.server)
         return f"{'wss' if u.scheme == 'https' else 'ws'}://{u.netloc}/ws"
 
     async def _session(self) -> tuple[str, bool]:
         """One connection: JOIN, then frames in order until it closes. Returns (reason, final)."""
         self.welcome, self._newest_round = None, -1
         queue: asyncio.Queue = asyncio.Queue()
+        # on a cluster, the least loaded gateway (another one after a loss: workers/gateways.py); else the server
+        self.status.gateway = await self.gateways.choose(self.fetcher.http)
+        self.fetcher.http.base_url = self.status.gateway  # the model, data and challenge from there too
         pow_ = await self._proof_of_work() if self.opts.role == "trainer" else None  # before the JOIN timeout runs
         try:
             async with connect(self._ws_url(), max_size=MAX_FRAME, compression=None, open_timeout=15) as ws:
@@ -110,6 +115,8 @@ class NativeWorker:
                     join["token"] = self.opts.token
                 if pow_:
                     join["pow"] = pow_
+                if self.opts.volunteer and self.opts.role == "trainer":
+                    join["volunteer"] = self.opts.volunteer
                 await ws.send(encode(MessageType.JOIN, project=self.opts.project, payload=join))
                 handler = asyncio.create_task(self._handle_all(queue))
                 stopper = asyncio.create_task(self._stop.wait())

@@ -21,6 +21,8 @@ class Options:
     cache_dir: Path | None = None  # None: no disk cache
     eval_interval_s: float = 4.0  # a tracker evaluates at most this often (as the browser's)
     seed: int | None = None
+    volunteer: str | None = None  # the volunteer key sent in a trainer's JOIN: credit goes to its public id
+    slot: int = 0  # this worker's number in its command: the first connection goes to the slot-th least loaded gateway
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Status:
     kept: int = 0
     from_cache: int = 0
     connections: int = 0
+    gateway: str | None = None  # the server or cluster gateway connected (or connecting) to
     errors: list[str] = field(default_factory=list)  # reported problems, newest last (at most 20)
 
     def report(self, message: str) -> None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 
-from mlitb.workers.grid import project_for_worker
+from mlitb.workers.grid import project_for_worker, worker_counts
 from mlitb.workers.native import torch_missing
 
 
@@ -69,17 +69,16 @@ def status_line(statuses: list[dict]) -> str:
 
 def run_native_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, device: str = "cpu",
                        threads: int | None = None, duration_s: float | None = None, token: str | None = None,
-                       batch_size: int | None = None, cache_dir: str | None = None, out=sys.stdout) -> int:
+                       batch_size: int | None = None, cache_dir: str | None = None, out=sys.stdout,
+                       volunteer: str | None = None) -> int:
     missing = torch_missing()
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
-    auto = trackers == "auto"
-    if auto:
-        trackers = 0
-    if trainers < 0 or trackers < 0 or trainers + trackers + auto == 0:
-        print("error: ask for at least one trainer or tracker", file=sys.stderr)
+    counts = worker_counts(trainers, trackers)
+    if counts is None:
         return 2
+    trainers, trackers, auto = counts
     if device not in ("cpu", "cuda", "auto"):
         print(f"error: unknown device {device!r}; use cpu, cuda or auto", file=sys.stderr)
         return 2
@@ -101,10 +100,12 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     ctx = mp.get_context("spawn")  # no fork of a process that may hold CUDA or OpenMP state
     statuses, stop = ctx.Queue(), ctx.Event()
     base = {"server": server, "project": project, "device": device, "token": token, "batch_size": batch_size,
+            "volunteer": volunteer,
             "cache_dir": Path(cache_dir) if cache_dir else default_cache_dir()}
-    procs = [ctx.Process(target=_work, args=({**base, "role": role}, per if role == "trainer" else 1, statuses, stop,
-                                             duration_s), daemon=True)
-             for role in ["trainer"] * trainers + ["tracker"] * trackers]
+    # each its slot: on a cluster the first connections spread over the gateways, least loaded first
+    procs = [ctx.Process(target=_work, args=({**base, "role": role, "slot": i}, per if role == "trainer" else 1,
+                                             statuses, stop, duration_s), daemon=True)
+             for i, role in enumerate(["trainer"] * trainers + ["tracker"] * trackers)]
     for p in procs:
         p.start()
     latest: dict[int, dict] = {}

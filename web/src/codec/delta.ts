@@ -1,11 +1,17 @@
-// Quantised parameter deltas against a shared shadow (kinds delta_q8, delta_q4): twin of mlitb/codec/delta.py.
+// Quantised parameter deltas against a shared shadow (kinds delta_q8, delta_q4, delta_q6z): twin of mlitb/codec/delta.py.
+// delta_q6z (`bits` 6) is q8's layout with codes in -31..31, raw-deflated by the master; clients only decode it.
 import { CodecError } from "./errors";
+import { bound, inflate } from "./inflate";
 import { checkCodes8, checkScales, dequantize, nBlocks, pack4, quantize, unpack4 } from "./quant";
 
+export const rawSize = (length: number, bits: number): number =>
+  4 * nBlocks(length) + (bits === 4 ? Math.ceil(length / 2) : length);
+// the exact payload size (q8, q4), or the largest a deflated one may be (q6z)
 export const payloadSize = (length: number, bits: number): number =>
-  4 * nBlocks(length) + (bits === 8 ? length : Math.ceil(length / 2));
+  bits === 6 ? bound(rawSize(length, 6)) : rawSize(length, bits);
 
 export function encode(delta: Float32Array, bits: number): [Uint8Array, Float32Array] {
+  if (bits === 6) throw new Error("delta_q6z is compressed by the master only (mlitb/codec/deflate.py)");
   const [scales, codes] = quantize(delta, bits);
   const body = bits === 8 ? new Uint8Array(codes.buffer) : pack4(codes);
   const out = new Uint8Array(4 * scales.length + body.length);
@@ -16,8 +22,9 @@ export function encode(delta: Float32Array, bits: number): [Uint8Array, Float32A
 }
 
 export function decode(payload: Uint8Array, length: number, bits: number): Float32Array {
-  if (payload.length !== payloadSize(length, bits)) {
-    throw new CodecError("CODEC_LENGTH", `delta payload of ${payload.length} bytes; ${payloadSize(length, bits)} expected`);
+  if (bits === 6) payload = inflate(payload, rawSize(length, 6)); // capped at the q8 layout's size
+  if (payload.length !== rawSize(length, bits)) {
+    throw new CodecError("CODEC_LENGTH", `delta payload of ${payload.length} bytes; ${rawSize(length, bits)} expected`);
   }
   const nb = nBlocks(length);
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -26,9 +33,9 @@ export function decode(payload: Uint8Array, length: number, bits: number): Float
   checkScales(scales, bits);
   const body = payload.subarray(4 * nb);
   let codes: Int8Array;
-  if (bits === 8) {
+  if (bits !== 4) {
     codes = new Int8Array(body.buffer, body.byteOffset, length);
-    checkCodes8(codes);
+    checkCodes8(codes, bits);
   } else {
     codes = unpack4(body, length);
   }

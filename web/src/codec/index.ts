@@ -10,6 +10,7 @@ export enum Kind {
   TOPK_Q8 = 2,
   DELTA_Q8 = 3,
   DELTA_Q4 = 4,
+  DELTA_Q6Z = 5,
 }
 
 // An error with the same stable code the server uses for the same refusal (mlitb/errors.py).
@@ -57,7 +58,8 @@ for (const [kind, name, q] of [[Kind.TOPK_F32, "topk_f32", false], [Kind.TOPK_Q8
   register({ kind, name, decode: (p, n) => topk.decode(new Uint8Array(p), n, n, q),
     encode: (v) => topk.encode(v, topk.countFor(0.01, v.length), q)[0], maxPayloadBytes: (n) => topk.maxPayloadBytes(n) });
 }
-for (const [kind, name, bits] of [[Kind.DELTA_Q8, "delta_q8", 8], [Kind.DELTA_Q4, "delta_q4", 4]] as const) {
+for (const [kind, name, bits] of [[Kind.DELTA_Q8, "delta_q8", 8], [Kind.DELTA_Q4, "delta_q4", 4],
+  [Kind.DELTA_Q6Z, "delta_q6z", 6]] as const) {
   register({ kind, name, decode: (p, n) => delta.decode(new Uint8Array(p), n, bits), encode: (v) => delta.encode(v, bits)[0],
     maxPayloadBytes: (n) => delta.payloadSize(n, bits) });
 }

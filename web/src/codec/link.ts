@@ -9,6 +9,8 @@ export const TOPK_F32 = 1;
 export const TOPK_Q8 = 2;
 export const DELTA_Q8 = 3;
 export const DELTA_Q4 = 4;
+export const DELTA_Q6Z = 5;
+const DELTA_BITS: Record<number, number> = { [DELTA_Q8]: 8, [DELTA_Q4]: 4, [DELTA_Q6Z]: 6 };
 const UPLOAD_KINDS: Record<string, number> = { float32: DENSE_F32, topk: TOPK_F32, topk_q8: TOPK_Q8 };
 
 export interface UploadConfig {
@@ -52,11 +54,11 @@ export class Downlink {
     if (kind === DENSE_F32) {
       if (payload.length !== 4 * count) throw new CodecError("WRONG_LENGTH", `${payload.length} bytes for ${count} float32`);
       this.params = new Float32Array(payload.slice().buffer);
-    } else if (kind === DELTA_Q8 || kind === DELTA_Q4) {
+    } else if (DELTA_BITS[kind] !== undefined) {
       if (!this.params || baseRound !== this.round) {
         throw new CodecError("CODEC_NOT_ALLOWED", `delta built on round ${baseRound}; this client holds round ${this.round}`);
       }
-      const d = delta.decode(payload, this.params.length, kind === DELTA_Q8 ? 8 : 4);
+      const d = delta.decode(payload, this.params.length, DELTA_BITS[kind]);
       for (let i = 0; i < d.length; i++) this.params[i] = this.params[i] + d[i];
     } else {
       throw new CodecError("CODEC_NOT_ALLOWED", `payload kind ${kind} is not a parameter encoding`);

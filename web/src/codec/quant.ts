@@ -1,4 +1,4 @@
-// Block quantisation to 8 or 4 signed bits with float32 block scales: twin of mlitb/codec/quant.py.
+// Block quantisation to 8, 6 or 4 signed bits with float32 block scales: twin of mlitb/codec/quant.py.
 // Every step is rounded to float32 (Math.fround) so the bytes equal NumPy's float32 arithmetic.
 import { CodecError } from "./errors";
 
@@ -6,7 +6,7 @@ export const BLOCK = 256;
 const F32_MAX = 3.4028234663852886e38;
 const f = Math.fround;
 
-export const levels = (bits: number): number => (bits === 8 ? 127 : 7);
+export const levels = (bits: number): number => (bits === 8 ? 127 : bits === 6 ? 31 : 7);
 export const nBlocks = (n: number): number => Math.ceil(n / BLOCK);
 
 // [scales, codes] for finite values.
@@ -61,6 +61,10 @@ export function checkScales(scales: Float32Array, bits: number): void {
   }
 }
 
-export function checkCodes8(codes: Int8Array): void {
-  for (let i = 0; i < codes.length; i++) if (codes[i] === -128) throw new CodecError("CODEC_BAD_CODE", "q8 code -128 is outside -127..127");
+// Byte codes (q8, and q6 after inflating) must lie in -L..L.
+export function checkCodes8(codes: Int8Array, bits = 8): void {
+  const level = levels(bits);
+  for (let i = 0; i < codes.length; i++) {
+    if (codes[i] < -level || codes[i] > level) throw new CodecError("CODEC_BAD_CODE", `q${bits} code outside -${level}..${level}`);
+  }
 }

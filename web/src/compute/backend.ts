@@ -4,7 +4,8 @@ import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-webgl";
 import "@tensorflow/tfjs-backend-webgpu";
 import { getThreadsCount, setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
-import "./kernels";
+import { loadOwnKernels } from "./kernels";
+import type { OwnBuild } from "./kernels/own_wasm";
 
 export interface BackendChoice {
   name: string; // the active TF.js backend
@@ -15,6 +16,7 @@ export interface BackendChoice {
 export interface BackendOptions {
   wasmPath?: string; // where the .wasm binaries are served
   wasmThreads?: number; // 0 = single-threaded build; n > 0 = threaded build with n threads when allowed
+  ownBuilds?: OwnBuild[]; // our own wasm kernels' builds to try, best first (default: relaxed SIMD, then SIMD)
 }
 
 export const WASM_PATH = "/static/wasm/";
@@ -149,7 +151,8 @@ export async function chooseBackend(force?: string, opts: BackendOptions = {}): 
         const threaded = tf.env().getBool("WASM_HAS_MULTITHREAD_SUPPORT");
         const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
         extra = `${threaded ? "threaded " : ""}${simd ? "SIMD" : "plain"} build, ${getThreadsCount()} thread(s)`
-          + `${threaded ? ` (${runningPthreads()} pthread worker(s) running)` : ""}, ${isolated ? "" : "not "}cross-origin isolated`;
+          + `${threaded ? ` (${runningPthreads()} pthread worker(s) running)` : ""}, ${isolated ? "" : "not "}cross-origin isolated`
+          + `, ${await loadOwnKernels(opts.wasmPath ?? WASM_PATH, opts.ownBuilds)}`;
       }
     } else {
       failure = await activate(name);

@@ -62,6 +62,9 @@ const CONVS: Conv[] = [
   [[2, 9, 9, 4], [4, 4, 4, 6], 3, "valid"],
   [[2, 8, 10, 5], [3, 2, 5, 7], [2, 1], "same"],
   [[4, 6, 6, 8], [1, 1, 8, 3], 1, "valid"],
+  // our own filter-gradient kernel's edge tiles: 4+1 input channels, 8+4 output channels, a wide vertical stride
+  [[3, 10, 12, 5], [3, 3, 5, 12], 1, "same"],
+  [[2, 9, 11, 6], [2, 3, 6, 20], [3, 2], "same"],
 ];
 
 function outSize(inSize: number, f: number, s: number, pad: string): number {
@@ -87,6 +90,9 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
       { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(fv, fs) },
       { strides: s, pad, dataFormat: "NHWC", inputShape: xs } as unknown as tf.NamedAttrMap) as tf.Tensor);
     res.push(compare(`Conv2DBackpropInput ${tag}`, c, d));
+    const [f, g] = await onBoth(target, () => tf.conv2d(tf.tensor4d(xv, xs as [number, number, number, number]),
+      tf.tensor4d(fv, fs as [number, number, number, number]), s, pad as "same" | "valid"));
+    res.push(compare(`Conv2D ${tag}`, f, g));
   }
   // Max-pool gradients: small integers give many tied maxima (the first must win, as on cpu and in TF);
   // values in [-1, 1] give all-negative windows.
@@ -122,41 +128,38 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
   return res;
 }
 
+type Net = { shape: Shape3; count: number; make: () => tfl.LayersModel };
+type ConvLayer = { kernelSize: number; filters: number; strides: number; padding: "same" | "valid" };
+const conv = (kernelSize: number, filters: number, strides: number, padding: "same" | "valid"): ConvLayer =>
+  ({ kernelSize, filters, strides, padding });
+
+/** ReLU convolutions on an input of `shape`, an optional max pool, flatten, hidden ReLU dense layers and a softmax
+ * over `classes`; the checks compare its gradient over `count` synthetic examples. */
+function convNet(shape: Shape3, count: number, convs: ConvLayer[], hidden: number[], classes: number,
+                 pool?: Parameters<typeof tfl.layers.maxPooling2d>[0]): Net {
+  return {
+    shape,
+    count,
+    make: () => tfl.sequential({ layers: [
+      ...convs.map((c, i) => tfl.layers.conv2d({ ...c, activation: "relu", ...(i === 0 ? { inputShape: shape } : {}) })),
+      ...(pool ? [tfl.layers.maxPooling2d(pool)] : []),
+      tfl.layers.flatten(),
+      ...hidden.map((units) => tfl.layers.dense({ units, activation: "relu" })),
+      tfl.layers.dense({ units: classes, activation: "softmax" }),
+    ] }),
+  };
+}
+
 // Networks whose gradients are compared: the paper's, the CIFAR-size one, and convolutions neither exercises.
-const NETWORKS: Record<string, { shape: Shape3; count: number; make: () => tfl.LayersModel }> = {
+const NETWORKS: Record<string, Net> = {
   paper: { shape: [28, 28, 1], count: 16, make: () => paperNetwork() },
   cifar: { shape: [32, 32, 3], count: 4, make: () => cifarNetwork() },
-  "conv k3 s2 valid, 3->8->4 channels, pool 3/3 same": {
-    shape: [13, 13, 3],
-    count: 16,
-    make: () => tfl.sequential({ layers: [
-      tfl.layers.conv2d({ inputShape: [13, 13, 3], kernelSize: 3, filters: 8, strides: 2, padding: "valid", activation: "relu" }),
-      tfl.layers.conv2d({ kernelSize: 3, filters: 4, strides: 1, padding: "same", activation: "relu" }),
-      tfl.layers.maxPooling2d({ poolSize: 3, strides: 3, padding: "same" }),
-      tfl.layers.flatten(),
-      tfl.layers.dense({ units: 5, activation: "softmax" }),
-    ] }),
-  },
-  "conv k4 s2 same, 2->6 channels, dense hidden": {
-    shape: [12, 10, 2],
-    count: 16,
-    make: () => tfl.sequential({ layers: [
-      tfl.layers.conv2d({ inputShape: [12, 10, 2], kernelSize: 4, filters: 6, strides: 2, padding: "same", activation: "relu" }),
-      tfl.layers.flatten(),
-      tfl.layers.dense({ units: 12, activation: "relu" }),
-      tfl.layers.dense({ units: 3, activation: "softmax" }),
-    ] }),
-  },
-  "conv k3 s2 same 16->32 channels after a stride-1 conv": {
-    shape: [16, 16, 3],
-    count: 8,
-    make: () => tfl.sequential({ layers: [
-      tfl.layers.conv2d({ inputShape: [16, 16, 3], kernelSize: 3, filters: 16, strides: 1, padding: "same", activation: "relu" }),
-      tfl.layers.conv2d({ kernelSize: 3, filters: 32, strides: 2, padding: "same", activation: "relu" }),
-      tfl.layers.flatten(),
-      tfl.layers.dense({ units: 4, activation: "softmax" }),
-    ] }),
-  },
+  "conv k3 s2 valid, 3->8->4 channels, pool 3/3 same":
+    convNet([13, 13, 3], 16, [conv(3, 8, 2, "valid"), conv(3, 4, 1, "same")], [], 5,
+            { poolSize: 3, strides: 3, padding: "same" }),
+  "conv k4 s2 same, 2->6 channels, dense hidden": convNet([12, 10, 2], 16, [conv(4, 6, 2, "same")], [12], 3),
+  "conv k3 s2 same 16->32 channels after a stride-1 conv":
+    convNet([16, 16, 3], 8, [conv(3, 16, 1, "same"), conv(3, 32, 2, "same")], [], 4),
 };
 
 export async function gradientChecks(target: string): Promise<Compared[]> {

@@ -1,8 +1,9 @@
 // Self-test Web Worker: checks the wasm training kernels against the cpu backend and measures training throughput.
 import * as tf from "@tensorflow/tfjs-core";
 import { chooseBackend } from "../compute/backend";
+import type { BackendOptions } from "../compute/backend";
 import { GradientComputer } from "../compute/gradients";
-import { restoreStockKernels } from "../compute/kernels";
+import { restoreStockKernels, setOwnKernelsEnabled } from "../compute/kernels";
 import { parityCheck } from "./parity";
 import type { LabelledImages } from "../compute/gradients";
 import { BENCH_NETWORKS, paperNetwork } from "./networks";
@@ -11,8 +12,12 @@ import { profileStep, syntheticData } from "./profile";
 
 type Params = Record<string, string>;
 
-function threadOption(p: Params): { wasmThreads?: number } {
-  return p.threads === undefined ? {} : { wasmThreads: Number(p.threads) };
+// ?threads=n: wasm threads; ?own=none|simd: without our own wasm kernels, or only their plain-SIMD build.
+function threadOption(p: Params): BackendOptions {
+  const o: BackendOptions = p.threads === undefined ? {} : { wasmThreads: Number(p.threads) };
+  if (p.own === "none") o.ownBuilds = [];
+  if (p.own === "simd") o.ownBuilds = ["SIMD"];
+  return o;
 }
 
 // A learnable task: a bright 8x8 square in one of `classes` positions; the label is the position.
@@ -103,6 +108,11 @@ function sumsOfRows(a: Float32Array, k: number): number[] {
   return out;
 }
 
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
 async function throughput(p: Params) {
   // ?stock=1 measures TF.js's own wasm kernels (plus the missing Conv2DBackpropFilter) for comparison.
   const stock = p.stock === "1" ? restoreStockKernels() : [];
@@ -118,15 +128,21 @@ async function throughput(p: Params) {
   const results = [];
   for (const bs of batches) {
     gc.computeFor(Math.min(1000, windowMs), data, bs); // warm-up: operator caches, JIT
+    // ?own=ab: windows alternate with and without our own wasm kernels (a busy machine slows both alike)
+    const ab = p.own === "ab";
     const rates: number[] = [];
+    const offRates: number[] = [];
     const tensors = tf.memory().numTensors;
     const end = performance.now() + seconds * 1000;
     while (performance.now() < end) {
+      const off = ab && rates.length > offRates.length;
+      setOwnKernelsEnabled(!off);
       const r = gc.computeFor(windowMs, data, bs);
-      rates.push((r.samples / r.ms) * 1000);
+      (off ? offRates : rates).push((r.samples / r.ms) * 1000);
     }
-    rates.sort((a, b) => a - b);
-    results.push({ batchSize: bs, samplesPerSec: rates[Math.floor(rates.length / 2)], windows: rates.length, leakedTensors: tf.memory().numTensors - tensors });
+    setOwnKernelsEnabled(true);
+    results.push({ batchSize: bs, samplesPerSec: median(rates), windows: rates.length, leakedTensors: tf.memory().numTensors - tensors,
+      ...(ab ? { withoutOwnSamplesPerSec: median(offRates), pairedRatios: rates.slice(0, offRates.length).map((r, i) => r / offRates[i]) } : {}) });
   }
   return { backend: choice, network: p.network ?? "paper", paramCount: gc.paramCount, windowMs, seconds, results, stockKernels: stock };
 }
@@ -154,9 +170,10 @@ async function run(p: Params) {
     return { backend, crossOriginIsolated: self.crossOriginIsolated };
   }
   if (check === "kernels") {
-    await chooseBackend("wasm"); // initialises wasm (paths, SIMD) once
+    // initialises wasm (paths, SIMD) and our own kernels once; ?own=simd checks their plain-SIMD build
+    const backend = await chooseBackend("wasm", threadOption(p));
     const checks = [...(await kernelChecks("wasm")), ...(await gradientChecks("wasm"))];
-    return { checks, pass: checks.every((c) => c.pass) };
+    return { backend, checks, pass: checks.every((c) => c.pass) };
   }
   if (check === "throughput") return throughput(p);
   if (check === "train") return trainCheck(p);

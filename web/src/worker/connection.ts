@@ -2,6 +2,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { cached } from "./cache";
+import { GatewayChooser } from "./gateways";
 import { solve } from "./pow";
 import { decode, encode, Frame, json, MessageType, ServerError, Welcome } from "../protocol/frames";
 
@@ -58,6 +59,7 @@ export class Connection {
   private leaving = false;
   private attempts = 0;
   private powRefused = false; // the last JOIN was refused for its proof of work
+  private gateways: GatewayChooser; // where the WebSocket goes: the server, or a cluster's least loaded gateway
   welcome?: Welcome;
   newestRound = -1; // highest round number seen on the wire, even if not yet handled
   arrivedAt = new WeakMap<Frame, number>(); // performance.now() when each frame arrived
@@ -70,6 +72,7 @@ export class Connection {
     private onError: (e: ServerError) => void,
     private onClose: (reason: string, retryInMs: number | null) => void,
   ) {
+    this.gateways = new GatewayChooser(opts.server);
     this.connect();
   }
 
@@ -85,12 +88,19 @@ export class Connection {
   }
 
   private connect(): void {
+    // a proof of work refused is retried at the page's own gateway: a challenge is valid only at the gateway that
+    // made it, and only that one is in reach of this isolated page's HTTP (gateways.ts)
+    const target = this.powRefused ? Promise.resolve(this.gateways.goHome())
+      : this.gateways.choose().catch(() => this.gateways.current);
     this.powRefused = false;
-    this.proofOfWork().catch(() => undefined).then((pow) => this.open(pow));
+    target.then(async (gateway) => {
+      const pow = gateway === this.gateways.home ? await this.proofOfWork().catch(() => undefined) : undefined;
+      this.open(gateway, pow);
+    });
   }
 
-  private open(pow: string | undefined): void {
-    this.ws = new WebSocket(wsUrl(this.opts.server));
+  private open(gateway: string, pow: string | undefined): void {
+    this.ws = new WebSocket(wsUrl(gateway));
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () =>
       this.ws.send(encode(MessageType.JOIN, { project: this.opts.project,

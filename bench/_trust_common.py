@@ -1,0 +1,14 @@
+"""What the trust benchmarks (bench/hostile.py, bench/spot_checks.py) share: their command line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def arguments(doc: str, argv: list[str] | None = None, **defaults) -> argparse.Namespace:
+    """Parse `--name value` options, one per keyword, typed by its default (`rules="a,b"` gives `--rules`), with the
+    module docstring `doc` as the help text."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    return p.parse_args(argv)

@@ -1,0 +1,3 @@
+// The trainer's own wasm kernels, one module (web/build.mjs compiles this entry; own_wasm.ts loads it).
+export { filterGrad } from "./conv_filter_grad";
+export { conv2d } from "./conv2d";

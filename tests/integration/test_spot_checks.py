@@ -28,7 +28,10 @@ async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_eve
                                                     faker, stop, FAKER_KEY)))
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         assert (await http.get(f"/api/projects/{pid}")).json()["hyper"]["mode"] == mode
-        while (await http.get(f"/api/projects/{pid}")).json()["round"] < 30:
+        # 30 rounds, and the faker's quarantine (rounds can be faster than it answers: at most ~16 answers a second)
+        for _ in range(1200):
+            if (await http.get(f"/api/projects/{pid}")).json()["round"] >= 30 and faker.closed is not None:
+                break
             await asyncio.sleep(0.1)
         stop.set()
         await asyncio.gather(*tasks)
@@ -81,5 +84,6 @@ async def test_a_faker_claiming_more_than_one_check_recomputes_at_once_is_still_
     honest_codes = [e["code"] for log in honest for e in log.errors]
     # never struck (a result late for its round while the master recomputes is refused STALE_ROUND, as any late one)
     assert not set(honest_codes) - {"STALE_ROUND"}, honest_codes
-    assert metrics[-1]["spot_checks_deferred_total"] >= 2 and metrics[-1]["spot_check_failures_total"] == 2
+    # at least the first check of 60,000 examples did not fit the budget (later ones may, once its cost is measured)
+    assert metrics[-1]["spot_checks_deferred_total"] >= 1 and metrics[-1]["spot_check_failures_total"] == 2
     assert metrics[-1]["spot_checks_probation_total"] >= 1

@@ -50,8 +50,11 @@ def test_an_honest_wasm_trainer_of_a_conv_net_passes_every_spot_check(checked_se
           f"difference {last['spot_check_worst']:.3g}, master CPU {last['spot_check_cpu_s_total']} s")
     assert sum(1 for m in metrics if m["samples"] > 0) >= ROUNDS
     assert last["spot_check_failures_total"] == 0 and sum(m["rejected"] for m in metrics) == 0
-    # a newcomer's result is checked with probability 0.9 (one too big for its round is finished in later ones)
-    assert last["spot_checks_total"] >= ROUNDS // 2
+    # a newcomer's result is drawn with probability 0.9; the master recomputes a conv net about as fast as wasm trains
+    # it but spends at most a quarter of its time on checks, so a drawn result it cannot check yet is taken on probation
+    print(f"deferred {last['spot_checks_deferred_total']}, on probation {last['spot_checks_probation_total']}")
+    assert last["spot_checks_total"] >= 3
+    assert last["spot_checks_total"] + last["spot_checks_probation_total"] + last["spot_checks_pending"] >= ROUNDS // 2
     # measured: wasm vs NumPy float32 differ by ~1e-6 relative on this network, now and then up to 4.2e-4 (a pool
     # window whose values tie exactly rounds differently in each engine); its tolerance is 2e-2 (tolerance_for)
     tolerance = tolerance_for(parse_network(SMALL_CONV))

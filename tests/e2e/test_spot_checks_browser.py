@@ -55,7 +55,7 @@ def test_an_honest_wasm_trainer_of_a_conv_net_passes_every_spot_check(checked_se
     print(f"deferred {last['spot_checks_deferred_total']}, on probation {last['spot_checks_probation_total']}")
     assert last["spot_checks_total"] >= 3
     assert last["spot_checks_total"] + last["spot_checks_probation_total"] + last["spot_checks_pending"] >= ROUNDS // 2
-    # measured: wasm vs NumPy float32 differ by ~1e-6 relative on this network, now and then up to 4.2e-4 (a pool
+    # measured: wasm vs NumPy float32 differ by ~1e-6 relative on this network, now and then up to 5.4e-4 (a pool
     # window whose values tie exactly rounds differently in each engine); its tolerance is 2e-2 (tolerance_for)
     tolerance = tolerance_for(parse_network(SMALL_CONV))
     assert last["spot_check_tolerance"] == tolerance and last["spot_check_worst"] < tolerance / 10

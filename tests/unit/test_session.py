@@ -201,7 +201,7 @@ def test_a_gradient_of_an_unsupported_or_disallowed_payload_kind_is_refused_and_
     rt = make_runtime()
     s = session_for(rt)
     s.receive(join())
-    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=5)
+    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=6)
     assert s.receive(grad).code == ErrorCode.UNKNOWN_PAYLOAD_KIND and s.state is State.JOINED
     # a download kind (shadow delta) is not this float32 project's upload codec
     grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=3)

@@ -14,7 +14,6 @@ Run:  .venv/bin/python bench/spot_check_tolerance.py [--count 512] [--steps 40]
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mlitb.model import PAPER_NETWORK, glorot_init, parse_network  # noqa: E402
 from mlitb.trust.numpy_net import gradient_sum  # noqa: E402
 from mlitb.trust.spot_check import relative_difference, tolerance_for  # noqa: E402
 from mlitb.workers.native.engine import TorchEngine  # noqa: E402
+from bench._trust_common import arguments  # noqa: E402
 from tests.mnist_softmax import SOFTMAX_REGRESSION, mnist_subset  # noqa: E402
 from tests.networks import CIFAR  # noqa: E402
 
@@ -78,8 +78,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=512)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--lr", type=float, default=0.1)
-    main(p.parse_args())
+    main(arguments(__doc__, count=512, steps=40, lr=0.1))

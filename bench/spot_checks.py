@@ -22,7 +22,6 @@ Run:  .venv/bin/python bench/spot_checks.py [--trials 20000] [--rounds 20] [--tr
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
@@ -43,6 +42,7 @@ from mlitb.trust.numpy_net import gradient_sum  # noqa: E402
 from mlitb.trust.spot_check import SpotCheckPolicy  # noqa: E402
 from mlitb.workers.simulated import MemoryTrainer  # noqa: E402
 from mlitb.model import PAPER_NETWORK  # noqa: E402
+from bench._trust_common import arguments  # noqa: E402
 from tests.mnist_softmax import SOFTMAX_REGRESSION, mnist_subset  # noqa: E402
 
 NETWORKS = {"softmax": SOFTMAX_REGRESSION, "paper": PAPER_NETWORK}
@@ -158,11 +158,5 @@ def main(args) -> None:
           f"difference {cost['worst']:.2g} (tolerance {cost['tolerance']:g}); results refused {cost['rejected']}")
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trials", type=int, default=20_000)
-    p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--network", choices=sorted(NETWORKS), default="softmax")
-    p.add_argument("--trainers", type=int, default=4)
-    p.add_argument("--batch", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    main(p.parse_args())
+    main(arguments(__doc__, choices={"network": sorted(NETWORKS)}, trials=20_000, rounds=20, network="softmax",
+                   trainers=4, batch=500, seed=0))

@@ -135,6 +135,7 @@ class VoteSum(RoundOfGateways):
             version, param_count, max_samples_per_contribution, hyper, max_rows)
         self.kind = "classes" if hyper.aggregation in CLASSED else "rows"
         self._partials: dict[str, Votes] = {}
+        self._agg: RobustAggregator | None = None  # the merged rows (rows rules), built when first needed
 
     def add(self, v) -> None:
         v = check_votes(v, self.param_count, self.kind, self.cap, self.max_rows)
@@ -142,6 +143,7 @@ class VoteSum(RoundOfGateways):
             raise MlitbError(ErrorCode.INVALID_HYPER, f"votes clipped to {v.clip_norm}; the project clips to "
                              f"{self.hyper.clip_norm}")
         self.take(v, "votes")
+        self._agg = None
 
     def mean(self) -> np.ndarray:
         if self.samples <= 0:
@@ -158,8 +160,22 @@ class VoteSum(RoundOfGateways):
                     acc += w * row
                     total += w * m
             return (acc / total).astype(np.float32)
-        agg = make_aggregator(self.hyper, self.param_count)
-        for v in ordered:  # one address's votes from several gateways merge into one, as in one process
-            for row, n, key in zip(v.rows, v.counts, v.keys):
-                agg.add(row, n, 0.0, ("address", key) if key else None)
-        return agg.mean()
+        return self._merged().mean()
+
+    def _merged(self) -> RobustAggregator:
+        """The rows of every gateway in one aggregator (built once a round): one address's votes from several
+        gateways merge into one, as in one process."""
+        if self._agg is None:
+            agg = make_aggregator(self.hyper, self.param_count)
+            for v in (self._partials[g] for g in self.gateways):
+                for row, n, key in zip(v.rows, v.counts, v.keys):
+                    agg.add(row, n, 0.0, ("address", key) if key else None)
+            self._agg = agg
+        return self._agg
+
+    def bound_votes(self, max_norm: float, reference: np.ndarray | None = None) -> int:
+        """The master's bound on public votes (mlitb/master/trust_hooks.py), on the merged votes exactly as one
+        process bounds its own; count classes (clipped_mean) are clipped per vote already and are left as they are."""
+        if self.kind == "classes" or self.samples <= 0:
+            return 0
+        return self._merged().bound_votes(max_norm, reference)

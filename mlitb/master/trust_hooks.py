@@ -50,7 +50,10 @@ class TrustHooks:
         train = self.dataset.train if self.dataset is not None else None
         if bound_votes is None or train is None or not len(train) or not numpy_net.supports(self.network):
             return 0
-        pick = np.random.default_rng().choice(len(train), min(REFERENCE_EXAMPLES, len(train)), replace=False)
+        # drawn per project and round: the same reference wherever this round is aggregated (one process, or the
+        # project actor behind gateways), and a recorded run recomputes it
+        rng = np.random.default_rng([int(self.id), int(self.round)])
+        pick = rng.choice(len(train), min(REFERENCE_EXAMPLES, len(train)), replace=False)
         grad, _ = numpy_net.gradient_sum(self.network, self.params, train.images[pick], train.labels[pick])
         mean = grad / np.float32(len(pick))
         return bound_votes(VOTE_NORM_FACTOR * float(np.linalg.norm(mean.astype(np.float64))), mean)

@@ -41,7 +41,7 @@ def test_a_torch_trainer_placed_as_a_ray_actor_trains_the_project_and_is_restart
             killed.append(s["pid"])
             os.kill(s["pid"], signal.SIGKILL)  # the actor's process dies: Ray restarts it and retries its run
 
-    [result] = torch_on_ray(cluster.urls[0], 1, trainers=1, trackers=0, device="cpu", threads=1, seconds=50.0,
+    [result] = torch_on_ray(cluster.urls[0], 1, trainers=1, trackers=0, device="cpu", threads=1, seconds=75.0,
                             on_status=on_status)
     assert killed, seen[-3:]
     assert result["role"] == "trainer" and result["fatal"] is None, result

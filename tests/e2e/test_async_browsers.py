@@ -42,7 +42,7 @@ def test_two_browser_trainers_one_throttled_4x_train_an_async_project_below_5_pe
                     break
             statuses = pool.statuses()
             saved = main(["closure", "save", "--server", server.url, "--project", str(pid), "-o", str(closure),
-                          "--token", project["owner_token"]])
+                          f"--token={project['owner_token']}"])
     finally:
         slow.terminate()
         out = slow.communicate(timeout=30)[0].decode(errors="replace")

@@ -47,7 +47,7 @@ def saved(server, tmp_path_factory):
         wait_for(lambda: sum(m["samples"] > 0 for m in metrics()) >= 5 and any(m["test_error"] is not None for m in metrics()),
                  120, pool.wait, f"5 trained rounds and a test error: {pool.statuses()}")
         assert main(["closure", "save", "--server", server.url, "--project", str(pid), "-o", str(path),
-                     "--token", project["owner_token"], "--description", "paper network, deterministic"]) == 0
+                     f"--token={project['owner_token']}", "--description", "paper network, deterministic"]) == 0
         at_save = load(path).manifest["round"]
         wait_for(lambda: len(metrics()) >= at_save + 3, 30, pool.wait, "training to go on after the save")
     return SimpleNamespace(path=path, project=project)

@@ -90,7 +90,7 @@ def test_closure_save_warns_at_save_time_when_nothing_can_be_verified(server, tm
     project = httpx.post(f"{server.url}/api/projects", json={"name": "untracked", "network": TINY_NETWORK}).json()
     out = tmp_path / "c.zip"
     assert main(["closure", "save", "--server", server.url, "--project", str(project["id"]), "-o", str(out),
-                 "--token", project["owner_token"]]) == 0
+                 f"--token={project['owner_token']}"]) == 0
     captured = capsys.readouterr()
     assert "saved closure" in captured.out and out.exists()
     assert captured.err.startswith("warning: this closure cannot be verified: no tracker has reported")
@@ -100,7 +100,7 @@ def test_verify_of_a_closure_without_a_reported_error_prints_the_stored_reason(s
     project = httpx.post(f"{server.url}/api/projects", json={"name": "untracked", "network": TINY_NETWORK}).json()
     out = tmp_path / "c.zip"
     assert main(["closure", "save", "--server", server.url, "--project", str(project["id"]), "-o", str(out),
-                 "--token", project["owner_token"]]) == 0
+                 f"--token={project['owner_token']}"]) == 0
     capsys.readouterr()
     assert main(["closure", "verify", str(out)]) == 1
     assert "no tracker has reported" in capsys.readouterr().out

@@ -99,7 +99,7 @@ def test_a_private_projects_closure_is_hidden_from_others(server):
 def test_the_cli_saves_a_closure_and_loads_it_into_a_new_project(server, trained, tmp_path, capsys):
     out = tmp_path / "c.zip"
     assert main(["closure", "save", "--server", server.url, "--project", str(trained["id"]), "-o", str(out),
-                 "--token", trained["owner_token"], "--description", "from the cli"]) == 0
+                 f"--token={trained['owner_token']}", "--description", "from the cli"]) == 0
     assert load(out).description == "from the cli"
     assert main(["closure", "load", str(out), "--server", server.url, "--mode", "restart"]) == 0
     assert "started from the closure (restart) at round 0" in capsys.readouterr().out

@@ -30,7 +30,7 @@ def project(server):
 def test_a_torch_worker_with_a_volunteer_key_is_credited_under_its_public_id(server, project, tmp_path, monkeypatch,
                                                                               given):
     args = ["worker", "--engine", "torch", "--server", server.url, "--project", str(project), "--trainers", "1",
-            "--trackers", "0", "--threads", "1", "--duration", "8", "--cache-dir", str(tmp_path)]
+            "--trackers", "0", "--threads", "1", "--duration", "15", "--cache-dir", str(tmp_path)]
     if given == "flag":
         monkeypatch.setenv("MLITB_VOLUNTEER_KEY", "x" * 20 + "-not-this-one")  # the flag wins
         args += ["--volunteer-key", KEY]

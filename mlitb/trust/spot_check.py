@@ -173,7 +173,13 @@ class SpotChecked(StrategyWrapper):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         who = self._who(result.client_id)
         p = self.policy.p_new if self.standing(result.client_id) < self.policy.new_results else self.policy.p_known
-        if self.rng.random() < p and not self._check(result, who):
+        try:
+            on_probation = self.rng.random() < p and not self._check(result, who)
+        except MlitbError as err:  # struck: the wrapped strategy never sees the result, but its work is answered
+            if not err.code.value.close:  # (a quarantined volunteer's connection closes: no more work for it)
+                self.inner.on_refused(result)
+            raise
+        if on_probation:
             self.stats.probation += 1
             self._probation[who] = self._probation.get(who, 0) + 1
             share = self.policy.probation_weight

@@ -89,6 +89,17 @@ async def socket_trainer(ws_url: str, project: int, address: str, answer: Answer
             return
 
 
+async def _read_errors_left(ws, log: TrainerLog) -> None:
+    """The ERROR frames the server sent before it closed the connection, still unread."""
+    while True:
+        try:
+            frame = decode(await ws.recv(), 1 << 30)
+        except websockets.ConnectionClosed:
+            return
+        if frame.type == MessageType.ERROR:
+            log.errors.append(frame.json())
+
+
 async def _session(ws_url: str, project: int, address: str, answer: Answer, log: TrainerLog, stop: asyncio.Event,
                    volunteer: str | None) -> None:
     join = {"role": "trainer", "backend": "socket-test"}
@@ -125,8 +136,12 @@ async def _session(ws_url: str, project: int, address: str, answer: Answer, log:
                     # answer no faster than a real device would: a round that closes in a few ms would otherwise
                     # push one frame per round past the server's 20 frames/s per connection (RATE_LIMITED)
                     await asyncio.sleep(max(0.0, MIN_ANSWER_S - (time.perf_counter() - started)))
-                    await ws.send(encode(MessageType.GRADIENT, project=project, round=frame.round, count=n,
-                                         aux=max(ms, frame.aux), value=loss, payload=grad.astype(np.float32)))
+                    try:
+                        await ws.send(encode(MessageType.GRADIENT, project=project, round=frame.round, count=n,
+                                             aux=max(ms, frame.aux), value=loss, payload=grad.astype(np.float32)))
+                    except websockets.ConnectionClosed:
+                        await _read_errors_left(ws, log)  # closed while it computed: the ERROR before says why
+                        raise
                     log.answered += 1
     except websockets.ConnectionClosed as closed:
         log.closed = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")

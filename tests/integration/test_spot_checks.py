@@ -15,9 +15,7 @@ HONEST_KEYS = ["honest-volunteer-key-one", "honest-volunteer-key-two"]
 FAKER_KEY = "faking-volunteer-key-0001"
 
 
-@pytest.mark.parametrize("mode", ["sync", pytest.param("async", marks=pytest.mark.xfail(
-    strict=False, reason="open defect found at the last merge (issue 13): in async mode the faker sees its first "
-    "strike but not the QUARANTINED error of its second, so this fails on main as it stands"))])
+@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_every_check(server, mode):
     pid = create_project(server.url, hyper={"period_s": 1, "mode": mode})["id"]
     ws_url = server.url.replace("http://", "ws://") + "/ws"

@@ -164,3 +164,26 @@ async def test_the_trainer_that_completes_a_buffer_is_sent_exactly_one_new_work_
     assert len(works) == 2  # not one more from the overdue check while its result was being applied
     rt.stop()
     await task
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_a_result_struck_by_a_spot_check_is_answered_all_the_same(mode):
+    # the strike refuses the result before the strategy sees it; the strategy is told, so neither an async trainer
+    # idles until its work is overdue (two periods) nor a sync round waits out its period for the struck trainer
+    rt = runtime(buffer_size=4, spot_checks=True, mode=mode)
+    rt.spot.rng.random = lambda: 0.0  # every result is drawn for a check
+    a = MemoryTrainer(rt, None, address="203.0.113.5")  # a stranger's address: not exempt from checks
+    works, send = [], a.link.send
+    a.link.send = lambda frame: (frame[0] == MessageType.WORK and works.append(frame)) or send(frame)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    assert len(works) == 1
+    err = grad(rt, a, 0, 1.0)  # not the gradient of its examples
+    assert err is not None and err.code is ErrorCode.SPOT_CHECK_FAILED
+    if mode == "async":
+        assert len(works) == 2  # its next work at once
+        rt.stop()
+        await task
+    else:
+        record = await asyncio.wait_for(task, timeout=0.5)  # the round closed without waiting out its 1 s period
+        assert record["contributions"] == 0

@@ -19,10 +19,13 @@ class Taken:
     open_version = None
 
     def __init__(self):
-        self.results = []
+        self.results, self.refused = [], []
 
     def on_result(self, result):
         self.results.append(result)
+
+    def on_refused(self, result):
+        self.refused.append(result)
 
     def on_leave(self, client_id):
         pass
@@ -127,6 +130,7 @@ def test_a_small_result_is_checked_at_once_and_an_honest_one_passes():
     with pytest.raises(MlitbError) as err:
         spot.on_result(result(2, 0, TRUTH * 1.01))
     assert err.value.code == ErrorCode.SPOT_CHECK_FAILED and spot.stats.checks == 2 and spot.stats.deferred == 0
+    assert [r.client_id for r in spot.inner.results] == [1] and [r.client_id for r in spot.inner.refused] == [2]
     assert not late and spot.stats.worst == pytest.approx(1e-6, rel=0.1)
 
 

@@ -214,6 +214,13 @@ class AsyncBuffer:
             if not self._stopped and cid not in self._after_apply:
                 self._send(cid)  # its next work, from the newest parameters, whatever became of this result
 
+    def on_refused(self, result: Result) -> None:
+        out = self._out.get(result.client_id)
+        if out is not None and out[1] == result.version:
+            del self._out[result.client_id]
+            if not self._stopped:
+                self._send(result.client_id)  # its next work now, not when the result would have been overdue
+
     def on_leave(self, client_id: int) -> None:
         self._out.pop(client_id, None)
         if client_id in self._after_apply:

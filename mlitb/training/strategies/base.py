@@ -130,6 +130,10 @@ class Strategy(Protocol):
     def on_result(self, result: Result) -> None:
         """Take one result or refuse it with an MlitbError (STALE_ROUND, DUPLICATE_RESULT, NON_FINITE, ...)."""
 
+    def on_refused(self, result: Result) -> None:
+        """A wrapper refused the result before this strategy saw it (a spot-check strike): its work is answered all
+        the same, so a round does not wait for it and an asynchronous trainer is sent its next work."""
+
     def on_leave(self, client_id: int) -> None: ...
 
     def stop(self) -> None:
@@ -155,6 +159,9 @@ class StrategyWrapper:
 
     def on_result(self, result: Result) -> None:
         self.inner.on_result(result)
+
+    def on_refused(self, result: Result) -> None:
+        self.inner.on_refused(result)
 
     def on_leave(self, client_id: int) -> None:
         self.inner.on_leave(client_id)

@@ -114,6 +114,14 @@ class SyncRounds:
         stats.late_applied += 1
         host.count_late(applied=True)
 
+    def on_refused(self, result: Result) -> None:
+        if self.open_version is None or result.version != self.open_version:
+            return  # a late result: the round it answered is closed
+        cid = result.client_id
+        self._answered[cid] = result.version  # answered: a second result for this round is a duplicate
+        self._pending.discard(cid)
+        self._check_all_answered()
+
     def on_leave(self, client_id: int) -> None:
         self._answered.pop(client_id, None)
         self._applied.pop(client_id, None)

@@ -22,7 +22,11 @@ ADMIN: Need = "admin"  # the server's admin only
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """43 URL-safe characters (256 random bits) that never start with '-': a command line would take such a
+    token for an option (`--token -x…` fails; one in 64 tokens did)."""
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 def token_hash(token: str) -> str:

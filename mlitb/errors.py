@@ -67,6 +67,7 @@ class ErrorCode(enum.Enum):
     BAD_IMAGE = ErrorInfo(2019, 422, "the image could not be decoded as PNG or JPEG")
     CANNOT_ADD_CLASS = ErrorInfo(2020, 409, "this project's network or data cannot take another class")
     UNKNOWN_SPLIT = ErrorInfo(2021, 404, "no such data split: a project's splits are 'train' and 'test'")
+    PROJECT_UNAVAILABLE = ErrorInfo(2022, 503, "the project's actor is restarting (cluster mode); try again shortly")
     # limits
     TOO_MANY_CONNECTIONS = ErrorInfo(3001, 429, "too many connections from this address or to this project", close=True)
     RATE_LIMITED = ErrorInfo(3002, 429, "too many frames; slow down")

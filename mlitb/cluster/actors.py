@@ -127,6 +127,13 @@ class ProjectActor:
         return {"round": rt.round, "refused": self.core.refused, "restarted": self.restarted, "pid": os.getpid(),
                 "checkpointed_round": rt.checkpointed_round, "metrics": rt.metrics[-20:]}
 
+    async def closure(self, description: str = "", evaluated=None, unreported=None) -> bytes | tuple[str, str]:
+        """The project's closure zip for a gateway that saves one; a refusal as (error code name, message)."""
+        try:
+            return await self.core.closure(description, evaluated, unreported)
+        except MlitbError as err:
+            return err.code.name, str(err)
+
 
 class RayUpstream:
     """A gateway's upstream through a project actor's handle (the twin of core.LocalUpstream)."""
@@ -163,6 +170,15 @@ class RayUpstream:
 
     async def attach_data(self, dataset, train: bool = True) -> None:
         _raise(await self.handle.attach_data.remote(dataset, train))
+
+    async def closure(self, description: str = "", evaluated=None, unreported=None) -> bytes:
+        try:
+            built = await self.handle.closure.remote(description, evaluated, unreported)
+        except UPSTREAM_DOWN as err:  # restarting: the owner may save again once it is back from its checkpoint
+            raise MlitbError(ErrorCode.PROJECT_UNAVAILABLE, f"project actor unavailable: {type(err).__name__}") from None
+        if isinstance(built, tuple):
+            _raise(built)
+        return built  # checked by the gateway (cluster/closures.py) and read whole before it is stored
 
 
 def _raise(refused: tuple[str, str] | None) -> None:

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from mlitb.cluster.closures import project_closure
 from mlitb.cluster.partial import PartialSum
 from mlitb.cluster.shared import SharedChanges
 from mlitb.cluster.votes import VoteSum
@@ -168,6 +169,12 @@ class ProjectCore(SharedChanges):
         except asyncio.TimeoutError:
             pass
 
+    async def closure(self, description: str = "", evaluated=None, unreported: str | None = None) -> bytes:
+        """The project's research closure, asked for by a gateway (POST .../closures there): built from this
+        runtime (its optimizer state and every round's metrics), with the gateway's tracker report checked as
+        hostile (mlitb/cluster/closures.py). Rounds go on while the zip is built."""
+        return await project_closure(self.runtime, description, evaluated, unreported)
+
 
 class LocalUpstream:
     """A gateway's upstream in the same process (tests, and the seam the Ray handle mirrors)."""
@@ -195,3 +202,6 @@ class LocalUpstream:
 
     async def attach_data(self, dataset, train: bool = True) -> None:
         self.core.attach_data(dataset)
+
+    async def closure(self, description: str = "", evaluated=None, unreported: str | None = None) -> bytes:
+        return await self.core.closure(description, evaluated, unreported)

@@ -4,22 +4,35 @@
 scrape time: per-gateway series (connected clients, partials sent) and per-project series (round,
 samples, refused frames) labelled with the gateway's name, then the single process's series of its public
 projects as this gateway sees them (mlitb/server/prometheus.py: its clients, latencies, bytes).
-No Ray here: `gw` is anything with `name`, `url`, `registry`, `clients()` and `async gateways()` (the GatewayActor).
+No Ray here: `gw` is anything with `name`, `url`, `registry` (whose `settings` are the cluster's), `clients()`
+and `async gateways()` (the GatewayActor); the app is create_app's. Closures saved at a gateway are the
+project's, stored in the cluster's shared zoo (`share_closures`).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from mlitb.errors import ErrorCode, MlitbError
+from mlitb.cluster.closures import closure_through_gateway
 from mlitb.server.prometheus import ProjectsCollector
 
-CLOSURE_SAVE = "/api/projects/{project_id}/closures"
+
+def share_closures(app: FastAPI, zoo: Path) -> None:
+    """Closures saved at a gateway are the project's (built by the project actor: mlitb/cluster/closures.py) and
+    stored in the cluster's zoo, `zoo` (the cluster's data dir): one folder for every gateway that sees that path
+    (the project actor's host, or a shared file system), so a closure saved at one gateway is listed at the others.
+    It counts against each gateway's storage quota as its own folder does."""
+    app.state.project_closure = closure_through_gateway
+    app.state.closures_dir = zoo
+    storage = app.state.storage
+    if not zoo.resolve().is_relative_to(storage.data_dir.resolve()):
+        storage.also_stores_in.append(zoo)
 
 
 class GatewayCollector:
@@ -48,16 +61,9 @@ class GatewayCollector:
 
 
 def add_gateway_routes(app: FastAPI, gw) -> None:
-    # the single-process app's /metrics is replaced on a gateway by one with the gateway's series as well; saving a
-    # closure is refused: a gateway's runtime has the round's parameters but not the project's optimizer state or
-    # metrics (they are the project actor's), so its closure would not be the project's
+    # the single-process app's /metrics is replaced on a gateway by one with the gateway's series as well
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/metrics"]
-
-    @app.post(CLOSURE_SAVE, include_in_schema=False)
-    def save_closure(project_id: int) -> None:
-        raise MlitbError(ErrorCode.FORBIDDEN, "a gateway cannot save a project's closure in cluster mode (the "
-                         "optimizer state and metrics live in the project actor; docs/cluster.md)")
-    app.router.routes.insert(0, app.router.routes.pop())  # matched before the included closure routes
+    share_closures(app, gw.registry.settings.data_dir / "closures")
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -33,7 +33,7 @@ from mlitb.server.storage import Storage
 from mlitb.server.summary import project_summary as summary
 from mlitb.server.uploads import router as uploads_router
 from mlitb.server.ws import ConnectionLimits, serve_client
-from mlitb.server.closures import router as closure_router
+from mlitb.server.closures import closure_here, router as closure_router
 from mlitb.server.examples import router as examples_router
 from mlitb.server.hyper import router as hyper_router
 from mlitb.server.model_upload import router as model_upload_router
@@ -61,7 +61,7 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": desc} for status,
     400: "malformed request", 401: "a token is needed", 403: "the token does not allow this",
     404: "unknown project or path", 405: "method not allowed", 409: "conflicts with the project's state",
     413: "too large", 416: "range outside the data", 422: "invalid request body or parameters",
-    429: "a limit was hit", 503: "a data set is not installed", 507: "a storage quota or the disk is full"}.items()}
+    429: "a limit was hit", 503: "a data set is not installed, or the project is restarting", 507: "a storage quota or the disk is full"}.items()}
 
 
 def create_app(settings: Settings | None = None, registry: ProjectRegistry | None = None) -> FastAPI:
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, registry: ProjectRegistry | Non
     limits = ConnectionLimits(settings)
     app.state.settings = settings
     app.state.storage = storage
+    app.state.closures_dir = settings.data_dir / "closures"  # the zoo; a cluster gateway shares the cluster's
+    app.state.project_closure = closure_here  # how POST .../closures builds a closure; a gateway asks its project
     app.state.creation = CreationLimits(settings, store.count_created_by, store.set_creator)
 
     @app.middleware("http")

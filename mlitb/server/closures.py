@@ -3,7 +3,8 @@
 Save a running project's closure (owner or admin; the zip is built in a thread, training does not
 pause), list and download stored closures, upload one, and fork one into a new project: continue from
 its weights and optimizer state, or restart from its seed with the same configuration. Stored under
-`settings.data_dir / "closures"`: `<id>.zip` and a `<id>.json` summary for the listing.
+`app.state.closures_dir` (`settings.data_dir / "closures"`; a cluster gateway's is the cluster's, shared):
+`<id>.zip` and a `<id>.json` summary for the listing.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class ForkBody(BaseModel):
 
 
 def _dir(request: Request) -> Path:
-    d = request.app.state.settings.data_dir / "closures"
+    d = request.app.state.closures_dir
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -104,13 +105,29 @@ async def save_closure(project_id: int, request: Request, body: SaveBody | None 
     auth.require_project(request, rt, auth.OWN, "save this project's closure")
     storage = request.app.state.storage
     storage.require(0, what="saving a closure")
-    snap = snapshot(rt, body.description if body else "")  # copies, in the event loop: no pause, no torn state
-    raw = await asyncio.to_thread(build_closure, snap)
-    closure = await asyncio.to_thread(read_closure, raw)  # what is stored is what a reader accepts
+    raw = await request.app.state.project_closure(rt, body.description if body else "")
+    # what is stored is what a reader accepts; at a cluster gateway the bytes come from another process (hostile)
+    closure = await asyncio.to_thread(read_closure, raw)
     await asyncio.to_thread(storage.require, len(raw), what=f"a closure of {len(raw)} bytes")
     summary = await asyncio.to_thread(_store, request, raw, closure, rt.spec.private, rt.owner_hash,
-                                      f"p{project_id}-r{snap.round}")
+                                      f"p{project_id}-r{_saved_round(closure)}")
     return _public(summary)
+
+
+async def closure_here(runtime, description: str) -> bytes:
+    """The closure of a project this process runs (`app.state.project_closure`; a cluster gateway replaces it:
+    mlitb/cluster/closures.py). The snapshot copies in the event loop (no pause, no torn state); the zip is built
+    in a thread."""
+    snap = snapshot(runtime, description)
+    return await asyncio.to_thread(build_closure, snap)
+
+
+def _saved_round(closure: Closure) -> int:
+    """The round a saved closure was taken at: it names the stored file, so it must be a plain count."""
+    rnd = closure.manifest.get("round")
+    if type(rnd) is not int or rnd < 0:
+        raise MlitbError(ErrorCode.CLOSURE_INVALID, "manifest.json: 'round' must be an integer >= 0")
+    return rnd
 
 
 @router.get("/api/closures", summary="Stored research closures (private ones only for the admin)")

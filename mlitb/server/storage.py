@@ -53,9 +53,11 @@ class Storage:
         self.examples_bytes = examples_bytes  # project id -> bytes of its examples added on the fly (in SQLite)
         self.disk_free = disk_free or (lambda path: shutil.disk_usage(path).free)
         self.in_flight = 0  # bytes of uploads being received, in uploads/
+        self.also_stores_in: list[Path] = []  # folders outside data_dir this server writes (a cluster gateway's zoo)
 
     def server_used(self) -> int:
-        return tree_bytes(self.data_dir, skip=self.data_dir / UPLOADS) + self.in_flight
+        elsewhere = sum(tree_bytes(folder) for folder in self.also_stores_in)
+        return tree_bytes(self.data_dir, skip=self.data_dir / UPLOADS) + elsewhere + self.in_flight
 
     def project_used(self, project_id: int) -> int:
         return tree_bytes(self.data_dir / "datasets" / str(project_id)) + self.examples_bytes(project_id)

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from mlitb.closure.format import read_closure
 from mlitb.workers.sim_fleet import FleetSpec
 from tests.helpers import wait_for
 
@@ -56,6 +57,13 @@ async def test_two_gateways_train_one_project_and_list_themselves(cluster):
             owner = {"Authorization": f"Bearer {cluster.secrets[1]['owner_token']}"}
             r = await http.patch(f"{cluster.urls[1]}/api/projects/1/hyper", json={"learning_rate": 0.0123}, headers=owner)
             assert r.status_code == 200, r.text
+            # a closure saved at one gateway is the project actor's (its optimizer state, its rounds' metrics), listed
+            # and downloadable at the other (the cluster's shared zoo)
+            r = await http.post(f"{cluster.urls[1]}/api/projects/1/closures", json={}, headers=owner)
+            assert r.status_code == 201, r.text
+            raw = (await http.get(f"{cluster.urls[0]}/api/closures/{r.json()['id']}/download")).content
+        closure = read_closure(raw)
+        assert closure.history.any() and sum(m.get("gateways") == 2 for m in closure.metrics) >= 3
         await wait_for(lambda: status(cluster)["metrics"][-1]["learning_rate"] == 0.0123, 30, "the new learning rate")
     finally:
         await fleet.stop()

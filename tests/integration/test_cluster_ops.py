@@ -1,18 +1,16 @@
 """A gateway's /metrics (mlitb/cluster/ops.py) without Ray: the prometheus_client exposition carries the gateway's own
-series and the single process's per-project series of its public projects, in the text format one process serves."""
+series and the single process's per-project series of its public projects, in the text format one process serves.
+(Saving a closure at a gateway: tests/integration/test_cluster_closures.py.)"""
 
 from __future__ import annotations
 
 import re
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mlitb.cluster.core import LocalUpstream, ProjectCore
-from mlitb.cluster.gateway import GatewayRegistry, GatewayRuntime
+from mlitb.cluster.gateway import GatewayRuntime
 from mlitb.cluster.ops import add_gateway_routes
 from mlitb.config import Settings
 from mlitb.master.loop import ProjectRuntime
@@ -21,16 +19,16 @@ from mlitb.server.app import create_app
 from tests.helpers import TINY_NETWORK, tiny_dataset
 
 
-def test_a_gateway_serves_its_series_and_the_projects_series_of_one_process():
+def test_a_gateway_serves_its_series_and_the_projects_series_of_one_process(tmp_path):
     runtimes = {}
     for pid, private in ((1, False), (2, True)):
         s = ProjectSpec(name=f"p{pid}", network=TINY_NETWORK, private=private)
         core = ProjectCore(ProjectRuntime(pid, s, s.build_network(), tiny_dataset(), Settings()))
         runtimes[pid] = GatewayRuntime(pid, s, s.build_network(), tiny_dataset(), Settings(),
                                        upstream=LocalUpstream(core), gateway="gw0")
-    gw = SimpleNamespace(name="gw0", url="http://127.0.0.1:1", registry=SimpleNamespace(projects=runtimes),
-                         clients=lambda: 0)
-    app = FastAPI()
+    gw = SimpleNamespace(name="gw0", url="http://127.0.0.1:1", clients=lambda: 0,
+                         registry=SimpleNamespace(projects=runtimes, settings=Settings(data_dir=tmp_path)))
+    app = create_app(Settings(data_dir=tmp_path / "gateways" / "gw0"))
     add_gateway_routes(app, gw)
     r = TestClient(app).get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -42,10 +40,3 @@ def test_a_gateway_serves_its_series_and_the_projects_series_of_one_process():
     assert 'mlitb_trainers{project="2"}' not in text  # a private project's details are not public
     assert "# TYPE mlitb_rounds_total counter" in text and "# TYPE process_cpu_seconds_total counter" in text
 
-
-def test_a_gateway_refuses_to_save_a_closure_it_cannot_make_whole():
-    app = create_app(Settings(data_dir=Path(tempfile.mkdtemp())), registry=GatewayRegistry(Settings(), "gw0", None))
-    add_gateway_routes(app, SimpleNamespace(name="gw0", url="", registry=SimpleNamespace(projects={}),
-                                            clients=lambda: 0))
-    r = TestClient(app).post("/api/projects/1/closures", json={})
-    assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN" and "project actor" in r.json()["message"]

@@ -54,7 +54,9 @@ class ClusterFleet(Fleet):
                 if lost and url == self.target.get(slot) and len(ranked) > 1:
                     continue  # not back to the gateway that just went away while another is listed
                 u = urlparse(url)
-                if not await self.open(slot, u.hostname, u.port, 10, FailoverClient):
+                async with self._gate:  # as many handshakes at once as the plain fleet (N = 128 all at once timed out)
+                    opened = await self.open(slot, u.hostname, u.port, 10, FailoverClient)
+                if not opened:
                     continue
                 self.target[slot] = url
                 if lost:

@@ -6,7 +6,8 @@ which is `SyncRounds` with the round clock and the optimizer step moved upstream
 the upstream (a `ProjectCore`, or the Ray actor's handle: anything with `async next_round(gateway,
 after)` and `async submit(partial)`) for the version and parameters, takes them (`follow`), sends them
 to its clients once (one shared PARAMS frame), adds their gradients as they arrive, and at its barrier
-or ahead of the upstream deadline forwards one `Partial`. The optimizer step is the upstream's: the
+or ahead of the upstream deadline forwards one `Partial`. With the round comes, when it changed, the gateway's
+share of the training data (mlitb/cluster/shares.py): its allocator allocates only within it. The optimizer step is the upstream's: the
 gateway never changes the parameters itself (`apply_update` is not a step here).
 """
 
@@ -46,12 +47,15 @@ class GatewayRounds(SyncRounds):
     async def run_update(self) -> dict:
         host = self.host
         try:
-            version, params, left_s, hyper, generation = await self.upstream.next_round(self.gateway, self.taken)
+            version, params, left_s, hyper, generation, share = await self.upstream.next_round(
+                self.gateway, self.taken, host.trainer_capacity(), host.share_version())
             if generation != host.generation or params.shape != host.params.shape:
                 # weights, network or data changed at some gateway since: take the project's first (shared.py)
                 adopt(host, await self.upstream.state())
                 host.generation = generation
             host.follow(version, params, hyper)
+            if share is not None:  # before this round's joins: new trainers are allocated within the new share
+                host.take_share(share)
         except (MlitbError, ValueError) as err:  # the project is stopping, or changed again while we took its state:
             log.info("gateway %s: no round: %s", self.gateway, err)  # no round, no record; the loop asks again
             host.generation = -1
@@ -102,6 +106,28 @@ class GatewayRuntime(ProjectRuntime):
         super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
         self.generation = 0  # of the project's weights, network and data this gateway has (shared.py)
         self._sharing: list[asyncio.Task] = []
+        self._data_share: tuple | None = None  # (version, allocator, size) of the data share its allocator works within
+
+    # ---- this gateway's share of the training data (mlitb/cluster/shares.py) ------------------------------------
+    def trainer_capacity(self) -> int:
+        """What this gateway's trainers can hold, reported to the project, which sizes the gateway's share by it.
+        Read by the hello thread too, hence over a copy of the clients."""
+        return self.allocator.capacity * sum(1 for c in list(self.clients.values()) if c.role == "trainer")
+
+    def share_version(self) -> int | None:
+        """The version of the share the allocator works within; None once the allocator changed since (new data,
+        or appended examples the project has not placed yet): the project then hands the share again."""
+        if self._data_share is None:
+            return None
+        version, allocator, size = self._data_share
+        return version if allocator is self.allocator and allocator.size == size else None
+
+    def take_share(self, share: tuple[int, int, np.ndarray]) -> None:
+        """Allocate within the project's share (version, data size it is of, ids) from now on; trainers losing
+        ids hear it with this round's ALLOC frames."""
+        version, size, ids = share
+        self.allocator.restrict(ids, size)
+        self._data_share = (version, self.allocator, size)
 
     # ---- changes every gateway must see: here at once, and sent to the project (shared.py) ----------------------
     def load_weights(self, params: np.ndarray) -> None:

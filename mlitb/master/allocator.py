@@ -3,6 +3,8 @@
 A new trainer gets unallocated ids first; if there are not enough, a "pie-cutter" takes
 slices from the trainers holding the most, so no id moves needlessly. A trainer that
 leaves gives its ids back; they go to the others with room, or stay unallocated.
+Behind a gateway of a cluster, only the ids of that gateway's share are allocated (`restrict`,
+mlitb/cluster/shares.py); the others are OUTSIDE, never given to its trainers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 UNALLOCATED = -1
+OUTSIDE = -2  # another gateway's share of the data: not this allocator's to give
 
 
 class Allocator:
@@ -42,12 +45,13 @@ class Allocator:
         return np.flatnonzero(self.owner == trainer).astype(np.uint32)
 
     def counts(self) -> dict[int, int]:
-        held = self.owner[self.owner != UNALLOCATED]
+        held = self.owner[self.owner >= 0]
         per = np.bincount(held, minlength=max(self.trainers, default=-1) + 1) if len(held) else None
         return {t: int(per[t]) if per is not None else 0 for t in self.trainers}
 
     def _target(self) -> int:
-        return min(self.capacity, self.size // max(1, len(self.trainers)))
+        universe = self.size - int(np.count_nonzero(self.owner == OUTSIDE))
+        return min(self.capacity, universe // max(1, len(self.trainers)))
 
     def _give_unallocated(self, trainer: int, want: int) -> int:
         if want <= 0:
@@ -180,8 +184,27 @@ class Allocator:
 
     def unallocated_with_room(self) -> int:
         """How many ids are unallocated although trainers still have capacity for them."""
-        room = self.capacity * len(self.trainers) - int(np.count_nonzero(self.owner != UNALLOCATED))
+        room = self.capacity * len(self.trainers) - int(np.count_nonzero(self.owner >= 0))
         return min(room, int(np.count_nonzero(self.owner == UNALLOCATED)))
+
+    def restrict(self, share: np.ndarray, known: int) -> bool:
+        """Allocate only the ids of `share` among ids [0, known) from now on (ids from `known` on are examples the
+        project has not placed yet: left as they are). Ids leaving the share are taken from their trainers; ids
+        entering it go to trainers with room, each preferring ids it has cached; every other trainer keeps what
+        it holds. Returns whether anything changed."""
+        known = min(max(0, known), self.size)
+        inside = np.zeros(known, bool)
+        ids = np.asarray(share, np.int64)
+        inside[ids[(ids >= 0) & (ids < known)]] = True
+        head = self.owner[:known]
+        leaving, entering = ~inside & (head != OUTSIDE), inside & (head == OUTSIDE)
+        if not leaving.any() and not entering.any():
+            return False
+        self.changed.update(int(t) for t in np.unique(head[leaving & (head >= 0)]))
+        head[leaving] = OUTSIDE
+        head[entering] = UNALLOCATED
+        self.rebalance()
+        return True
 
     def take_changed(self) -> set[int]:
         changed, self.changed = self.changed, set()

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlitb.master.allocator import UNALLOCATED, Allocator
+from mlitb.master.allocator import OUTSIDE, UNALLOCATED, Allocator
 
 
 def check_invariants(a: Allocator):
@@ -123,3 +123,38 @@ def test_ids_given_back_go_first_to_a_trainer_that_has_them_cached():
     a.leave(3)  # 1, 2, 3 and 7 come free: 2 takes back 7, which it has cached, not 1, the first free id
     assert a.ids_of(2).tolist() == [0, 4, 5, 6, 7]
     assert a.cached_by(2).tolist() == [True, False, False, False, True, True, True, True]
+
+
+def test_a_restricted_allocator_gives_only_the_ids_of_its_share():
+    a = Allocator(20, capacity=100)
+    assert a.restrict(np.arange(5, 15), known=20)
+    for t in (1, 2):
+        a.join(t)
+    assert a.counts() == {1: 5, 2: 5}
+    held = np.concatenate([a.ids_of(1), a.ids_of(2)])
+    assert sorted(held.tolist()) == list(range(5, 15)) and np.count_nonzero(a.owner == OUTSIDE) == 10
+    assert a.unallocated_with_room() == 0
+
+
+def test_a_shrinking_share_takes_only_the_leaving_ids_and_a_growing_one_gives_cached_ids_first():
+    a = Allocator(12, capacity=100)
+    a.restrict(np.arange(12), known=12)  # the whole data: nothing changes
+    a.join(1)
+    a.join(2)
+    before = {t: set(a.ids_of(t).tolist()) for t in (1, 2)}
+    a.take_changed()
+    assert a.restrict(np.arange(9), known=12)
+    after = {t: set(a.ids_of(t).tolist()) for t in (1, 2)}
+    assert all(after[t] <= before[t] for t in (1, 2)) and set().union(*after.values()) == set(range(9))
+    assert a.take_changed() == {2}  # only the trainer that held 9, 10, 11 hears of it
+    assert a.restrict(np.arange(12), known=12)  # they come back to the trainer that has them cached
+    assert set(a.ids_of(2).tolist()) == before[2]
+    assert not a.restrict(np.arange(12), known=12)  # the same share again: nothing moves
+
+
+def test_ids_the_share_does_not_know_yet_are_left_alone():
+    a = Allocator(10, capacity=100)
+    a.join(1)
+    a.extend(2)  # appended examples: the project has not placed them in a share yet
+    a.restrict(np.arange(4), known=10)
+    assert a.ids_of(1).tolist() == [0, 1, 2, 3, 10, 11]

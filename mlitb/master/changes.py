@@ -72,6 +72,11 @@ class DataAndModelChanges:
         layers, dataset = self._pending_change
         self._pending_change = None
         self.grow_to(layers)
+        if self.dataset is not None and dataset.stable_version != self.dataset.stable_version:
+            # the data the examples were appended to was replaced meanwhile (an upload reaching a cluster's project
+            # during the round; one process's upload route waits for `settled`): the upload stands
+            self._welcome_again()
+            return
         added = len(dataset.train) - len(self.dataset.train)
         self._dataset = dataset
         self.allocator.extend(added)

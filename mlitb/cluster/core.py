@@ -142,7 +142,10 @@ class ProjectCore(SharedChanges):
         refusal = not_in_cluster(hyper)
         if refusal is not None:
             raise MlitbError(ErrorCode.INVALID_HYPER, refusal)
+        waiting_change = rt._pending_change is not None  # an example added at a gateway during the last round
         stats = rt.begin_update()
+        if waiting_change:  # now in force: gateways take it with this round (shared.py)
+            self.generation += 1
         cap = int(rt.settings.max_samples_per_s * max(hyper.period_s, 1.0))
         # the mean arrives as one sum per gateway; a robust rule's round takes each gateway's votes (votes.py)
         agg = (PartialSum(stats.round, rt.param_count, cap) if hyper.aggregation == "mean" else

@@ -49,6 +49,7 @@ class GatewayRounds(SyncRounds):
         try:
             version, params, left_s, hyper, generation, share = await self.upstream.next_round(
                 self.gateway, self.taken, host.trainer_capacity(), host.share_version())
+            host.incoming_share = share  # new data adopted below is allocated within it from the start
             if generation != host.generation or params.shape != host.params.shape:
                 # weights, network or data changed at some gateway since: take the project's first (shared.py)
                 adopt(host, await self.upstream.state())
@@ -56,8 +57,10 @@ class GatewayRounds(SyncRounds):
             host.follow(version, params, hyper)
             if share is not None:  # before this round's joins: new trainers are allocated within the new share
                 host.take_share(share)
+            host.incoming_share = None
         except (MlitbError, ValueError) as err:  # the project is stopping, or changed again while we took its state:
             log.info("gateway %s: no round: %s", self.gateway, err)  # no round, no record; the loop asks again
+            host.incoming_share = None
             host.generation = -1
             await asyncio.sleep(UPSTREAM_PAUSE_S)
             return {}
@@ -107,6 +110,7 @@ class GatewayRuntime(ProjectRuntime):
         self.generation = 0  # of the project's weights, network and data this gateway has (shared.py)
         self._sharing: list[asyncio.Task] = []
         self._data_share: tuple | None = None  # (version, allocator, size) of the data share its allocator works within
+        self.incoming_share: tuple | None = None  # the share handed with the round being taken
 
     # ---- this gateway's share of the training data (mlitb/cluster/shares.py) ------------------------------------
     def trainer_capacity(self) -> int:
@@ -128,6 +132,20 @@ class GatewayRuntime(ProjectRuntime):
         version, size, ids = share
         self.allocator.restrict(ids, size)
         self._data_share = (version, self.allocator, size)
+
+    def new_allocator(self, dataset):
+        """New data taken from the project (`adopt`) is allocated within the share handed with the same round, so
+        the trainers' first ALLOC of it is already of this gateway's share."""
+        allocator = super().new_allocator(dataset)
+        share = self.incoming_share
+        if share is not None and share[1] == allocator.size:
+            allocator.restrict(share[2], share[1])
+            self._data_share = (share[0], allocator, share[1])
+        elif share is None and not self.allocator.whole:
+            # uploaded here while other gateways share the data: nothing until the project hands this gateway its
+            # share of the new data (next round), which another gateway may hold from its first round on
+            allocator.restrict(np.zeros(0, np.uint32), allocator.size)
+        return allocator
 
     # ---- changes every gateway must see: here at once, and sent to the project (shared.py) ----------------------
     def load_weights(self, params: np.ndarray) -> None:

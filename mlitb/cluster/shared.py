@@ -63,9 +63,9 @@ class SharedChanges:
         spec.build_network()  # valid before anything is applied
         if self._open is None:
             rt.change_model_and_data(layers, grown)
-        else:  # the open round's partials are of the old network: the change waits for the next round to begin
-            rt._pending_change = (layers, grown)
-        self.generation += 1
+            self.generation += 1
+        else:  # the open round's partials are of the old network: the change waits for the next round to begin,
+            rt._pending_change = (layers, grown)  # which counts it (`generation`) once `state` has it
         return spec.model_dump(), grown
 
     def attach_data(self, dataset) -> None:

@@ -41,12 +41,16 @@ class DataAndModelChanges:
                        topk_warmup_rounds=h.topk_warmup_rounds, download_codec=h.download_codec,
                        algorithm=h.algorithm, inner_optimizer=h.inner_optimizer, inner_lr=h.inner_lr)
 
+    def new_allocator(self, dataset: Dataset) -> Allocator:
+        """The allocator of new data, before any trainer joins it (a cluster's gateway restricts it to its share)."""
+        return Allocator(len(dataset.train), self.capacity_for(dataset))
+
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell
         every worker where to fetch it (a new WELCOME, then ALLOC for trainers)."""
         self._dataset = dataset
         trainers = [c.id for c in self.trainers()]
-        self._allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
+        self._allocator = self.new_allocator(dataset)
         for tid in trainers:
             self.allocator.join(tid)
         self._welcome_again()

@@ -66,7 +66,9 @@ class Cluster:
         finish = rt.finish_update
 
         def checked(stats, aggregate):  # between the gateways' steps: each has sent its ALLOC frames whole
-            held = [t.held for name in self.gateways for t in self.trainers[name] if name not in self.dead]
+            # an id of one data set is another example than the same id of new data that replaced it
+            held = [{(self.gateways[name].dataset.stable_version, i) for i in t.held}
+                    for name in self.gateways if name not in self.dead for t in self.trainers[name]]
             self.overlaps.append(sum(map(len, held)) - len(set().union(*held)))
             return finish(stats, aggregate)
         rt.finish_update = checked
@@ -193,3 +195,4 @@ async def test_appended_examples_are_placed_in_one_share_and_a_new_upload_starts
         await until(lambda: c.disjoint_and_covering(12) and set().union(*c.all_held()) == set(range(12)))
         assert g0.dataset.version == upload.version and c.core.runtime.dataset.version == upload.version
     assert len(c.held("g0")) == len(c.held("g1")) == 6
+    assert not any(c.overlaps), "neither the new example nor the new data was held at two gateways at any round"

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlitb.master.allocator import OUTSIDE, UNALLOCATED, Allocator
+from mlitb.master.allocator import OUTSIDE, UNALLOCATED, WAITING, Allocator
 
 
 def check_invariants(a: Allocator):
@@ -158,3 +158,27 @@ def test_ids_the_share_does_not_know_yet_are_left_alone():
     a.extend(2)  # appended examples: the project has not placed them in a share yet
     a.restrict(np.arange(4), known=10)
     assert a.ids_of(1).tolist() == [0, 1, 2, 3, 10, 11]
+
+
+def test_examples_appended_behind_a_partial_share_wait_for_the_project_then_go_to_a_trainer_at_once():
+    a = Allocator(20, capacity=5)
+    a.restrict(np.arange(10), known=20)  # half the data: the other half is another gateway's
+    a.join(1)
+    a.join(2)  # both full: 5 ids each
+    a.extend(2)
+    assert a.owner[20:].tolist() == [WAITING, WAITING] and a.counts() == {1: 5, 2: 5}
+    a.take_changed()
+    a.restrict(np.concatenate([np.arange(10), [20]]), known=22)  # the project placed id 20 here, 21 elsewhere
+    held = set(a.ids_of(1).tolist()) | set(a.ids_of(2).tolist())
+    assert 20 in held and 21 not in held and a.counts() == {1: 5, 2: 5}  # one old id made room for it
+    assert a.owner[21] == OUTSIDE
+
+
+def test_a_share_of_the_whole_data_allocates_appended_examples_as_one_process():
+    a, b = Allocator(20, capacity=5), Allocator(20, capacity=5)
+    b.restrict(np.arange(20), known=20)
+    for x in (a, b):
+        x.join(1)
+        x.join(2)
+        x.extend(3)
+    assert np.array_equal(a.owner, b.owner)

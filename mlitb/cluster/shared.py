@@ -8,8 +8,9 @@ input, applies it to the project's runtime (the one that takes the steps and che
 generation with its next round (`next_round`) and, when it is behind, takes the project's network, data and
 parameters (`state`, then `adopt`) before it sends its clients the round: a new WELCOME for a new network
 or data, exactly as one process tells its clients. Two gateways changing the project at once end with the
-project's order of the changes. Data allocation stays per gateway (each allocates the project's data afresh to
-its own trainers).
+project's order of the changes. Which ids each gateway's trainers may hold is the project's decision too
+(mlitb/cluster/shares.py): appended examples and a new upload are placed in the gateways' shares with the next
+round.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ the upstream (a `ProjectCore`, or the Ray actor's handle: anything with `async n
 after)` and `async submit(partial)`) for the version and parameters, takes them (`follow`), sends them
 to its clients once (one shared PARAMS frame), adds their gradients as they arrive, and at its barrier
 or ahead of the upstream deadline forwards one `Partial`. With the round comes, when it changed, the gateway's
-share of the training data (mlitb/cluster/shares.py): its allocator allocates only within it. The optimizer step is the upstream's: the
-gateway never changes the parameters itself (`apply_update` is not a step here).
+share of the training data (mlitb/cluster/shares.py): its allocator allocates only within it. The optimizer
+step is the upstream's: the gateway never changes the parameters itself (`apply_update` is not a step here).
 """
 
 from __future__ import annotations

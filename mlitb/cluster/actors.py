@@ -64,9 +64,9 @@ class ProjectActor:
         return {"spec": rt.stored_spec().model_dump(), "owner_hash": rt.owner_hash, "invite_hash": rt.invite_hash,
                 "dataset": rt.dataset}
 
-    async def next_round(self, gateway: str, after: int):
+    async def next_round(self, gateway: str, after: int, capacity: int | None = None, share_version: int | None = None):
         self._ensure_running()
-        return await self.core.next_round(gateway, after)
+        return await self.core.next_round(gateway, after, capacity, share_version)
 
     async def submit(self, partial) -> tuple[str, str] | None:
         """None when taken; else (error code name, message): errors cross Ray as values, not exceptions."""
@@ -114,9 +114,9 @@ class ProjectActor:
         await asyncio.to_thread(save_uploaded, self.registry, rt.id, dataset, bool(train))
         return None
 
-    async def hello(self, gateway: str, url: str, clients: int) -> None:
+    async def hello(self, gateway: str, url: str, clients: int, capacity: int | None = None) -> None:
         self._ensure_running()
-        self.core.hello(gateway, url, clients)
+        self.core.hello(gateway, url, clients, capacity)
 
     async def gateways(self) -> dict:
         live = set(self.core.live())
@@ -141,10 +141,10 @@ class RayUpstream:
     def __init__(self, handle):
         self.handle = handle
 
-    async def next_round(self, gateway: str, after: int):
+    async def next_round(self, gateway: str, after: int, capacity: int | None = None, share_version: int | None = None):
         while True:
             try:
-                return await self.handle.next_round.remote(gateway, after)
+                return await self.handle.next_round.remote(gateway, after, capacity, share_version)
             except UPSTREAM_DOWN:  # restarting: it comes back from its checkpoint
                 await asyncio.sleep(UPSTREAM_RETRY_S)
 
@@ -237,8 +237,9 @@ class GatewayActor:
     def _hello_loop(self) -> None:
         while True:
             n = self.clients()
-            for handle in self.projects.values():
-                handle.hello.remote(self.name, self.url, n)  # fire and forget: a restarting actor misses one
+            for pid, handle in self.projects.items():  # with what this gateway's trainers of the project can hold
+                capacity = self.registry.projects[pid].trainer_capacity()
+                handle.hello.remote(self.name, self.url, n, capacity)  # fire and forget: a restarting actor misses one
             time.sleep(HELLO_EVERY_S)
 
     def gateways(self):

@@ -8,6 +8,8 @@ submitted (the barrier) or at period_s + grace_s (the deadline); then the sum of
 through the runtime's `finish_update` (the optimizer step, metrics, version + 1) exactly as one process
 applies its aggregator. A gateway that stops calling (killed) is live for `live_periods` periods more;
 until then each round waits for it until the deadline, after that it is no longer waited for.
+The project also decides which training ids each gateway's trainers may hold: gateways report what their
+trainers can hold (`hello`, `next_round`) and each round hands a gateway its share when it changed (shares.py).
 The Ray actor (mlitb/cluster/actors.py) is a thin shell around this class.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from mlitb.cluster.closures import project_closure
 from mlitb.cluster.partial import PartialSum
 from mlitb.cluster.shared import SharedChanges
+from mlitb.cluster.shares import ShareBook
 from mlitb.cluster.votes import VoteSum
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
@@ -57,16 +60,25 @@ class ProjectCore(SharedChanges):
         self._stopped = False
         self.refused = 0  # partials refused (hostile or broken gateways, late partials)
         self.generation = 0  # +1 at every change of weights, network or data made at a gateway (shared.py)
+        self.shares = ShareBook()  # which training ids each gateway's trainers may hold (shares.py)
 
     # ---- what gateways call ------------------------------------------------------------------------
-    def hello(self, gateway: str, url: str = "", clients: int = 0) -> None:
-        """A gateway is alive (its URL and number of connected clients, for GET /api/gateways)."""
+    def hello(self, gateway: str, url: str = "", clients: int = 0, capacity: int | None = None) -> None:
+        """A gateway is alive (its URL and number of connected clients, for GET /api/gateways; what its trainers
+        can hold, which sizes its share of the data: BAD_VALUE unless a non-negative integer, clamped)."""
+        if capacity is not None:
+            self.shares.report(gateway, capacity, self._capacity_bound())
         self.gateways[gateway] = {"seen": self.clock(), "url": url, "clients": clients}
 
-    async def next_round(self, gateway: str, after: int) -> tuple[int, np.ndarray, float, Hyper, int]:
+    async def next_round(self, gateway: str, after: int, capacity: int | None = None, share_version: int | None = None
+                         ) -> tuple[int, np.ndarray, float, Hyper, int, tuple | None]:
         """Wait for an open round newer than `after`; returns (version, parameters, seconds left to its deadline,
-        the project's hyper-parameters: a change made at one gateway reaches the others with the next round, and
-        the generation of its weights, network and data: a gateway behind it takes them first, `state`)."""
+        the project's hyper-parameters: a change made at one gateway reaches the others with the next round,
+        the generation of its weights, network and data: a gateway behind it takes them first, `state`, and the
+        gateway's share of the training ids as (version, data size, ids), or None when it has `share_version`).
+        `capacity`: what the gateway's trainers can hold now, as in `hello`."""
+        if capacity is not None:
+            self.shares.report(gateway, capacity, self._capacity_bound())
         self._waiting += 1
         self._notify()
         try:
@@ -77,11 +89,22 @@ class ProjectCore(SharedChanges):
                 if agg is not None and agg.version > after:
                     self._took.add(gateway)
                     left = max(0.0, self._deadline - self.clock())
-                    return agg.version, self.runtime.params, left, self.runtime.hyper, self.generation
+                    return (agg.version, self.runtime.params, left, self.runtime.hyper, self.generation,
+                            self._share_for(gateway, share_version))
                 await self._wait_change(1.0)
             raise MlitbError(ErrorCode.STALE_ROUND, "the project is stopping")
         finally:
             self._waiting -= 1
+
+    def _capacity_bound(self) -> int:
+        """The most one gateway's trainers can hold: the project's trainer cap, each at the per-trainer capacity."""
+        rt = self.runtime
+        return rt.settings.max_clients_per_project * rt.capacity_for(rt.dataset)
+
+    def _share_for(self, gateway: str, known) -> tuple | None:
+        data = self.runtime.dataset
+        version, size = ("", 0) if data is None else (data.stable_version, len(data.train))
+        return self.shares.share_for(gateway, known, self.live(), version, size)
 
     def set_hyper(self, hyper) -> Hyper:
         """Live hyper-parameters changed at a gateway (PATCH .../hyper there): checked again here, in force from
@@ -120,7 +143,10 @@ class ProjectCore(SharedChanges):
         refusal = not_in_cluster(hyper)
         if refusal is not None:
             raise MlitbError(ErrorCode.INVALID_HYPER, refusal)
+        waiting_change = rt._pending_change is not None  # an example added at a gateway during the last round
         stats = rt.begin_update()
+        if waiting_change:  # now in force: gateways take it with this round (shared.py)
+            self.generation += 1
         cap = int(rt.settings.max_samples_per_s * max(hyper.period_s, 1.0))
         # the mean arrives as one sum per gateway; a robust rule's round takes each gateway's votes (votes.py)
         agg = (PartialSum(stats.round, rt.param_count, cap) if hyper.aggregation == "mean" else
@@ -182,8 +208,8 @@ class LocalUpstream:
     def __init__(self, core: ProjectCore):
         self.core = core
 
-    async def next_round(self, gateway: str, after: int):
-        return await self.core.next_round(gateway, after)
+    async def next_round(self, gateway: str, after: int, capacity: int | None = None, share_version: int | None = None):
+        return await self.core.next_round(gateway, after, capacity, share_version)
 
     async def submit(self, partial) -> None:
         self.core.submit(partial)

@@ -6,8 +6,9 @@ which is `SyncRounds` with the round clock and the optimizer step moved upstream
 the upstream (a `ProjectCore`, or the Ray actor's handle: anything with `async next_round(gateway,
 after)` and `async submit(partial)`) for the version and parameters, takes them (`follow`), sends them
 to its clients once (one shared PARAMS frame), adds their gradients as they arrive, and at its barrier
-or ahead of the upstream deadline forwards one `Partial`. The optimizer step is the upstream's: the
-gateway never changes the parameters itself (`apply_update` is not a step here).
+or ahead of the upstream deadline forwards one `Partial`. With the round comes, when it changed, the gateway's
+share of the training data (mlitb/cluster/shares.py): its allocator allocates only within it. The optimizer
+step is the upstream's: the gateway never changes the parameters itself (`apply_update` is not a step here).
 """
 
 from __future__ import annotations
@@ -46,14 +47,20 @@ class GatewayRounds(SyncRounds):
     async def run_update(self) -> dict:
         host = self.host
         try:
-            version, params, left_s, hyper, generation = await self.upstream.next_round(self.gateway, self.taken)
+            version, params, left_s, hyper, generation, share = await self.upstream.next_round(
+                self.gateway, self.taken, host.trainer_capacity(), host.share_version())
+            host.incoming_share = share  # new data adopted below is allocated within it from the start
             if generation != host.generation or params.shape != host.params.shape:
                 # weights, network or data changed at some gateway since: take the project's first (shared.py)
                 adopt(host, await self.upstream.state())
                 host.generation = generation
             host.follow(version, params, hyper)
+            if share is not None:  # before this round's joins: new trainers are allocated within the new share
+                host.take_share(share)
+            host.incoming_share = None
         except (MlitbError, ValueError) as err:  # the project is stopping, or changed again while we took its state:
             log.info("gateway %s: no round: %s", self.gateway, err)  # no round, no record; the loop asks again
+            host.incoming_share = None
             host.generation = -1
             await asyncio.sleep(UPSTREAM_PAUSE_S)
             return {}
@@ -102,6 +109,43 @@ class GatewayRuntime(ProjectRuntime):
         super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
         self.generation = 0  # of the project's weights, network and data this gateway has (shared.py)
         self._sharing: list[asyncio.Task] = []
+        self._data_share: tuple | None = None  # (version, allocator, size) of the data share its allocator works within
+        self.incoming_share: tuple | None = None  # the share handed with the round being taken
+
+    # ---- this gateway's share of the training data (mlitb/cluster/shares.py) ------------------------------------
+    def trainer_capacity(self) -> int:
+        """What this gateway's trainers can hold, reported to the project, which sizes the gateway's share by it.
+        Read by the hello thread too, hence over a copy of the clients."""
+        return self.allocator.capacity * sum(1 for c in list(self.clients.values()) if c.role == "trainer")
+
+    def share_version(self) -> int | None:
+        """The version of the share the allocator works within; None once the allocator changed since (new data,
+        or appended examples the project has not placed yet): the project then hands the share again."""
+        if self._data_share is None:
+            return None
+        version, allocator, size = self._data_share
+        return version if allocator is self.allocator and allocator.size == size else None
+
+    def take_share(self, share: tuple[int, int, np.ndarray]) -> None:
+        """Allocate within the project's share (version, data size it is of, ids) from now on; trainers losing
+        ids hear it with this round's ALLOC frames."""
+        version, size, ids = share
+        self.allocator.restrict(ids, size)
+        self._data_share = (version, self.allocator, size)
+
+    def new_allocator(self, dataset):
+        """New data taken from the project (`adopt`) is allocated within the share handed with the same round, so
+        the trainers' first ALLOC of it is already of this gateway's share."""
+        allocator = super().new_allocator(dataset)
+        share = self.incoming_share
+        if share is not None and share[1] == allocator.size:
+            allocator.restrict(share[2], share[1])
+            self._data_share = (share[0], allocator, share[1])
+        elif share is None and not self.allocator.whole:
+            # uploaded here while other gateways share the data: nothing until the project hands this gateway its
+            # share of the new data (next round), which another gateway may hold from its first round on
+            allocator.restrict(np.zeros(0, np.uint32), allocator.size)
+        return allocator
 
     # ---- changes every gateway must see: here at once, and sent to the project (shared.py) ----------------------
     def load_weights(self, params: np.ndarray) -> None:

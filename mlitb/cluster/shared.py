@@ -8,8 +8,9 @@ input, applies it to the project's runtime (the one that takes the steps and che
 generation with its next round (`next_round`) and, when it is behind, takes the project's network, data and
 parameters (`state`, then `adopt`) before it sends its clients the round: a new WELCOME for a new network
 or data, exactly as one process tells its clients. Two gateways changing the project at once end with the
-project's order of the changes. Data allocation stays per gateway (each allocates the project's data afresh to
-its own trainers).
+project's order of the changes. Which ids each gateway's trainers may hold is the project's decision too
+(mlitb/cluster/shares.py): appended examples and a new upload are placed in the gateways' shares with the next
+round.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ class SharedChanges:
         spec.build_network()  # valid before anything is applied
         if self._open is None:
             rt.change_model_and_data(layers, grown)
-        else:  # the open round's partials are of the old network: the change waits for the next round to begin
-            rt._pending_change = (layers, grown)
-        self.generation += 1
+            self.generation += 1
+        else:  # the open round's partials are of the old network: the change waits for the next round to begin,
+            rt._pending_change = (layers, grown)  # which counts it (`generation`) once `state` has it
         return spec.model_dump(), grown
 
     def attach_data(self, dataset) -> None:

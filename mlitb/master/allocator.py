@@ -3,6 +3,8 @@
 A new trainer gets unallocated ids first; if there are not enough, a "pie-cutter" takes
 slices from the trainers holding the most, so no id moves needlessly. A trainer that
 leaves gives its ids back; they go to the others with room, or stay unallocated.
+Behind a gateway of a cluster, only the ids of that gateway's share are allocated (`restrict`,
+mlitb/cluster/shares.py); the others are OUTSIDE, never given to its trainers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 UNALLOCATED = -1
+OUTSIDE = -2  # another gateway's share of the data: not this allocator's to give
+WAITING = -3  # appended while this gateway's share is not the whole data: the project places it in a share
 
 
 class Allocator:
@@ -20,6 +24,7 @@ class Allocator:
         self.owner = np.full(size, UNALLOCATED, dtype=np.int64)
         self.trainers: list[int] = []
         self.changed: set[int] = set()  # trainers whose allocation changed since last `take_changed`
+        self.whole = True  # every id is this allocator's to give (one process; a gateway whose share is all the data)
         self._refresh_cursor = 0  # where the next refreshment starts in the unallocated pool
         # per trainer, the ids it has held (so has cached), as packed bits: 1 bit per id
         self._cached: dict[int, np.ndarray] = {}
@@ -42,12 +47,13 @@ class Allocator:
         return np.flatnonzero(self.owner == trainer).astype(np.uint32)
 
     def counts(self) -> dict[int, int]:
-        held = self.owner[self.owner != UNALLOCATED]
+        held = self.owner[self.owner >= 0]
         per = np.bincount(held, minlength=max(self.trainers, default=-1) + 1) if len(held) else None
         return {t: int(per[t]) if per is not None else 0 for t in self.trainers}
 
     def _target(self) -> int:
-        return min(self.capacity, self.size // max(1, len(self.trainers)))
+        universe = int(np.count_nonzero(self.owner >= UNALLOCATED))
+        return min(self.capacity, universe // max(1, len(self.trainers)))
 
     def _give_unallocated(self, trainer: int, want: int) -> int:
         if want <= 0:
@@ -158,13 +164,20 @@ class Allocator:
     def extend(self, count: int) -> np.ndarray:
         """`count` new ids at the end (examples appended to the data). Each goes to a trainer at once,
         the least loaded first; one at capacity gives back one of its old ids for it, so a new example
-        is trained on from the next round even when the data exceeds what the trainers hold."""
+        is trained on from the next round even when the data exceeds what the trainers hold. Behind a gateway
+        whose share is not the whole data, they wait for the project to place them in a share (`restrict`)."""
         if count < 0:
             raise ValueError("count must be >= 0")
         new = np.arange(self.size, self.size + count)
-        self.owner = np.concatenate([self.owner, np.full(count, UNALLOCATED, dtype=np.int64)])
+        self.owner = np.concatenate([self.owner, np.full(count, UNALLOCATED if self.whole else WAITING, np.int64)])
+        if self.whole:
+            self._place_new(new)
+        return new
+
+    def _place_new(self, new: np.ndarray) -> None:
+        self.owner[new] = UNALLOCATED
         if not self.trainers:
-            return new
+            return
         counts, given = self.counts(), dict.fromkeys(self.trainers, 0)
         for i in new.tolist():
             t = min(self.trainers, key=lambda t: (counts[t], given[t]))
@@ -176,12 +189,34 @@ class Allocator:
             self.owner[i] = t
             self._remember(t, np.array([i]))
             self.changed.add(t)
-        return new
 
     def unallocated_with_room(self) -> int:
         """How many ids are unallocated although trainers still have capacity for them."""
-        room = self.capacity * len(self.trainers) - int(np.count_nonzero(self.owner != UNALLOCATED))
+        room = self.capacity * len(self.trainers) - int(np.count_nonzero(self.owner >= 0))
         return min(room, int(np.count_nonzero(self.owner == UNALLOCATED)))
+
+    def restrict(self, share: np.ndarray, known: int) -> bool:
+        """Allocate only the ids of `share` among ids [0, known) from now on (ids from `known` on are examples the
+        project has not placed yet: left as they are). Ids leaving the share are taken from their trainers; ids
+        entering it go to trainers with room, each preferring ids it has cached; examples appended meanwhile go
+        to a trainer at once (as `extend`); every other trainer keeps what it holds. Returns whether anything
+        changed."""
+        known = min(max(0, known), self.size)
+        inside = np.zeros(known, bool)
+        ids = np.asarray(share, np.int64)
+        inside[ids[(ids >= 0) & (ids < known)]] = True
+        self.whole = bool(inside.all())
+        head = self.owner[:known]
+        leaving, entering = ~inside & (head != OUTSIDE), inside & (head == OUTSIDE)
+        appended = np.flatnonzero(inside & (head == WAITING))
+        if not leaving.any() and not entering.any() and not len(appended):
+            return False
+        self.changed.update(int(t) for t in np.unique(head[leaving & (head >= 0)]))
+        head[leaving] = OUTSIDE
+        head[entering] = UNALLOCATED
+        self.rebalance()
+        self._place_new(appended)
+        return True
 
     def take_changed(self) -> set[int]:
         changed, self.changed = self.changed, set()

@@ -41,12 +41,16 @@ class DataAndModelChanges:
                        topk_warmup_rounds=h.topk_warmup_rounds, download_codec=h.download_codec,
                        algorithm=h.algorithm, inner_optimizer=h.inner_optimizer, inner_lr=h.inner_lr)
 
+    def new_allocator(self, dataset: Dataset) -> Allocator:
+        """The allocator of new data, before any trainer joins it (a cluster's gateway restricts it to its share)."""
+        return Allocator(len(dataset.train), self.capacity_for(dataset))
+
     def attach_data(self, dataset: Dataset) -> None:
         """New data for this project (an upload): allocate it afresh in balanced shares and tell
         every worker where to fetch it (a new WELCOME, then ALLOC for trainers)."""
         self._dataset = dataset
         trainers = [c.id for c in self.trainers()]
-        self._allocator = Allocator(len(dataset.train), self.capacity_for(dataset))
+        self._allocator = self.new_allocator(dataset)
         for tid in trainers:
             self.allocator.join(tid)
         self._welcome_again()
@@ -72,6 +76,11 @@ class DataAndModelChanges:
         layers, dataset = self._pending_change
         self._pending_change = None
         self.grow_to(layers)
+        if self.dataset is not None and dataset.stable_version != self.dataset.stable_version:
+            # the data the examples were appended to was replaced meanwhile (an upload reaching a cluster's project
+            # during the round; one process's upload route waits for `settled`): the upload stands
+            self._welcome_again()
+            return
         added = len(dataset.train) - len(self.dataset.train)
         self._dataset = dataset
         self.allocator.extend(added)

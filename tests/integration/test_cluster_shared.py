@@ -12,6 +12,7 @@ import pytest
 
 from mlitb.cluster.core import LocalUpstream, ProjectCore
 from mlitb.cluster.gateway import GatewayRegistry, GatewayRuntime
+from mlitb.cluster.partial import Partial
 from mlitb.config import Settings
 from mlitb.data import Dataset, Split
 from mlitb.data.examples import LabelledExample, with_examples
@@ -126,3 +127,20 @@ def test_the_project_checks_what_a_gateway_sends_as_hostile():
         core.attach_data(Dataset("u", ("x", "y"), Split(np.zeros((2, 2, 2, 1), np.uint8), np.zeros(2, np.uint8)), None))
     assert err.value.code is ErrorCode.INVALID_NETWORK
     assert core.generation == 0 and len(core.runtime.dataset.train) == 30
+
+
+async def test_an_upload_reaching_the_project_while_an_added_example_waits_for_the_next_round_stands():
+    core, _ = cluster(())
+    taking = asyncio.create_task(core.next_round("g0", -1))
+    round_task = asyncio.create_task(core.run_round())
+    await until(taking.done)
+    core.add_example("a", np.full((2, 2, 1), 9, np.uint8))  # a round is open: applied when the next one begins
+    rng = np.random.default_rng(5)
+    upload = Dataset("uploaded", ("x", "y", "z"), Split(rng.integers(0, 256, (12, 2, 2, 1), dtype=np.uint8),
+                                                       (np.arange(12) % 3).astype(np.uint8)), None)
+    core.attach_data(upload)
+    core.submit(Partial("g0", 0, np.ones(core.runtime.param_count, np.float32), 4, 2.0, 2))
+    await round_task
+    assert core.generation == 1  # the upload: the example counts once a round puts it in force
+    core.runtime.begin_update()  # where the next round applies the waiting example
+    assert core.runtime.dataset.version == upload.version

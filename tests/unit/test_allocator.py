@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlitb.master.allocator import UNALLOCATED, Allocator
+from mlitb.master.allocator import OUTSIDE, UNALLOCATED, WAITING, Allocator
 
 
 def check_invariants(a: Allocator):
@@ -123,3 +123,62 @@ def test_ids_given_back_go_first_to_a_trainer_that_has_them_cached():
     a.leave(3)  # 1, 2, 3 and 7 come free: 2 takes back 7, which it has cached, not 1, the first free id
     assert a.ids_of(2).tolist() == [0, 4, 5, 6, 7]
     assert a.cached_by(2).tolist() == [True, False, False, False, True, True, True, True]
+
+
+def test_a_restricted_allocator_gives_only_the_ids_of_its_share():
+    a = Allocator(20, capacity=100)
+    assert a.restrict(np.arange(5, 15), known=20)
+    for t in (1, 2):
+        a.join(t)
+    assert a.counts() == {1: 5, 2: 5}
+    held = np.concatenate([a.ids_of(1), a.ids_of(2)])
+    assert sorted(held.tolist()) == list(range(5, 15)) and np.count_nonzero(a.owner == OUTSIDE) == 10
+    assert a.unallocated_with_room() == 0
+
+
+def test_a_shrinking_share_takes_only_the_leaving_ids_and_a_growing_one_gives_cached_ids_first():
+    a = Allocator(12, capacity=100)
+    a.restrict(np.arange(12), known=12)  # the whole data: nothing changes
+    a.join(1)
+    a.join(2)
+    before = {t: set(a.ids_of(t).tolist()) for t in (1, 2)}
+    a.take_changed()
+    assert a.restrict(np.arange(9), known=12)
+    after = {t: set(a.ids_of(t).tolist()) for t in (1, 2)}
+    assert all(after[t] <= before[t] for t in (1, 2)) and set().union(*after.values()) == set(range(9))
+    assert a.take_changed() == {2}  # only the trainer that held 9, 10, 11 hears of it
+    assert a.restrict(np.arange(12), known=12)  # they come back to the trainer that has them cached
+    assert set(a.ids_of(2).tolist()) == before[2]
+    assert not a.restrict(np.arange(12), known=12)  # the same share again: nothing moves
+
+
+def test_ids_the_share_does_not_know_yet_are_left_alone():
+    a = Allocator(10, capacity=100)
+    a.join(1)
+    a.extend(2)  # appended examples: the project has not placed them in a share yet
+    a.restrict(np.arange(4), known=10)
+    assert a.ids_of(1).tolist() == [0, 1, 2, 3, 10, 11]
+
+
+def test_examples_appended_behind_a_partial_share_wait_for_the_project_then_go_to_a_trainer_at_once():
+    a = Allocator(20, capacity=5)
+    a.restrict(np.arange(10), known=20)  # half the data: the other half is another gateway's
+    a.join(1)
+    a.join(2)  # both full: 5 ids each
+    a.extend(2)
+    assert a.owner[20:].tolist() == [WAITING, WAITING] and a.counts() == {1: 5, 2: 5}
+    a.take_changed()
+    a.restrict(np.concatenate([np.arange(10), [20]]), known=22)  # the project placed id 20 here, 21 elsewhere
+    held = set(a.ids_of(1).tolist()) | set(a.ids_of(2).tolist())
+    assert 20 in held and 21 not in held and a.counts() == {1: 5, 2: 5}  # one old id made room for it
+    assert a.owner[21] == OUTSIDE
+
+
+def test_a_share_of_the_whole_data_allocates_appended_examples_as_one_process():
+    a, b = Allocator(20, capacity=5), Allocator(20, capacity=5)
+    b.restrict(np.arange(20), known=20)
+    for x in (a, b):
+        x.join(1)
+        x.join(2)
+        x.extend(3)
+    assert np.array_equal(a.owner, b.owner)

@@ -1,7 +1,7 @@
 """Communication-efficient training (issue 15): bytes per round, codec time, and training behind real shaped links.
 
-For each configuration (float32; topk; topk_q8 + delta_q8; topk_q8 + delta_q4; topk_q8 + delta_q6z;
-delta_q6z; local_sgd; local_sgd + topk_q8 + delta_q4; local_sgd + topk_q8 + delta_q6z) it prints:
+For each configuration (float32; topk; topk_q8 + delta_q8; topk_q8 + delta_q4; topk_q8 + delta_q6z, also with
+DGC's warm-up; delta_q6z; local_sgd; local_sgd + topk_q8 + delta_q4; local_sgd + topk_q8 + delta_q6z) it prints:
 
 1. `bytes`: frame bytes up per trainer and round and down per client and round, from the real codecs
    (mlitb/codec/) on a gradient-like vector, for the paper's network (31,786) and a dense ~455k network.
@@ -47,6 +47,8 @@ CONFIGS = {
     "topk_q8+delta_q8": {"upload_codec": "topk_q8", "download_codec": "delta_q8"},
     "topk_q8+delta_q4": {"upload_codec": "topk_q8", "download_codec": "delta_q4"},
     "topk_q8+delta_q6z": {"upload_codec": "topk_q8", "download_codec": "delta_q6z"},
+    # DGC's warm-up: density 0.25, 0.0625, ... down to topk_density over the first 20 rounds
+    "topk_q8+delta_q6z+warmup": {"upload_codec": "topk_q8", "download_codec": "delta_q6z", "topk_warmup_rounds": 20},
     "delta_q6z": {"download_codec": "delta_q6z"},
     "local_sgd": {"algorithm": "local_sgd"},
     "local_sgd+topk_q8+delta_q4": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q4"},

@@ -4,11 +4,25 @@ import asyncio
 import contextlib
 
 import httpx
+import pytest
 import websockets
 
+from mlitb.config import Settings
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.server.run import BackgroundServer
 from mlitb.trust.pow import solve
 from tests.socket_training import create_project
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The cap is what this module tests, and every JOIN past the first still shows its proof of work; at 3 bits per
+    trainer instead of 6 the fifth trainer's work is 2^12 hashes, not 2^22 (50 s of Python SHA-256 on a loaded
+    2-core machine). The price itself is tested in tests/unit/test_pow.py and test_pow_load.py."""
+    settings = Settings(port=0, data_dir=tmp_path_factory.mktemp("data"), max_connections_per_address=4096,
+                        pow_bits_per_trainer=3)
+    with BackgroundServer(settings) as srv:
+        yield srv
 
 
 async def join(stack: contextlib.AsyncExitStack, url: str, pid: int, address: str, role: str = "trainer"):

@@ -14,9 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlitb.config import Settings
-from mlitb.model import PAPER_NETWORK
-from mlitb.workers.sim_fleet import FleetSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/cluster's port helper, when run as a script
+
+from mlitb.config import Settings  # noqa: E402
+from mlitb.model import PAPER_NETWORK  # noqa: E402
+from mlitb.workers.sim_fleet import FleetSpec  # noqa: E402
 
 
 def _status(ray, cluster) -> dict:

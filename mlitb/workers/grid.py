@@ -62,6 +62,13 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def leave_on_sigterm() -> None:
+    """SIGTERM (a supervisor's stop, `Popen.terminate`) leaves as Ctrl-C does: workers close and children are
+    stopped, not orphaned by the default handler's exit. Only the main thread may install it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int | str = 0, backend: str = "auto",
                      duration_s: float | None = None, token: str | None = None, cpu_throttle: float = 1.0,
                      out=None, volunteer: str | None = None) -> int:
@@ -84,8 +91,7 @@ def run_grid_workers(server: str, project: int, trainers: int = 1, trackers: int
           f"{trackers} tracker(s){' (auto: the project had none)' if auto and trackers else ''}"
           f"{f', CPU throttled {cpu_throttle:g}x' if cpu_throttle > 1 else ''}", file=out, flush=True)
     deadline = None if duration_s is None else time.monotonic() + duration_s
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # leave as on Ctrl-C: pages closed, throttled renderers resumed
+    leave_on_sigterm()  # pages closed, throttled renderers resumed
     with BrowserPool(server, backend=backend, token=token, cpu_throttle=cpu_throttle, volunteer=volunteer) as pool:
         for _ in range(trainers):
             pool.open(project, "trainer")

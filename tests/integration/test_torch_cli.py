@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -69,3 +70,56 @@ def test_a_network_the_engine_cannot_build_ends_the_worker_with_an_error_naming_
     monkeypatch.setattr(app, "model_json", with_unknown_layer)
     assert run_native_workers(server.url, project["id"], threads=1, duration_s=30) == 1
     assert "cannot build layer 2 (LayerNormalization 'ln_2')" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (from /proc: Linux)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_a_terminated_torch_worker_stops_its_trainer_processes_instead_of_orphaning_them(server, project, tmp_path):
+    worker = subprocess.Popen([sys.executable, "-m", "mlitb.cli", "worker", "--engine", "torch", "--server", server.url,
+                               "--project", str(project["id"]), "--trainers", "2", "--trackers", "0", "--threads", "1",
+                               "--cache-dir", str(tmp_path)], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().startswith("joining project")
+        line = worker.stdout.readline()  # the first round's status line: the trainer processes run
+        assert line.startswith("round "), line
+        children = [c for c in _children(worker.pid) if os.path.exists(f"/proc/{c}")]
+        assert len(children) >= 2, children  # spawn's resource tracker may be one more
+    finally:
+        worker.terminate()
+        rc = worker.wait(30)
+    assert rc == 0
+    # spawn's resource tracker leaves when it reads the end of its pipe, a moment after the worker: poll a little
+    deadline = time.monotonic() + 10
+    while (alive := [c for c in children if "zombie" not in _state(c)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, [_cmdline(c) for c in alive]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().replace("\0", " ")[:200]
+    except OSError:
+        return f"{pid} (gone)"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((line for line in f if line.startswith("State:")), "").lower()
+    except OSError:
+        return "zombie"  # gone meanwhile

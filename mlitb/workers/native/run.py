@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 
-from mlitb.workers.grid import project_for_worker, worker_counts
+from mlitb.workers.grid import leave_on_sigterm, project_for_worker, worker_counts
 from mlitb.workers.native import torch_missing
 
 
@@ -106,6 +106,7 @@ def run_native_workers(server: str, project: int, trainers: int = 1, trackers: i
     procs = [ctx.Process(target=_work, args=({**base, "role": role, "slot": i}, per if role == "trainer" else 1,
                                              statuses, stop, duration_s), daemon=True)
              for i, role in enumerate(["trainer"] * trainers + ["tracker"] * trackers)]
+    leave_on_sigterm()  # each trainer is a process of its own: a SIGTERM must stop them, not orphan them
     for p in procs:
         p.start()
     latest: dict[int, dict] = {}

@@ -67,7 +67,9 @@ def run_e2e(gateways: list[int], n: int, period: float, rounds: int, speed: floa
               f"{'round s':>8}")
         for g in gateways:
             with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(data_dir=Path(tmp), checkpoint_every=1000)
+                # every simulated trainer connects from 127.0.0.1: the per-address connection limit (64 by
+                # default) would hold all but 64 of them out (why N = 128 "never connected" in an earlier run)
+                settings = Settings(data_dir=Path(tmp), checkpoint_every=1000, max_connections_per_address=n + 64)
                 hyper = {"period_s": period, "aggregation": aggregation, "spot_checks": False}
                 spec = {"name": "bench", "network": PAPER_NETWORK, "hyper": hyper}
                 cluster = start_cluster(settings, g, free_ports(g), [spec], public_host="127.0.0.1")

@@ -28,10 +28,9 @@ def test_dense_encode_is_the_little_endian_float32_bytes():
     assert codec.get(0).encode(np.array([1.0, 2.0], np.float64)) == np.array([1, 2], "<f4").tobytes()
 
 
-@pytest.mark.parametrize("kind", [Kind.TOPK_F32, Kind.TOPK_Q8, Kind.DELTA_Q8, Kind.DELTA_Q4, 5, 65535])
+@pytest.mark.parametrize("kind", [6, 1000, 65535])  # 6: the first kind without a codec (0-5 have theirs)
 def test_kinds_without_a_registered_codec_are_refused_with_unknown_payload_kind(kind):
-    if codec.supported(kind):
-        pytest.skip(f"kind {kind} has a codec now")
+    assert not codec.supported(kind)
     with pytest.raises(MlitbError) as exc:
         codec.decode(kind, b"", 4)
     assert exc.value.code == ErrorCode.UNKNOWN_PAYLOAD_KIND and "0 dense_f32" in exc.value.detail

@@ -34,6 +34,7 @@ from mlitb.store import ProjectStore
 
 UPSTREAM_RETRY_S = 0.5  # a gateway asks a restarting project actor again after this long
 HELLO_EVERY_S = 1.0  # a gateway tells its project actors it is alive (and its load) this often
+log = logging.getLogger("mlitb.cluster")
 
 try:  # Ray's error for an actor that is restarting (newer Ray); older ones raise RayActorError only
     from ray.exceptions import ActorUnavailableError
@@ -236,10 +237,13 @@ class GatewayActor:
 
     def _hello_loop(self) -> None:
         while True:
-            n = self.clients()
-            for pid, handle in self.projects.items():  # with what this gateway's trainers of the project can hold
-                capacity = self.registry.projects[pid].trainer_capacity()
-                handle.hello.remote(self.name, self.url, n, capacity)  # fire and forget: a restarting actor misses one
+            try:  # this thread reads state the server's loop changes: one failed hello must not end the hellos
+                n = self.clients()
+                for pid, handle in self.projects.items():  # with what this gateway's trainers of the project can hold
+                    capacity = self.registry.projects[pid].trainer_capacity()
+                    handle.hello.remote(self.name, self.url, n, capacity)  # fire and forget
+            except Exception:  # noqa: BLE001 (logged; the next hello is a second away)
+                log.exception("gateway %s: hello failed", self.name)
             time.sleep(HELLO_EVERY_S)
 
     def gateways(self):

@@ -14,11 +14,14 @@ DGC's warm-up; delta_q6z; local_sgd; local_sgd + topk_q8 + delta_q4; local_sgd +
    test error at the budget, time to `--target`, the upload codec's ms per round inside the wasm trainer
    and its share of T.
 
-The last line: the best configuration's upload and download byte ratios against float32 and its
-time-to-target speed-up. Needs root for the namespaces (`unshare --net`, `ip netns`, `tc`).
+The last two lines: the byte ratios against float32 and the time-to-target speed-up of the most compressed
+configuration and of the fastest one to the target (each among those within 0.3 points of float32's error at
+the budget). Needs root for the namespaces (`unshare --net`, `ip netns`, `tc`).
 
     .venv/bin/python bench/communication.py --budget 300                  # the issue's settings
     .venv/bin/python bench/communication.py --budget 60 --parts bytes,fleet
+    .venv/bin/python bench/communication.py --parts bytes,browsers --network 455k --period 4 \
+        --configs float32,local_sgd,local_sgd+topk_q8+delta_q6z           # time to target, larger network
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ CONFIGS = {
     "local_sgd": {"algorithm": "local_sgd"},
     "local_sgd+topk_q8+delta_q4": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q4"},
     "local_sgd+topk_q8+delta_q6z": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "download_codec": "delta_q6z"},
+    # a parameter change after many inner steps is less sparse than one gradient: 5% of it kept, not 1%
+    "local_sgd+topk5_q8+delta_q6z": {"algorithm": "local_sgd", "upload_codec": "topk_q8", "topk_density": 0.05,
+                                     "download_codec": "delta_q6z"},
 }
 LOCAL_SGD = {"inner_lr": 0.05, "outer_lr": 0.7, "outer_momentum": 0.9}
 NETWORKS = {"paper 31,786": 31786, "dense 455k": 454750}
@@ -65,7 +71,8 @@ def frame_bytes(config: dict, params: int, density: float) -> tuple[int, int]:
     g = rng.standard_normal(params).astype(np.float32)
     up = 4 * params
     if config.get("upload_codec") in ("topk", "topk_q8"):
-        up = len(topk.encode(g, topk.count_for(density, params), config["upload_codec"] == "topk_q8")[0])
+        kept = topk.count_for(config.get("topk_density", density), params)
+        up = len(topk.encode(g, kept, config["upload_codec"] == "topk_q8")[0])
     down = 4 * params
     if config.get("download_codec") in ("delta_q8", "delta_q4"):
         down = delta.payload_size(params, 8 if config["download_codec"] == "delta_q8" else 4)
@@ -82,7 +89,7 @@ def part_bytes(density: float) -> dict:
             up, down = frame_bytes(config, params, density)
             out[(net, name)] = (up, down)
             cap = " (its cap; the browsers part measures)" if config.get("download_codec") == "delta_q6z" else ""
-            print(f"bytes   {net:13s} {name:27s} up {up:>9,} B ({dense / up:6.1f}x)  down {down:>9,} B "
+            print(f"bytes   {net:13s} {name:29s} up {up:>9,} B ({dense / up:6.1f}x)  down {down:>9,} B "
                   f"({dense / down:4.1f}x){cap}", flush=True)
     return out
 
@@ -156,7 +163,7 @@ def part_browsers(names: list[str], args, tmp: Path) -> dict:
                     metrics = httpx.get(f"{local}/api/projects/{project['id']}/metrics").json()
                     statuses = json.loads(status_file.read_text()) if status_file.exists() else []
                     results[name] = summarize(metrics, statuses, args)
-                    print(f"browser {name:27s} {results[name]}", flush=True)
+                    print(f"browser {name:29s} {results[name]}", flush=True)
             finally:
                 proxy.terminate()
     finally:
@@ -215,7 +222,7 @@ def main() -> int:
     browsers = part_browsers(names, args, tmp) if "browsers" in parts else {}
     net = "paper 31,786" if args.network == "paper" else "dense 455k"
     base = browsers.get("float32", {})
-    best = None
+    rows = []
     for name in names:
         if name == "float32" or (net, name) not in sizes:
             continue
@@ -224,20 +231,26 @@ def main() -> int:
         b = browsers.get(name, {})
         if b.get("bytes_down") and base.get("bytes_down"):  # measured in training (a deflated size varies)
             down_ratio = base["bytes_down"] / b["bytes_down"]
-        speedup = None
+        if b.get("bytes_up") and base.get("bytes_up"):
+            up_ratio = base["bytes_up"] / b["bytes_up"]
+        speedup, factor = None, 0.0
         if b.get("time_to_target_s") and base.get("time_to_target_s"):
-            speedup = f"{base['time_to_target_s'] / b['time_to_target_s']:.2f}x"
+            factor = base["time_to_target_s"] / b["time_to_target_s"]
+            speedup = f"{factor:.2f}x"
         elif b.get("time_to_target_s") and base and not base.get("error"):  # float32 missed it within the budget
-            speedup = f"over {args.budget / b['time_to_target_s']:.2f}x (float32 did not reach it in {args.budget:g} s)"
+            factor = args.budget / b["time_to_target_s"]
+            speedup = f"over {factor:.2f}x (float32 did not reach it in {args.budget:g} s)"
         ok_error = (b.get("test_error") is not None and base.get("test_error") is not None
                     and b["test_error"] <= base["test_error"] + 0.003)
-        key = (ok_error, up_ratio * down_ratio)
-        if best is None or key > best[0]:
-            best = (key, name, up_ratio, down_ratio, speedup)
-    if best:
-        _, name, up_ratio, down_ratio, speedup = best
-        print(f"best: {name} ({net}): upload {up_ratio:.0f}x and download {down_ratio:.1f}x fewer bytes than float32; "
-              f"time-to-target ({args.target:.0%} test error) speed-up {speedup or 'not measured'}")
+        rows.append((ok_error, up_ratio, down_ratio, factor, speedup, name))
+    if rows:
+        # Two different bests: the most compressed config and the fastest to the target (both within 0.3 points
+        # of float32's error at the budget when the browsers part ran); the fastest is the last line.
+        smallest = max(rows, key=lambda r: (r[0], r[1] * r[2]))
+        fastest = max(rows, key=lambda r: (r[0], r[3], r[1] * r[2]))
+        for label, (_, up_ratio, down_ratio, _, speedup, name) in (("fewest bytes", smallest), ("fastest", fastest)):
+            print(f"best, {label}: {name} ({net}): upload {up_ratio:.0f}x and download {down_ratio:.1f}x fewer bytes "
+                  f"than float32; time-to-target ({args.target:.0%} test error) speed-up {speedup or 'not measured'}")
     return 0
 
 

@@ -67,7 +67,7 @@ def summary(name: str, points: list[tuple[float, float]], records: list[dict], e
 
 # ---- sim: in-memory trainers with emulated speeds (bench/async_sim.py), each mode at its best of a small grid ------
 SIM_GRID = {"sync": [{"learning_rate": lr} for lr in (0.05, 0.1, 0.2)],
-            "async": [{"learning_rate": lr, "buffer_size": k} for k in (2, 4, 8) for lr in (0.05, 0.1, 0.2)]}
+            "async": [{"learning_rate": lr, "buffer_size": k} for k in (4, 8, 16) for lr in (0.05, 0.1, 0.2)]}
 
 
 def sim_part(args) -> dict:
@@ -194,7 +194,7 @@ def main() -> int:
     p.add_argument("--target", type=float, default=0.05, help="browser part: target test error")
     p.add_argument("--sim-budget", type=float, default=40.0, help="sim part: seconds of training per run")
     p.add_argument("--sim-target", type=float, default=0.15, help="sim part: target test error")
-    p.add_argument("--sim-seeds", type=int, default=2, help="sim part: seeds (fleets and data draws) per setting")
+    p.add_argument("--sim-seeds", type=int, default=3, help="sim part: seeds (fleets and data draws) per setting")
     p.add_argument("--sim-clock", choices=("virtual", "wall"), default="virtual",
                    help="sim part: simulated time (load-independent, see bench/async_sim.py) or real time")
     p.add_argument("--clients", type=int, default=1024, help="scale part: simulated trainers")

@@ -3,12 +3,20 @@ Aggregation"), the strategy of `hyper.mode = "async"`: no barrier, no global rou
 
 Every trainer loops on its own clock: it is sent the newest parameters and a work time, computes, and
 answers with its result tagged with the version it started from; it is sent the newest parameters again
-as soon as its result is taken in. Results are added to a buffer as they arrive, each weighted by its
+as soon as its result is taken in, unless the buffer its result joined is expected to fill within
+HOLD_SHARE of the period (the results it still needs are the soonest due, each trainer's result due one
+of its own cycles after its work went out): then it waits for that update, at most twice as long, and
+computes on it. Without that wait, every trainer but the K-th started from the version before the update
+its own result completed: with K = N nearly every result was a version stale, and delayed-gradient steps
+(AdaGrad's included) are stable only at about half the step, so K = N took twice sync's time to target
+(bench/async.py). Results are added to a buffer as they arrive, each weighted by its
 sample count and by a staleness function of s = (the version the buffer will be applied to) − (the
 version the trainer started from): `inverse_sqrt` 1/√(1+s), `constant` 1, or `hinge` (1 up to
 `hinge_after` versions, then 1/(1+s−hinge_after)). As in FedBuff, the weights are not renormalised: the
 update is Σ w·g / Σ samples, so a buffer of stale results makes a smaller step. The buffer is applied
-through the server optimizer every `buffer_size` (K) results exactly: results that arrive after the K-th
+through the server optimizer every K results exactly (K = `buffer_size`, or the number of connected trainers
+if that is smaller: a fleet that shrank below K would otherwise wait out the flush time at every update;
+results of a fast trainer may fill more than one place): results that arrive after the K-th
 and before the update is applied fill the next buffer, whose staleness counts the update in between.
 The project's aggregation rule runs per buffer (a robust rule sees the buffer's K results). A result
 more than `max_staleness` versions old is refused with TOO_STALE and counted; its trainer goes on.

@@ -270,3 +270,19 @@ async def test_k_is_at_most_the_number_of_connected_trainers():
     rt.remove_client(c.client.id)
     record = await asyncio.wait_for(task, timeout=0.2)
     assert record["contributions"] == 2
+
+
+async def test_a_result_that_fills_the_buffer_between_updates_gets_work_of_the_update_it_completes():
+    rt = runtime(buffer_size=1)
+    a, b = MemoryTrainer(rt, None), MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    sent_b = work_versions(b)
+    assert grad(rt, a, 0, 1.0) is None
+    await task  # version 1; b still computes from version 0
+    assert grad(rt, b, 0, 1.0) is None  # between updates (the runtime checkpointing, say): it fills the next buffer
+    await (await started(rt))  # version 2, from b's result
+    task = await started(rt)
+    assert sent_b == [2]  # not version 1, which its own result was about to replace
+    rt.stop()
+    await task

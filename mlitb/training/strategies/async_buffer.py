@@ -164,7 +164,8 @@ class AsyncBuffer:
         trainers = host.trainer_ids()
         self._fleet = len(trainers)
         for cid in trainers:
-            if cid not in self._out:
+            # a trainer held between updates (its result came while the runtime checkpointed) waits for this one
+            if cid not in self._out and cid not in self._held:
                 self._send(cid)
         hyper = host.hyper
         tick = TICK_SHARE * hyper.period_s

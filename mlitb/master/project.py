@@ -52,7 +52,8 @@ class Hyper(BaseModel):
         "sync", description="'sync': time-boxed rounds with a barrier (MLitB); 'async': no barrier, every trainer "
                             "loops on its own clock and an update is applied every buffer_size results (FedBuff). "
                             "Fixed at creation")
-    buffer_size: int = Field(4, ge=1, le=4096, description="async: results per update (FedBuff's K)")
+    buffer_size: int = Field(4, ge=1, le=4096, description="async: results per update (FedBuff's K; at most the number of "
+                                                                 "connected trainers)")
     staleness: Literal["inverse_sqrt", "constant", "hinge"] = Field(
         "inverse_sqrt", description="async: weight of a result computed s versions ago: 1/sqrt(1+s), 1, or "
                                     "1 up to 'hinge_after' versions then 1/(1+s-hinge_after)")

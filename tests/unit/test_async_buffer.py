@@ -13,7 +13,7 @@ from mlitb.config import Settings
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import Hyper, ProjectSpec
-from mlitb.protocol import MessageType, encode
+from mlitb.protocol import MessageType, decode, encode
 from mlitb.training.strategies import AsyncBuffer, SyncRounds, staleness_weight
 from mlitb.workers.simulated import MemoryTrainer
 from tests.helpers import TINY_NETWORK, tiny_dataset
@@ -187,3 +187,102 @@ async def test_a_result_struck_by_a_spot_check_is_answered_all_the_same(mode):
     else:
         record = await asyncio.wait_for(task, timeout=0.5)  # the round closed without waiting out its 1 s period
         assert record["contributions"] == 0
+
+
+def clocked(**hyper) -> tuple[ProjectRuntime, list[float]]:
+    """A runtime on a clock the test moves (the strategy's expected arrivals and hold deadlines follow it)."""
+    now = [0.0]
+    spec = ProjectSpec(name="tiny", network=TINY_NETWORK,
+                       hyper={"period_s": 1, "learning_rate": 1.0, "mode": "async", "aggregation": "mean",
+                              "spot_checks": False, **hyper})
+    rt = ProjectRuntime(1, spec, spec.build_network(), tiny_dataset(30), Settings(), clock=lambda: now[0],
+                        optimizer=PlainSgd())
+    return rt, now
+
+
+def work_versions(trainer) -> list[int]:
+    """The versions of the WORK frames the trainer is sent from now on."""
+    versions, send = [], trainer.link.send
+    trainer.link.send = lambda frame: (frame[0] == MessageType.WORK and versions.append(
+        decode(frame, 1 << 30).round)) or send(frame)
+    return versions
+
+
+async def test_a_result_just_before_the_buffer_fills_waits_for_that_update_and_then_computes_on_it():
+    # without the wait every trainer but the K-th started from the version before the update its own result
+    # completed: with K = N nearly every result was a version stale (bench/async.py: twice sync's time to target)
+    rt, now = clocked(buffer_size=2)
+    a, b = MemoryTrainer(rt, None), MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    sent_a, sent_b = work_versions(a), work_versions(b)
+    now[0] = 0.8  # b's result is expected one period after its work went out: within a quarter period
+    assert grad(rt, a, 0, 1.0) is None
+    assert sent_a == []  # held for the update
+    assert grad(rt, b, 0, 1.0) is None
+    record = await task
+    assert record["contributions"] == 2 and record["staleness_max"] == 0
+    task = await started(rt)
+    assert sent_a == [1] and sent_b == [1]  # both compute on the update their results made
+    assert grad(rt, a, 1, 1.0) is None
+    rt.stop()
+    await task
+
+
+async def test_a_result_far_from_the_update_is_answered_at_once_and_a_held_trainer_is_released_if_it_is_late():
+    rt, now = clocked(buffer_size=3)
+    a, b, c = MemoryTrainer(rt, None), MemoryTrainer(rt, None), MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    sent_a = work_versions(a)
+    now[0] = 0.1  # b's and c's results are expected 0.9 s from now
+    assert grad(rt, a, 0, 1.0) is None
+    assert sent_a == [0]  # not held: its next work at once, of the version there is
+    now[0] = 0.8
+    assert grad(rt, a, 0, 1.0) is None  # its second result, of version 0: the buffer needs one more
+    assert sent_a == [0]  # held: b and c are due within a quarter period
+    now[0] = 1.4  # both went silent: past a's hold (twice the window after its result)
+    await asyncio.sleep(0.3)  # one check of the strategy's clock (every quarter period)
+    assert sent_a == [0, 0] and not task.done()  # released with work of the version there is
+    rt.stop()
+    await task
+
+
+async def test_k_is_at_most_the_number_of_connected_trainers():
+    # K = 4 with two trainers would wait out the flush time (two periods) at every update; and a fleet that shrank
+    # below K is applied as soon as the buffer holds one result per trainer left
+    rt, now = clocked(buffer_size=4)
+    a, b = MemoryTrainer(rt, None), MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    assert grad(rt, a, 0, 1.0) is None and grad(rt, b, 0, 1.0) is None
+    record = await asyncio.wait_for(task, timeout=0.2)
+    assert record["contributions"] == 2
+    c = MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    assert len(rt.trainer_ids()) == 3
+    # a was sent its work at once (b was not due for a period), before the update; b, whose result filled the
+    # buffer, after it
+    assert grad(rt, a, 0, 1.0) is None and grad(rt, b, 1, 1.0) is None
+    await asyncio.sleep(0.05)
+    assert not task.done()  # c's result is still to come
+    rt.remove_client(c.client.id)
+    record = await asyncio.wait_for(task, timeout=0.2)
+    assert record["contributions"] == 2
+
+
+async def test_a_result_that_fills_the_buffer_between_updates_gets_work_of_the_update_it_completes():
+    rt = runtime(buffer_size=1)
+    a, b = MemoryTrainer(rt, None), MemoryTrainer(rt, None)
+    await asyncio.sleep(0)
+    task = await started(rt)
+    sent_b = work_versions(b)
+    assert grad(rt, a, 0, 1.0) is None
+    await task  # version 1; b still computes from version 0
+    assert grad(rt, b, 0, 1.0) is None  # between updates (the runtime checkpointing, say): it fills the next buffer
+    await (await started(rt))  # version 2, from b's result
+    task = await started(rt)
+    assert sent_b == [2]  # not version 1, which its own result was about to replace
+    rt.stop()
+    await task

@@ -67,7 +67,7 @@ class Committer:
     boundary: batch b is examples b*c .. (b+1)*c - 1); `commitment()` merges neighbours until B <= MAX_BATCHES."""
 
     def __init__(self, seed: int, param_count: int, batch_size: int):
-        self.dirs = directions(seed, param_count)
+        self.dirs = directions(seed, param_count)  # param_count 0: projections come from elsewhere (add_projections)
         self.batch_size = batch_size
         self.projections: list[np.ndarray] = []
         self.losses: list[float] = []

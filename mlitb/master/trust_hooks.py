@@ -112,8 +112,8 @@ class TrustHooks:
             return None
         claimed = client.claimed_samples
         seed, held, params = work
-        return CommittedWork(self.network, params, self.dataset.train, examples_used(seed, held, claimed), seed,
-                             result.commitment, result.samples / claimed)
+        return CommittedWork(self.network, params, self.dataset.train, lambda: examples_used(seed, held, claimed),
+                             seed, result.commitment, result.samples / claimed)
 
     def _late_strike(self, client_id: int, err: MlitbError) -> None:
         """A strike found by a check finished in a later round: the ERROR frame now; quarantine closes the link."""

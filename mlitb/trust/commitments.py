@@ -23,6 +23,8 @@ credit. A trainer that fakes a share f of a result's batches is caught per check
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from mlitb.codec.committed import MAX_BATCHES, K, Commitment
@@ -42,24 +44,28 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
-def direction_words(seed: int, j: int, count: int) -> np.ndarray:
-    """The uint32 words whose bits are the signs of direction j for `count` parameters."""
-    key = _fmix32(np.array([(seed + (j + 1) * GOLDEN) & 0xFFFFFFFF], np.uint32))[0]
+def direction_words(seed: int, j: int | np.ndarray, count: int) -> np.ndarray:
+    """The uint32 words whose bits are the signs of direction j (or of each j of an array: one row each)."""
+    j = np.asarray(j, np.uint64)
+    keys = _fmix32(((np.uint64(seed) + (j + np.uint64(1)) * np.uint64(GOLDEN)) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
     words = np.arange((count + 31) // 32, dtype=np.uint32)
-    return _fmix32(words * np.uint32(GOLDEN) + key)
+    return _fmix32(words * np.uint32(GOLDEN) + keys[..., None])
 
 
 def directions(seed: int, count: int, k: int = K) -> np.ndarray:
-    """float32 [k, count] of +-1: the directions r_0..r_{k-1} of a WORK seed."""
-    out = np.empty((k, count), np.float32)
-    for j in range(k):
-        bits = np.unpackbits(direction_words(seed, j, count).astype("<u4").view(np.uint8), bitorder="little")
-        out[j] = 1.0 - 2.0 * bits[:count].astype(np.float32)
+    """float32 [k, count] of +-1: the directions r_0..r_{k-1} of a WORK seed (all k at once: ~4 ms for 1M)."""
+    words = direction_words(seed, np.arange(k), count).astype("<u4")
+    bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :count]
+    out = bits.astype(np.float32)
+    out *= -2
+    out += 1
     return out
 
 
 def project(dirs: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    return dirs.astype(np.float64) @ np.asarray(vector, np.float64)
+    """<vector, r_j> for each direction: a float32 BLAS product (~1e-6 of ||vector|| off the exact value, far
+    inside every tolerance; float64 would cost 100x for a million parameters), as float64."""
+    return (dirs @ np.asarray(vector, np.float32)).astype(np.float64)
 
 
 class Committer:
@@ -139,10 +145,11 @@ class BatchCheck:
 
 
 class CommittedWork:
-    """What the master checks of one committed result: the examples it used (`ids`, in order), the round's
-    parameters and the seed's directions."""
+    """What the master checks of one committed result: the examples it used (`ids()`, in order: computed only
+    when a batch is drawn, the seeded shuffle being O(held examples) in Python), the round's parameters and the
+    seed's directions."""
 
-    def __init__(self, network: Network, params: np.ndarray, split, ids: np.ndarray, seed: int,
+    def __init__(self, network: Network, params: np.ndarray, split, ids: Callable[[], np.ndarray], seed: int,
                  commitment: Commitment, share: float = 1.0):
         self.network, self.params, self.split, self.ids = network, params, split, ids
         self.commitment, self.share = commitment, share  # share: the result was cut to its allowance by this
@@ -164,4 +171,4 @@ class CommittedWork:
 
     def batch(self, b: int) -> BatchCheck:
         c = self.commitment.batch_size
-        return BatchCheck(GradientJob(self.network, self.params, self.split, self.ids[b * c:(b + 1) * c]), self.dirs)
+        return BatchCheck(GradientJob(self.network, self.params, self.split, self.ids()[b * c:(b + 1) * c]), self.dirs)

@@ -80,6 +80,7 @@ class CheckStats:
     quarantined: int = 0  # volunteers (or anonymous connections) quarantined
     committed: int = 0  # committed results whose commitments were checked against their sum
     batch_checks: int = 0  # checks of one committed batch (also counted in `checks`)
+    commit_cpu_s: float = 0.0  # master CPU checking commitments against sums (directions, projections): O(K P) each
 
 
 def tolerance_for(network: Network) -> float:
@@ -190,6 +191,7 @@ class SpotChecked(StrategyWrapper):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         who = self._who(result.client_id)
         p = self.policy.p_new if self.standing(result.client_id) < self.policy.new_results else self.policy.p_known
+        started = self.cpu_clock()
         work = self.committed(result) if result.commitment is not None else None
         if result.commitment is not None:
             self._committers.add(who)
@@ -198,7 +200,9 @@ class SpotChecked(StrategyWrapper):
         try:
             if work is not None:  # its commitments against its sum, always; then one batch, at one rate for all
                 self.stats.committed += 1
-                self._judge(work.consistency(result.grad, result.loss_sum), self.tolerance(), result.client_id, who,
+                consistency = work.consistency(result.grad, result.loss_sum)
+                self.stats.commit_cpu_s += self.cpu_clock() - started
+                self._judge(consistency, self.tolerance(), result.client_id, who,
                             "commitments differ from the result's sum")
                 p = self.policy.p_committed
             on_probation = self.rng.random() < p and not self._check(result, who, work)

@@ -127,7 +127,7 @@ def honest(params):
 
 
 def checked(params, ids, c, p_committed=1.0):
-    work = CommittedWork(NETWORK, params, DATA.train, ids, SEED, c)
+    work = CommittedWork(NETWORK, params, DATA.train, lambda: ids, SEED, c)
     spot = SpotChecked(Taken(), CreditLedger(), lambda r: None, SpotCheckPolicy(p_committed=p_committed),
                        random.Random(0), tolerance=lambda: tolerance_for(NETWORK), committed=lambda r: work)
     return spot
@@ -186,7 +186,7 @@ def test_a_trainer_that_committed_and_then_omits_commitments_is_checked_as_a_new
     ledger, wholes = CreditLedger(), []
     ledger.join(1, "vestablished")
     ledger.rows["vestablished"].results = 500  # an established record: p_known for uncommitted results
-    work = CommittedWork(NETWORK, PARAMS, DATA.train, ids, SEED, c)
+    work = CommittedWork(NETWORK, PARAMS, DATA.train, lambda: ids, SEED, c)
     rng = random.Random(0)
     rng.random = lambda: 0.5  # above p_known (0.02), below p_new (0.9)
     spot = SpotChecked(Taken(), ledger, lambda r: wholes.append(r) or None, SpotCheckPolicy(), rng,

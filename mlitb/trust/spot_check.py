@@ -29,10 +29,19 @@ established ones rarely:
   volunteer's record. So claiming big counts or filling the queue with a swarm buys no unchecked weight,
   while an honest newcomer whose checks outrun the master's budget still contributes. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
   trainer, a newer WORK sent before it arrived) is counted `unchecked`.
+Commit-and-sample (commitments.py): a result that carries per-batch commitments (payload kind 6: K projections
+of each batch's summed gradient onto +-1 directions from the WORK seed, and its loss) is checked in two steps.
+Its commitments are checked against its sum on arrival, every time (O(K P), no recomputation: a mismatch is a
+strike like any other), and it is drawn with probability `p_committed` (0.9), whatever the volunteer's record;
+a drawn result's check recomputes ONE batch, drawn then, and compares its projections and loss with the
+commitment. A check thus costs 1/B of a whole one, so every volunteer can be checked at the newcomer's rate.
+Results without commitments (older clients, raw sockets) are checked whole at the rates below, and a volunteer
+that has sent commitments and then omits them is checked as a newcomer (omitting them buys nothing).
 Why these rates (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R
 rounds with probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88, so the
-new-volunteer rate is 0.9 for a volunteer's first 50 results; the fleet's extra compute is then the
-newcomers' share plus the established rate p_known (2%).
+rate is 0.9 for committed results and for a volunteer's first 50 uncommitted ones; after that uncommitted
+results are checked at p_known (2%), since a whole check costs a whole result (an established volunteer that
+turns faker without commitments is caught within 50 rounds with probability ~0.1 only: what commitments fix).
 """
 
 from __future__ import annotations

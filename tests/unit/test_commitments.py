@@ -202,3 +202,22 @@ def test_projections_of_the_sum_are_the_sum_of_the_batches_projections():
     _, grad, _, c = honest(PARAMS)
     np.testing.assert_allclose(c.projections.astype(np.float64).sum(0), project(directions(SEED, grad.size), grad),
                                rtol=1e-4, atol=1e-3)
+
+
+def test_the_torch_engines_commitments_are_the_numpy_trainers_for_the_same_examples():
+    pytest.importorskip("torch")
+    from mlitb.workers.native.engine import TorchEngine
+
+    engine = TorchEngine(NETWORK, "cpu", seed=1)
+    engine.hold(DATA.train.images, DATA.train.labels)
+    engine.set_params(PARAMS)
+    order = (np.arange(300) * 7 % len(DATA.train)).astype(np.int64)
+    r, c = engine.compute_committed(60, BATCH, order, SEED)  # clock-bounded: however many it computed, in order
+    used = order[np.arange(r.samples) % len(order)]
+    grad, loss, expected = committed_gradient(NETWORK, PARAMS, DATA.train.images[used], DATA.train.labels[used], SEED,
+                                              BATCH)
+    assert c.batch_size == BATCH and c.batches == expected.batches == -(-r.samples // BATCH)
+    scale = np.linalg.norm(expected.projections, axis=1, keepdims=True)
+    assert np.abs(c.projections - expected.projections).max() <= 1e-4 * scale.max()
+    np.testing.assert_allclose(c.losses, expected.losses, rtol=1e-4)
+    np.testing.assert_allclose(r.grad, grad, rtol=1e-3, atol=1e-3 * np.abs(grad).max())

@@ -351,7 +351,8 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
                       spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined, votes_bounded=bounded,
                       spot_checks_deferred_total=spot.deferred, spot_checks_probation_total=spot.probation,
                       spot_checks_pending=self.spot.pending, spot_check_tolerance=self._tolerance(),
-                      spot_checks_committed_total=spot.committed, spot_checks_batch_total=spot.batch_checks)
+                      spot_checks_committed_total=spot.committed, spot_checks_batch_total=spot.batch_checks,
+                      spot_check_commit_cpu_s_total=round(spot.commit_cpu_s, 4))
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()

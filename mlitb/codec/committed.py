@@ -55,7 +55,7 @@ def encode(vector: np.ndarray, commitment: Commitment) -> bytes:
 
 def _split(payload: bytes | memoryview, param_count: int) -> tuple[memoryview, int, int, int, memoryview]:
     """(dense part, c, B, k, rows) after the exact-length check of the trailer its header describes."""
-    view = memoryview(payload).cast("B") if not isinstance(payload, memoryview) else payload.cast("B")
+    view = memoryview(payload).cast("B")
     dense = 4 * param_count
     if len(view) < dense + TRAILER_HEADER.size:
         raise MlitbError(ErrorCode.COMMITMENT_LENGTH, f"{len(view)} bytes: fewer than {param_count} float32 and the "

@@ -87,6 +87,11 @@ class ErrorCode(enum.Enum):
     POW_INVALID = ErrorInfo(5005, 403, "the proof of work is malformed, expired, reused, for another project or "
                                        "address, or too weak (also when the load rose since the challenge was "
                                        "asked: ask again)", close=True)
+    COMMITMENT_LENGTH = ErrorInfo(5006, 400, "the commitment trailer's length does not match the batch count it "
+                                             "declares (docs/protocol.md, \"Commitments\")")
+    COMMITMENT_MALFORMED = ErrorInfo(5007, 400, "the commitments' batch size, batch count or projection count is out "
+                                                "of range or does not match the sample count, or a batch loss is "
+                                                "negative")
     # research closures (docs/closure.md)
     CLOSURE_INVALID = ErrorInfo(4001, 422, "the file is not a valid research closure")
     CLOSURE_VERSION = ErrorInfo(4002, 422, "unknown closure format version")

@@ -17,7 +17,7 @@ import numpy as np
 from mlitb.data import load_mnist
 from mlitb.model import parse_network
 from mlitb.trust.example_order import examples_used
-from mlitb.trust.numpy_net import gradient_sum
+from mlitb.trust.commitments import committed_gradient
 from mlitb.workers.hostile import TrainerLog, hostile_answer, socket_trainer
 from tests.mnist_softmax import SOFTMAX_REGRESSION, error_rate, gradient_fn
 
@@ -35,9 +35,12 @@ class Outcome:
     honest_compute_s: float  # wall seconds the honest trainers spent computing their answers
 
 
-def honest_answer(seed: int, batch: int = 100):
+COMMIT_BATCH = 32  # examples per committed batch (the browser trainer's default mini-batch)
+
+
+def honest_answer(seed: int, batch: int = 100, commit: bool = True):
     """An honest trainer: a mini-batch of `batch` examples, in the seeded order when WORK gives a seed (spot checks
-    recompute it), else drawn at random."""
+    recompute it), else drawn at random; with a seed and `commit`, with its per-batch commitments (payload kind 6)."""
     train = load_mnist().train
     gradient = gradient_fn(train, seed, batch)
     network = parse_network(SOFTMAX_REGRESSION)
@@ -46,8 +49,9 @@ def honest_answer(seed: int, batch: int = 100):
         if not work_seed:
             return gradient(params, ids)
         used = examples_used(work_seed, np.sort(ids), batch)
-        grad, loss = gradient_sum(network, params, train.images[used], train.labels[used])
-        return grad, batch, loss
+        grad, loss, commitment = committed_gradient(network, params, train.images[used], train.labels[used],
+                                                    work_seed, COMMIT_BATCH)
+        return (grad, batch, loss, commitment) if commit else (grad, batch, loss)
     return answer
 
 

@@ -27,6 +27,7 @@ class Kind(enum.IntEnum):
     DELTA_Q8 = 3
     DELTA_Q4 = 4
     DELTA_Q6Z = 5
+    DENSE_F32_COMMITTED = 6  # dense with per-batch commitments for spot checks (committed.py)
 
 
 @dataclass(frozen=True)
@@ -86,5 +87,6 @@ def max_payload_bytes(param_count: int) -> int:
 from mlitb.codec import dense as _dense  # noqa: E402  (registers kind 0; it needs Codec and register above)
 from mlitb.codec import delta as _delta  # noqa: E402  (kinds 3, 4, 5: shadow deltas)
 from mlitb.codec import topk as _topk  # noqa: E402  (kinds 1, 2: top-k uploads)
+from mlitb.codec import committed as _committed  # noqa: E402  (kind 6: dense with spot-check commitments)
 
 __all__ = ["Codec", "Kind", "decode", "get", "max_payload_bytes", "register", "supported"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlitb.codec import delta, topk
+from mlitb.codec import committed, delta, topk
 from mlitb.errors import ErrorCode, MlitbError
 
-DENSE_F32, TOPK_F32, TOPK_Q8, DELTA_Q8, DELTA_Q4, DELTA_Q6Z = 0, 1, 2, 3, 4, 5
+DENSE_F32, TOPK_F32, TOPK_Q8, DELTA_Q8, DELTA_Q4, DELTA_Q6Z, DENSE_F32_COMMITTED = 0, 1, 2, 3, 4, 5, 6
 UPLOAD_KINDS = {"float32": DENSE_F32, "topk": TOPK_F32, "topk_q8": TOPK_Q8}
 DOWNLOAD_KINDS = {"float32": DENSE_F32, "delta_q8": DELTA_Q8, "delta_q4": DELTA_Q4, "delta_q6z": DELTA_Q6Z}
 DELTA_BITS = {DELTA_Q8: 8, DELTA_Q4: 4, DELTA_Q6Z: 6}
@@ -26,8 +26,8 @@ def max_count(hyper, round: int, length: int) -> int:
 def check_upload(kind: int, payload, length: int, hyper, round: int) -> None:
     """The project's upload policy, before the payload kind's codec decodes it: dense float32 is always accepted,
     a sparse kind only when it is the project's upload codec and within the density it allows for `round`
-    (a header read, no decoding)."""
-    if kind == DENSE_F32:
+    (a header read, no decoding). Dense with commitments (kind 6) is dense float32 as far as the codec goes."""
+    if kind in (DENSE_F32, DENSE_F32_COMMITTED):
         return
     if kind != UPLOAD_KINDS[hyper.upload_codec]:
         raise MlitbError(ErrorCode.CODEC_NOT_ALLOWED, f"payload kind {kind}; this project's upload codec is "
@@ -44,6 +44,8 @@ def decode_upload(kind: int, payload, length: int, hyper, round: int) -> np.ndar
         if len(payload) != 4 * length:
             raise MlitbError(ErrorCode.WRONG_LENGTH, f"{len(payload)} bytes; expected {4 * length} ({length} float32)")
         return np.frombuffer(payload, dtype="<f4")
+    if kind == DENSE_F32_COMMITTED:
+        return committed.decode(payload, length)
     return topk.decode(payload, length, max_count(hyper, round, length), quantized=kind == TOPK_Q8)
 
 

@@ -72,7 +72,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
         self.credit = CreditLedger()
         # spot checks, quarantine and credit wrap the strategy's result handling, whichever strategy it is
         self.spot = SpotChecked(strategy or make_strategy(spec.hyper), self.credit, self._recompute,
-                                tolerance=self._tolerance, late_strike=self._late_strike)
+                                tolerance=self._tolerance, late_strike=self._late_strike, committed=self._committed)
         self.strategy: Strategy = Credited(self.spot, self.credit)
         self.strategy.bind(self)
         self._stats: UpdateStats | None = None  # telemetry of the update in progress (or the last one)
@@ -213,7 +213,7 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             grad, count, loss = grad * np.float32(share), client.allowed_samples, loss * share
             if self._stats is not None:
                 self._stats.clamped += 1
-        return Result(client.id, frame.round, grad, count, loss, frame.aux, client.vote)
+        return Result(client.id, frame.round, grad, count, loss, frame.aux, client.vote, self._commitment_of(frame))
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -350,7 +350,9 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
                       spot_check_cpu_s_total=round(spot.cpu_s, 4), spot_check_worst=spot.worst,
                       spot_check_samples_total=spot.samples, quarantined_total=spot.quarantined, votes_bounded=bounded,
                       spot_checks_deferred_total=spot.deferred, spot_checks_probation_total=spot.probation,
-                      spot_checks_pending=self.spot.pending, spot_check_tolerance=self._tolerance())
+                      spot_checks_pending=self.spot.pending, spot_check_tolerance=self._tolerance(),
+                      spot_checks_committed_total=spot.committed, spot_checks_batch_total=spot.batch_checks,
+                      spot_check_commit_cpu_s_total=round(spot.commit_cpu_s, 4))
         self._metrics.append(record)
         self.record.close_round(stats.round, step_skipped, hyper.deterministic)
         self.advance()

@@ -46,7 +46,8 @@ class Hyper(BaseModel):
                                                    "samples_per_round from its allocation) and records them")
     spot_checks: bool = Field(True, description="verify a random share of results by recomputing them on the master "
                                                 "(every layer type but dropout above rate 0; mlitb/trust/spot_check.py): trainers follow the "
-                                                "example order seeded in WORK; fakers get strikes and quarantine")
+                                                "example order seeded in WORK and commit to each batch (a check then "
+                                                "recomputes one batch); fakers get strikes and quarantine")
     samples_per_round: int = Field(64, ge=1, le=4096, description="deterministic: examples per trainer and round")
     mode: Literal["sync", "async"] = Field(
         "sync", description="'sync': time-boxed rounds with a barrier (MLitB); 'async': no barrier, every trainer "

@@ -26,12 +26,14 @@ import secrets
 
 import numpy as np
 
+from mlitb.codec import Kind, committed
 from mlitb.errors import MlitbError
 from mlitb.master.scheduler import Client
 from mlitb.protocol.frames import error_frame
 from mlitb.training.strategies import Result
 from mlitb.trust import numpy_net
 from mlitb.trust.claims import allowed_samples, median_rate
+from mlitb.trust.commitments import CommittedWork
 from mlitb.trust.example_order import examples_used
 from mlitb.trust.spot_check import tolerance_for
 
@@ -94,6 +96,24 @@ class TrustHooks:
         seed, held, params = work
         return numpy_net.GradientJob(self.network, params, self.dataset.train, examples_used(seed, held, claimed),
                                      result.samples / claimed)
+
+    def _commitment_of(self, frame) -> committed.Commitment | None:
+        """A GRADIENT frame's per-batch commitments (payload kind 6, checked against its sample count), or None."""
+        if frame.kind != Kind.DENSE_F32_COMMITTED:
+            return None
+        return committed.parse(frame.payload, self.param_count, frame.count)
+
+    def _committed(self, result: Result) -> CommittedWork | None:
+        """A committed result's checks against the WORK the master sent, or None if it cannot be checked (then the
+        whole-result path decides, and finds it unrecomputable too)."""
+        client = self.clients.get(result.client_id)
+        work = client.work_checks.get(result.version) if client is not None else None
+        if work is None or not len(work[1]) or self.dataset is None or result.commitment is None:
+            return None
+        claimed = client.claimed_samples
+        seed, held, params = work
+        return CommittedWork(self.network, params, self.dataset.train, lambda: examples_used(seed, held, claimed),
+                             seed, result.commitment, result.samples / claimed)
 
     def _late_strike(self, client_id: int, err: MlitbError) -> None:
         """A strike found by a check finished in a later round: the ERROR frame now; quarantine closes the link."""

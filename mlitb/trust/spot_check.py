@@ -29,10 +29,19 @@ established ones rarely:
   volunteer's record. So claiming big counts or filling the queue with a swarm buys no unchecked weight,
   while an honest newcomer whose checks outrun the master's budget still contributes. Only a result whose WORK cannot be recomputed at all (an exempt or deterministic
   trainer, a newer WORK sent before it arrived) is counted `unchecked`.
+Commit-and-sample (commitments.py): a result that carries per-batch commitments (payload kind 6: K projections
+of each batch's summed gradient onto +-1 directions from the WORK seed, and its loss) is checked in two steps.
+Its commitments are checked against its sum on arrival, every time (O(K P), no recomputation: a mismatch is a
+strike like any other), and it is drawn with probability `p_committed` (0.9), whatever the volunteer's record;
+a drawn result's check recomputes ONE batch, drawn then, and compares its projections and loss with the
+commitment. A check thus costs 1/B of a whole one, so every volunteer can be checked at the newcomer's rate.
+Results without commitments (older clients, raw sockets) are checked whole at the rates below, and a volunteer
+that has sent commitments and then omits them is checked as a newcomer (omitting them buys nothing).
 Why these rates (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R
 rounds with probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88, so the
-new-volunteer rate is 0.9 for a volunteer's first 50 results; the fleet's extra compute is then the
-newcomers' share plus the established rate p_known (2%).
+rate is 0.9 for committed results and for a volunteer's first 50 uncommitted ones; after that uncommitted
+results are checked at p_known (2%), since a whole check costs a whole result (an established volunteer that
+turns faker without commitments is caught within 50 rounds with probability ~0.1 only: what commitments fix).
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import numpy as np
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.model import Network
 from mlitb.training.strategies.base import Result, Strategy, StrategyWrapper
+from mlitb.trust.commitments import CommittedWork
 from mlitb.trust.credit import CreditLedger
 
 
@@ -55,6 +65,7 @@ from mlitb.trust.credit import CreditLedger
 class SpotCheckPolicy:
     p_new: float = 0.9
     p_known: float = 0.02  # bench/spot_checks.py: 4.4% of results checked over its fleet mix (0.03: 5.4%)
+    p_committed: float = 0.9  # any volunteer's committed result: a check recomputes one batch (commitments.py)
     new_results: int = 50
     tolerance: float = 1e-4  # relative, for a wrapper given no per-network tolerance (tolerance_for)
     quarantine_after: int = 2
@@ -76,6 +87,9 @@ class CheckStats:
     cpu_s: float = 0.0  # master thread CPU time spent recomputing
     worst: float = 0.0  # largest relative difference of a passed check
     quarantined: int = 0  # volunteers (or anonymous connections) quarantined
+    committed: int = 0  # committed results whose commitments were checked against their sum
+    batch_checks: int = 0  # checks of one committed batch (also counted in `checks`)
+    commit_cpu_s: float = 0.0  # master CPU checking commitments against sums (directions, projections): O(K P) each
 
 
 def tolerance_for(network: Network) -> float:
@@ -115,6 +129,16 @@ class Recomputation(Protocol):
 Recompute = Callable[[Result], Recomputation | None]
 
 
+def difference(job: Recomputation, got: np.ndarray, got_loss: float) -> float:
+    """The relative difference of a result from its recomputation: the job's own measure where it has one (a
+    committed batch, commitments.BatchCheck), else the gradient's relative L2 difference or the loss's."""
+    measure = getattr(job, "difference", None)
+    if measure is not None:
+        return measure(got, got_loss)
+    grad, loss = job.expected()
+    return max(relative_difference(got, grad), abs(got_loss - loss) / max(abs(loss), 1e-12))
+
+
 @dataclass
 class _Pending:
     job: Recomputation
@@ -130,11 +154,13 @@ class SpotChecked(StrategyWrapper):
                  policy: SpotCheckPolicy = SpotCheckPolicy(), rng: random.Random | None = None,
                  tolerance: Callable[[], float] | None = None,
                  late_strike: Callable[[int, MlitbError], None] | None = None,
+                 committed: Callable[[Result], CommittedWork | None] | None = None,
                  clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.thread_time):
         self.inner, self.ledger, self.recompute, self.policy = inner, ledger, recompute, policy
         self.rng = rng or random.SystemRandom()  # the trainer must not predict the draw
         self.tolerance = tolerance or (lambda: policy.tolerance)
         self.late_strike = late_strike or (lambda client_id, err: None)
+        self.committed = committed or (lambda result: None)  # a committed result's checks (commitments.py)
         self.clock, self.cpu_clock = clock, cpu_clock
         self.stats = CheckStats()
         self._standing: dict[object, int] = {}  # anonymous client, or a struck volunteer -> results since
@@ -143,6 +169,7 @@ class SpotChecked(StrategyWrapper):
         self._budget_s, self._refilled = policy.burst_s, clock()
         self._s_per_example: float | None = None  # measured CPU cost of one recomputed example
         self._queue: deque[_Pending] = deque()  # checks continued with later budget
+        self._committers: set[object] = set()  # volunteers (or connections) that have sent commitments
 
     def on_leave(self, client_id: int) -> None:
         self._strikes.pop(client_id, None)
@@ -173,8 +200,21 @@ class SpotChecked(StrategyWrapper):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         who = self._who(result.client_id)
         p = self.policy.p_new if self.standing(result.client_id) < self.policy.new_results else self.policy.p_known
+        started = self.cpu_clock()
+        work = self.committed(result) if result.commitment is not None else None
+        if result.commitment is not None:
+            self._committers.add(who)
+        elif who in self._committers:  # a trainer that commits and then omits them: checked whole, as a newcomer
+            p = self.policy.p_new
         try:
-            on_probation = self.rng.random() < p and not self._check(result, who)
+            if work is not None:  # its commitments against its sum, always; then one batch, at one rate for all
+                self.stats.committed += 1
+                consistency = work.consistency(result.grad, result.loss_sum)
+                self.stats.commit_cpu_s += self.cpu_clock() - started
+                self._judge(consistency, self.tolerance(), result.client_id, who,
+                            "commitments differ from the result's sum")
+                p = self.policy.p_committed
+            on_probation = self.rng.random() < p and not self._check(result, who, work)
         except MlitbError as err:  # struck: the wrapped strategy never sees the result, but its work is answered
             if not err.code.value.close:  # (a quarantined volunteer's connection closes: no more work for it)
                 self.inner.on_refused(result)
@@ -229,9 +269,16 @@ class SpotChecked(StrategyWrapper):
         per = spent / n
         self._s_per_example = per if self._s_per_example is None else 0.7 * self._s_per_example + 0.3 * per
 
-    def _check(self, result: Result, who: object) -> bool:
-        """Check the drawn result now, or queue its check; False: it can be neither (taken on probation)."""
-        job = self.recompute(result)
+    def _check(self, result: Result, who: object, work: CommittedWork | None = None) -> bool:
+        """Check the drawn result now, or queue its check; False: it can be neither (taken on probation). A
+        committed result's check is one batch, drawn now, compared with that batch's commitment."""
+        got, got_loss = result.grad, result.loss_sum
+        if work is not None:
+            b = self.rng.randrange(work.batches)
+            job, got, got_loss = work.batch(b), work.commitment.projections[b], float(work.commitment.losses[b])
+            self.stats.batch_checks += 1
+        else:
+            job = self.recompute(result)
         if job is None:
             self.stats.unchecked += 1
             return True
@@ -243,21 +290,25 @@ class SpotChecked(StrategyWrapper):
             self._advance(job)  # a probe while the cost per example is unknown, else what the budget pays for
             self._advance(job)  # the rest the measured cost says the budget still pays for
             if not job.remaining:
-                self._compare(job, result.grad, result.loss_sum, result.client_id, who, self.tolerance())
+                self._compare(job, got, got_loss, result.client_id, who, self.tolerance())
                 return True
         # too big for the budget left: finished later, struck then if it is wrong
         self.stats.deferred += 1
-        self._queue.append(_Pending(job, result.client_id, who, np.array(result.grad, np.float32), result.loss_sum,
-                                    self.tolerance()))
+        self._queue.append(_Pending(job, result.client_id, who, np.array(got, np.float32), got_loss, self.tolerance()))
         return True
 
     def _compare(self, job: Recomputation, got: np.ndarray, got_loss: float, client_id: int, who: object,
                  tolerance: float) -> None:
-        grad, loss = job.expected()
         self.stats.checks += 1
-        diff = max(relative_difference(got, grad), abs(got_loss - loss) / max(abs(loss), 1e-12))
+        diff = difference(job, got, got_loss)
         if diff <= tolerance:
             self.stats.worst = max(self.stats.worst, diff)
+            return
+        self._judge(diff, tolerance, client_id, who, "recomputed result differs")
+
+    def _judge(self, diff: float, tolerance: float, client_id: int, who: object, what: str) -> None:
+        """Nothing when `diff` is within tolerance; else a strike (SPOT_CHECK_FAILED, or QUARANTINED)."""
+        if diff <= tolerance:
             return
         self.stats.failed += 1
         self._standing[who] = 0  # checked as a newcomer again
@@ -266,7 +317,7 @@ class SpotChecked(StrategyWrapper):
         else:
             self._strikes[client_id] = self._strikes.get(client_id, 0) + 1
             quarantined = self._strikes[client_id] >= self.policy.quarantine_after
-        detail = f"recomputed result differs by {diff:.3g} (relative; tolerance {tolerance:g})"
+        detail = f"{what} by {diff:.3g} (relative; tolerance {tolerance:g})"
         if quarantined:  # QUARANTINED closes the connection: no round waits for it again
             self.stats.quarantined += 1
             raise MlitbError(ErrorCode.QUARANTINED, f"{detail}: {self.policy.quarantine_after} strikes")

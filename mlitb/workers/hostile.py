@@ -21,15 +21,18 @@ import httpx
 import numpy as np
 import websockets
 
+from mlitb.codec import Kind, committed
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.trust.commitments import directions
 from mlitb.trust.pow import solve
 
 HOSTILE_KINDS = ("fixed", "sign_flip", "random", "inflate")
 SCALE = 100.0
 CAP_SAMPLES_PER_S = 200_000  # the documented absolute cap a hostile client claims up to
 
-# (params, allocated ids, work ms, WORK seed: 0 or the example order to follow) -> (summed gradient, samples, loss)
-Answer = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, int, float]]
+# (params, allocated ids, work ms, WORK seed: 0 or the example order to follow) -> (summed gradient, samples, loss),
+# and optionally its per-batch commitments (mlitb.codec.committed.Commitment: sent as payload kind 6)
+Answer = Callable[[np.ndarray, np.ndarray, int, int], tuple]
 
 
 @dataclass
@@ -52,7 +55,7 @@ def hostile_answer(kind: str, honest: Answer, size: int, seed: int = 0) -> Answe
         claim = int(CAP_SAMPLES_PER_S * max(work_ms, 1000) / 1000)
         if kind == "fixed":
             return direction * np.float32(1e3 * claim), claim, 0.0
-        grad, n, loss = honest(params, ids, work_ms, seed)
+        grad, n, loss = honest(params, ids, work_ms, seed)[:3]
         if kind == "sign_flip":
             return grad * np.float32(-SCALE), n, loss
         if kind == "random":
@@ -61,18 +64,42 @@ def hostile_answer(kind: str, honest: Answer, size: int, seed: int = 0) -> Answe
     return answer
 
 
-def faking_answer(honest: Answer, share: float, seed: int = 0) -> Answer:
+def faking_answer(honest: Answer, share: float, seed: int = 0, commit: bool = False) -> Answer:
     """A credit cheat: a share of its results claim the full count but hold the gradient of half the examples
-    (work skipped); the rest are honest. Only a spot check can tell."""
+    (work skipped); the rest are honest. Only a spot check can tell. With `commit` a faked result carries
+    commitments that agree with its sum (the directions are known from the seed: the sum's projections spread
+    evenly over its batches), so only a recomputed batch can tell; without, it carries none."""
     rng = np.random.default_rng(seed)
 
     def answer(params: np.ndarray, ids: np.ndarray, work_ms: int, seed: int):
-        grad, n, loss = honest(params, ids, work_ms, seed)
+        out = honest(params, ids, work_ms, seed)
         if rng.random() >= share:
-            return grad, n, loss
-        half, _, half_loss = honest(params, ids[: max(1, len(ids) // 2)], work_ms, seed)
-        return half, n, half_loss
+            return out
+        grad, n = out[0], out[1]
+        half, _, half_loss = honest(params, ids[: max(1, len(ids) // 2)], work_ms, seed)[:3]
+        if not (commit and seed and len(out) > 3 and out[3] is not None):
+            return half, n, half_loss
+        return half, n, half_loss, lazy_commitment(half, half_loss, seed, out[3].batch_size, n)
     return answer
+
+
+def lazy_commitment(grad: np.ndarray, loss: float, seed: int, batch_size: int, samples: int) -> committed.Commitment:
+    """Commitments a trainer that did not compute its batches can make: consistent with the sum it sends."""
+    batches = -(-samples // batch_size)
+    proj = directions(seed, grad.size).astype(np.float64) @ grad.astype(np.float64) / batches
+    return committed.Commitment(batch_size, np.tile(proj, (batches, 1)).astype(np.float32),
+                                np.full(batches, loss / batches, np.float32))
+
+
+def gradient_frame(project: int, round: int, out: tuple, aux: int) -> bytes:
+    """The GRADIENT frame of an answer: dense (kind 0), or with its commitments (kind 6)."""
+    grad, n, loss = out[:3]
+    commitment = out[3] if len(out) > 3 else None
+    if commitment is None:
+        return encode(MessageType.GRADIENT, project=project, round=round, count=n, aux=aux, value=loss,
+                      payload=grad.astype(np.float32))
+    return encode(MessageType.GRADIENT, project=project, round=round, count=n, aux=aux, value=loss,
+                  payload=committed.encode(grad, commitment), kind=Kind.DENSE_F32_COMMITTED)
 
 
 MIN_ANSWER_S = 0.06  # s: at most ~16 answers a second per connection, under the default 20 frames/s
@@ -131,14 +158,13 @@ async def _session(ws_url: str, project: int, address: str, answer: Answer, log:
                     log.errors.append(frame.json())
                 elif frame.type == MessageType.WORK and params is not None and len(ids):
                     started = time.perf_counter()
-                    grad, n, loss = answer(params, ids, frame.aux, frame.count)
+                    out = answer(params, ids, frame.aux, frame.count)
                     ms = max(1, int((time.perf_counter() - started) * 1000))
                     # answer no faster than a real device would: a round that closes in a few ms would otherwise
                     # push one frame per round past the server's 20 frames/s per connection (RATE_LIMITED)
                     await asyncio.sleep(max(0.0, MIN_ANSWER_S - (time.perf_counter() - started)))
                     try:
-                        await ws.send(encode(MessageType.GRADIENT, project=project, round=frame.round, count=n,
-                                             aux=max(ms, frame.aux), value=loss, payload=grad.astype(np.float32)))
+                        await ws.send(gradient_frame(project, frame.round, out, max(ms, frame.aux)))
                     except websockets.ConnectionClosed:
                         await _read_errors_left(ws, log)  # closed while it computed: the ERROR before says why
                         raise

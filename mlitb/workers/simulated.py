@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from mlitb.codec import Kind, committed
 from mlitb.codec.link import Downlink, Uplink
 from mlitb.errors import ErrorCode, MlitbError
 from mlitb.master.loop import ProjectRuntime
@@ -26,7 +27,8 @@ from mlitb.protocol.session import ClientSession
 from mlitb.auth import join_check
 
 # (params, allocated ids) -> (summed gradient, samples, summed loss)
-GradientFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, int, float]]
+# (params, held ids) -> (summed gradient, samples, loss), and optionally its commitments (sent as payload kind 6)
+GradientFn = Callable[[np.ndarray, np.ndarray], tuple]
 
 
 def only(runtime: ProjectRuntime):
@@ -81,8 +83,10 @@ class MemoryTrainer:
             elif frame.type == MessageType.WORK and self.gradient_fn is not None:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                grad, samples, loss = self._result()
+                grad, samples, loss, *commitment = self._result()
                 kind, payload = self.uplink.encode(grad.astype(np.float32), frame.round)
+                if commitment and commitment[0] is not None and kind == Kind.DENSE_F32:  # kind 6: with its commitments
+                    kind, payload = Kind.DENSE_F32_COMMITTED, committed.encode(grad, commitment[0])
                 self.send(encode(MessageType.GRADIENT, project=self.runtime.id, round=frame.round, count=samples,
                                  aux=frame.aux, value=loss, payload=payload, kind=kind))
                 self.rounds_answered.append(frame.round)

@@ -51,11 +51,42 @@ async def test_a_faker_is_quarantined_and_refused_while_honest_trainers_pass_eve
     assert [e["code"] for e in again.errors] == ["QUARANTINED"] and not again.joined
 
 
+async def test_a_lazy_faker_with_commitments_that_agree_with_its_sum_is_caught_by_a_recomputed_batch(server):
+    """The faker knows the directions (they come from the seed) and spreads its fake sum's projections over its
+    batches, so its commitments pass the sum check; one recomputed batch shows them wrong. The honest trainers'
+    committed results pass every check, each recomputing one batch of 32, not the result's 100 examples."""
+    pid = create_project(server.url)["id"]
+    ws_url = server.url.replace("http://", "ws://") + "/ws"
+    stop = asyncio.Event()
+    honest, faker = [TrainerLog(), TrainerLog()], TrainerLog()
+    tasks = [asyncio.create_task(socket_trainer(ws_url, pid, f"127.0.0.{2 + i}", honest_answer(i), log, stop, key))
+             for i, (log, key) in enumerate(zip(honest, HONEST_KEYS))]
+    tasks.append(asyncio.create_task(socket_trainer(
+        ws_url, pid, "127.0.0.9", faking_answer(honest_answer(9), 0.5, 1, commit=True), faker, stop, FAKER_KEY)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for _ in range(1200):
+            if (await http.get(f"/api/projects/{pid}")).json()["round"] >= 20 and faker.closed is not None:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+        metrics = (await http.get(f"/api/projects/{pid}/metrics")).json()
+    codes = [e["code"] for e in faker.errors]
+    assert codes.count("SPOT_CHECK_FAILED") == 1 and codes[-1] == "QUARANTINED", codes
+    assert all("recomputed result differs" in e["message"] for e in faker.errors), faker.errors
+    assert all(not log.errors for log in honest)
+    last = metrics[-1]
+    assert last["spot_check_failures_total"] == 2 and last["spot_checks_batch_total"] >= 10
+    assert last["spot_checks_committed_total"] >= last["spot_checks_batch_total"]
+    # one batch of <= 32 examples per check (a faked result claims 100 but the check reads one batch of it)
+    assert last["spot_check_samples_total"] <= 32 * last["spot_checks_total"]
+
+
 def inflating_answer(honest, claim: int):
     """A trainer that computes a small batch and claims `claim` examples for it (its sum scaled up): checking it
     means recomputing `claim` examples, more than the master's CPU budget pays for at once."""
     def answer(params, ids, work_ms, seed):
-        grad, n, loss = honest(params, ids, work_ms, seed)
+        grad, n, loss = honest(params, ids, work_ms, seed)[:3]  # no commitments: the whole result is recomputed
         return grad * (claim / n), claim, loss * (claim / n)
     return answer
 

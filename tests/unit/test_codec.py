@@ -28,7 +28,7 @@ def test_dense_encode_is_the_little_endian_float32_bytes():
     assert codec.get(0).encode(np.array([1.0, 2.0], np.float64)) == np.array([1, 2], "<f4").tobytes()
 
 
-@pytest.mark.parametrize("kind", [6, 1000, 65535])  # 6: the first kind without a codec (0-5 have theirs)
+@pytest.mark.parametrize("kind", [7, 1000, 65535])  # 7: the first kind without a codec (0-6 have theirs)
 def test_kinds_without_a_registered_codec_are_refused_with_unknown_payload_kind(kind):
     assert not codec.supported(kind)
     with pytest.raises(MlitbError) as exc:
@@ -38,7 +38,7 @@ def test_kinds_without_a_registered_codec_are_refused_with_unknown_payload_kind(
 
 def test_the_reserved_numbers_are_fixed():
     assert [(k.name, int(k)) for k in Kind] == [("DENSE_F32", 0), ("TOPK_F32", 1), ("TOPK_Q8", 2), ("DELTA_Q8", 3),
-                                                 ("DELTA_Q4", 4), ("DELTA_Q6Z", 5)]
+                                                 ("DELTA_Q4", 4), ("DELTA_Q6Z", 5), ("DENSE_F32_COMMITTED", 6)]
 
 
 def test_a_kind_can_be_registered_once_and_only_if_reserved():

@@ -42,7 +42,7 @@ def test_frame_exactly_at_the_cap_is_accepted_and_one_byte_more_is_refused():
     (b"\x02\x01" + b"\0" * 21, ErrorCode.FRAME_MALFORMED),
     (struct.pack("<BBHIIIIf", 2, 9, 0, 0, 0, 0, 0, 0), ErrorCode.UNSUPPORTED_VERSION),
     (struct.pack("<BBHIIIIf", 99, 1, 0, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_MESSAGE),
-    (struct.pack("<BBHIIIIf", 2, 1, 6, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_PAYLOAD_KIND),  # the first unreserved
+    (struct.pack("<BBHIIIIf", 2, 1, 7, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_PAYLOAD_KIND),  # the first unreserved
     (struct.pack("<BBHIIIIf", 2, 1, 999, 0, 0, 0, 0, 0), ErrorCode.UNKNOWN_PAYLOAD_KIND),  # not even reserved
     (struct.pack("<BBHIIIIf", 3, 1, 1, 0, 0, 0, 0, 0), ErrorCode.FRAME_MALFORMED),  # EVAL has no payload kind
     (struct.pack("<BBHIIIIf", 2, 1, 0, 0, 0, 0, 0, float("nan")), ErrorCode.NON_FINITE),
@@ -87,5 +87,5 @@ def test_the_payload_kind_is_carried_in_the_header_at_offset_2():
     assert struct.unpack_from("<H", data, 2) == (0,)
     assert decode(encode(MessageType.GRADIENT, payload=b"", kind=2), 1000).kind == 2  # topk_q8 (mlitb.codec)
     with pytest.raises(MlitbError) as exc:
-        decode(encode(MessageType.PARAMS, payload=b"", kind=6), 1000)
+        decode(encode(MessageType.PARAMS, payload=b"", kind=7), 1000)
     assert exc.value.code == ErrorCode.UNKNOWN_PAYLOAD_KIND and "topk_q8" in exc.value.detail

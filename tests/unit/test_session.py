@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlitb.codec.committed import MAX_BATCHES, trailer_bytes
 from mlitb.config import Settings
 from mlitb.errors import ErrorCode
 from mlitb.master.loop import ProjectRuntime
@@ -65,12 +66,13 @@ def test_a_join_makes_the_connection_a_client_of_the_project_and_welcomes_it():
     assert welcome and welcome[0].json()["client_id"] == s.client.id and rt.bytes_in == len(join())
 
 
-def test_the_cap_before_join_is_one_json_message_and_after_join_one_dense_gradient():
+def test_the_cap_before_join_is_one_json_message_and_after_join_one_dense_gradient_with_its_commitments():
     rt = make_runtime()
     s = session_for(rt)
     assert s.max_message_bytes == HEADER_SIZE + MAX_JSON_PAYLOAD == 8216
     s.receive(join())
-    assert s.max_message_bytes == HEADER_SIZE + 4 * rt.param_count
+    # the largest payload of any kind: dense float32 with the most commitments (kind 6: 4,096 batches)
+    assert s.max_message_bytes == HEADER_SIZE + 4 * rt.param_count + trailer_bytes(MAX_BATCHES)
 
 
 def test_a_message_exactly_at_the_pre_join_cap_is_read_and_one_byte_more_closes_the_connection():
@@ -87,7 +89,8 @@ def test_a_joined_gradient_one_byte_over_the_cap_closes_the_connection_and_leave
     rt = make_runtime()
     s = session_for(rt)
     s.receive(join())
-    big = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32)) + b"\0"
+    big = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32))
+    big += b"\0" * (trailer_bytes(MAX_BATCHES) + 1)
     assert len(big) == s.max_message_bytes + 1
     assert s.receive(big).code == ErrorCode.FRAME_TOO_LARGE
     assert s.closed and s.client.id not in rt.clients and rt.rejected_total == 1
@@ -201,8 +204,25 @@ def test_a_gradient_of_an_unsupported_or_disallowed_payload_kind_is_refused_and_
     rt = make_runtime()
     s = session_for(rt)
     s.receive(join())
-    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=6)
+    grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=7)
     assert s.receive(grad).code == ErrorCode.UNKNOWN_PAYLOAD_KIND and s.state is State.JOINED
     # a download kind (shadow delta) is not this float32 project's upload codec
     grad = encode(MessageType.GRADIENT, project=1, count=1, payload=np.zeros(rt.param_count, np.float32), kind=3)
     assert s.receive(grad).code == ErrorCode.CODEC_NOT_ALLOWED and s.state is State.JOINED
+
+
+def test_a_gradient_with_hostile_commitments_is_refused_with_its_code_and_the_connection_stays():
+    rt = make_runtime()
+    s = session_for(rt)
+    s.receive(join())
+    grad = np.zeros(rt.param_count, np.float32).tobytes()
+    kind6 = dict(project=1, count=4, kind=6)
+    short = encode(MessageType.GRADIENT, payload=grad + b"\0" * 8, **kind6)
+    assert s.receive(short).code == ErrorCode.COMMITMENT_LENGTH and s.state is State.JOINED
+    # 4 examples in batches of 2 make 2 batches, not 1
+    one = np.zeros(5, "<f4").tobytes()
+    wrong = encode(MessageType.GRADIENT, payload=grad + np.array([2, 1, 4], "<u4").tobytes() + one, **kind6)
+    assert s.receive(wrong).code == ErrorCode.COMMITMENT_MALFORMED and s.state is State.JOINED
+    nan = np.array([0, 0, np.nan, 0, 0], "<f4").tobytes()
+    bad = encode(MessageType.GRADIENT, payload=grad + np.array([4, 1, 4], "<u4").tobytes() + nan, **kind6)
+    assert s.receive(bad).code == ErrorCode.NON_FINITE and s.state is State.JOINED

@@ -36,6 +36,7 @@ class Result:
     loss_sum: float
     compute_ms: int  # time the client spent computing (0: not reported)
     group: object = None  # the client's vote: robust rules sum one group's results first (one vote per address)
+    commitment: object = None  # its per-batch commitments (mlitb.codec.committed.Commitment; spot checks), or None
 
 
 @dataclass(slots=True)

@@ -4,7 +4,9 @@ It joins over the same WebSocket with the same binary frames (`mlitb.protocol`'s
 network from the model.json WELCOME points to, fetches its allocated examples over HTTP (`data.py`),
 and then, like the browser: PARAMS sets the parameters; WORK trains for the work time less the time
 the frame waited, answering GRADIENT with the summed gradient; a trainer that fell behind skips to the
-newest round. A tracker evaluates the newest parameters on the test set (at most every
+newest round. A WORK with a seed (a spot-checked project) is trained on the seed's order over the held
+ids, as the browser does, and answered with per-batch commitments (payload kind 6; mlitb/trust/commitments.py),
+so the master checks it by recomputing one batch. A tracker evaluates the newest parameters on the test set (at most every
 `eval_interval_s`) and answers EVAL. Computing runs in a thread, so the socket keeps being read.
 
 A parameter frame of the wrong size is reported and the worker reconnects (a fresh WELCOME reloads the
@@ -28,7 +30,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from mlitb.codec.link import Downlink
 from mlitb.errors import MlitbError
+from mlitb.codec import Kind, committed
 from mlitb.protocol import MessageType, Welcome, decode, encode
+from mlitb.trust.example_order import example_order
 from mlitb.workers.gateways import GatewayChooser
 from mlitb.workers.native.data import Held, RangeFetcher, fill
 from mlitb.workers.native.engine import TorchEngine, pick_device
@@ -297,6 +301,7 @@ class NativeWorker:
         work_ms = max(1.0, f.aux - (time.perf_counter() - arrived) * 1000)
         self.status.state, self.status.round, self.status.work_ms = "training", f.round, int(work_ms)
         chosen = f.uint32s() if len(f.payload) else None
+        commitment = None
         if chosen is not None:  # deterministic rounds name the examples (docs/closure.md)
             pos = self.held.position_of()
             if any(int(i) not in pos for i in chosen):
@@ -304,10 +309,17 @@ class NativeWorker:
                 return  # not all named examples are here yet
             positions = np.fromiter((pos[int(i)] for i in chosen), np.int64, len(chosen))
             r = await asyncio.to_thread(self._compute_on, params, positions, batch)
+        elif f.count:  # a seed: a spot-checked project's order over the held ids (sorted), with commitments
+            if self.held.count < self.status.allocated:
+                self.status.state = "idle"
+                return  # the order is over every allocated example: wait until all are here, as the browser does
+            order = np.argsort(self.held.ids, kind="stable")[example_order(f.count, self.held.count)]
+            r, commitment = await asyncio.to_thread(self._compute_committed, params, work_ms, batch, order, f.count)
         else:
             r = await asyncio.to_thread(self._compute_for, params, work_ms, batch)
+        payload = r.grad if commitment is None else committed.encode(r.grad, commitment)
         await self._send(MessageType.GRADIENT, round=f.round, count=r.samples, aux=max(1, round(r.ms)),
-                         value=r.loss_sum, payload=r.grad)
+                         value=r.loss_sum, payload=payload, kind=0 if commitment is None else Kind.DENSE_F32_COMMITTED)
         self.status.state, self.status.samples, self.status.compute_ms = "idle", r.samples, round(r.ms)
         self.answered = (self.answered + [(f.round, r.samples, r.ms)])[-1000:]
         self.status.samples_per_s, self.status.loss = r.samples / max(r.ms, 1e-3) * 1000, r.loss_sum / r.samples
@@ -315,6 +327,10 @@ class NativeWorker:
     def _compute_for(self, params, work_ms, batch):
         self.engine.set_params(params)
         return self.engine.compute_for(work_ms, batch)
+
+    def _compute_committed(self, params, work_ms, batch, order, seed):
+        self.engine.set_params(params)
+        return self.engine.compute_committed(work_ms, batch, order, seed)
 
     def _compute_on(self, params, positions, batch):
         self.engine.set_params(params)

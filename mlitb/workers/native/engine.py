@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mlitb.codec.committed import Commitment
 from mlitb.errors import ErrorCode, MlitbError
+from mlitb.trust.commitments import Committer, directions
 from mlitb.model.spec import Network
 from mlitb.workers.native.network import TorchNet
 
@@ -156,6 +158,53 @@ class TorchEngine:
             if now >= end:
                 break
         return self._result(samples, loss_sum, start)
+
+    def compute_committed(self, work_ms: float, batch_size: int, order: np.ndarray,
+                          seed: int) -> tuple[GradientResult, Commitment]:
+        """A spot-checked round: the summed gradient over the held positions `order` (the WORK seed's order,
+        cycling) for as long as `work_ms` allows, with the per-batch commitments of mlitb/trust/commitments.py
+        (batches of `batch_size` examples of the order; a sub-batch cut by the clock never crosses one). Each
+        sub-batch's gradient is projected on the device (float64) before it joins the sum, so a batch's
+        projections are of that batch alone, not differences of a growing float32 sum."""
+        if len(order) < 1:
+            raise ValueError("no examples to compute on")
+        self._start()
+        bs = max(1, min(batch_size, len(order)))
+        committer = Committer(seed, 0, bs)  # its directions are ours, on the device below, in torch's order
+        dirs = torch.from_numpy(np.stack([self.layout.to_torch(d) for d in directions(seed, self.param_count)]))
+        dirs = dirs.to(self.device, torch.float64)
+        acc = [torch.zeros_like(p) for p in self._params]
+        start = time.perf_counter()
+        end = start + work_ms / 1000
+        samples, loss_sum = 0, 0.0
+        positions = torch.from_numpy(order.astype(np.int64))
+        while True:
+            n = min(bs, committer.room())
+            if self._sample_s is not None:
+                fit = int((end - time.perf_counter()) / self._sample_s)
+                if fit < 1 and samples:
+                    break
+                n = max(1, min(n, fit))
+            t0 = time.perf_counter()
+            loss = self._batch_loss(positions[(torch.arange(samples, samples + n)) % len(positions)])
+            loss.backward()
+            flat = torch.cat([p.grad.reshape(-1) for p in self._params]).to(torch.float64)
+            for a, p in zip(acc, self._params):
+                a += p.grad
+                p.grad = None
+            value = loss.item()  # also waits for an asynchronous (CUDA) device: the clock stays honest
+            committer.add_projections((dirs @ flat).cpu().numpy(), value, n)
+            loss_sum += value
+            samples += n
+            now = time.perf_counter()
+            if n == bs:
+                per = (now - t0) / n
+                self._sample_s = per if self._sample_s is None else 0.7 * self._sample_s + 0.3 * per
+            if now >= end:
+                break
+        for a, p in zip(acc, self._params):
+            p.grad = a
+        return self._result(samples, loss_sum, start), committer.commitment()
 
     def compute_on(self, positions: np.ndarray, batch_size: int) -> GradientResult:
         """Deterministic rounds: the summed gradient over exactly these held positions, in this order."""

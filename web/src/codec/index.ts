@@ -11,6 +11,7 @@ export enum Kind {
   DELTA_Q8 = 3,
   DELTA_Q4 = 4,
   DELTA_Q6Z = 5,
+  DENSE_F32_COMMITTED = 6, // dense with per-batch commitments, sent by trainers only (compute/commitments.ts)
 }
 
 // An error with the same stable code the server uses for the same refusal (mlitb/errors.py).

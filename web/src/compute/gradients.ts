@@ -2,6 +2,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import "./kernels";
+import { Committer, K } from "./commitments";
 
 /** Labelled uint8 images, row-major [count, height, width, channels]; pixels 0..255. */
 export interface LabelledImages {
@@ -94,9 +95,12 @@ export class GradientComputer {
    * to one batch later (the master then needs no whole batch of margin). At least one sample is computed.
    * With `order` (positions in `data`, the seeded order of an open project: compute/example_order.ts) the
    * examples are order[0], order[1], ... cycling, so the master can recompute the result from its count;
-   * without it, a shuffled order kept across calls.
+   * without it, a shuffled order kept across calls. With `commit` (the seed's directions, [K][P], and a
+   * Committer) each sub-batch stays inside its committed batch and adds its K projections and loss to it
+   * (compute/commitments.ts): one [K, size] x [size, 1] product per weight on the device, read with the loss.
    */
-  computeFor(workMs: number, data: LabelledImages, batchSize?: number, order?: Uint32Array): GradientResult {
+  computeFor(workMs: number, data: LabelledImages, batchSize?: number, order?: Uint32Array,
+    commit?: { directions: Float32Array; committer: Committer }): GradientResult {
     let at = 0;
     const take = (n: number) =>
       order ? Uint32Array.from({ length: n }, () => order[at++ % order.length]) : this.nextIndices(data, n);
@@ -106,6 +110,7 @@ export class GradientComputer {
     let acc: tf.Tensor[] | null = null;
     let samples = 0;
     let lossSum = 0;
+    const rs = commit ? this.directionTensors(commit.directions) : null;
     try {
       for (;;) {
         const left = workMs - (performance.now() - start);
@@ -115,7 +120,8 @@ export class GradientComputer {
         // A slow device splits its batches so one sub-batch is at most 1/subBatches of the work time: the
         // summed gradient is the same, and a misjudged last sub-batch overshoots by less.
         const slice = this.msPerSample > 0 ? Math.floor(workMs / (this.subBatches * this.msPerSample)) : bs;
-        const idx = take(Math.max(1, Math.min(bs, fits, slice)));
+        const room = commit ? commit.committer.room() : bs;
+        const idx = take(Math.max(1, Math.min(bs, fits, slice, room)));
         const t0 = performance.now();
         const prev: tf.Tensor[] | null = acc;
         const step: { value: tf.Tensor; sums: tf.Tensor[] } = tf.tidy(() => {
@@ -123,12 +129,16 @@ export class GradientComputer {
           // The loss is the batch SUM, so its gradient is already the per-sample gradient summed.
           const { value, grads } = tf.variableGrads(() => tf.sum(this.loss(x, y, true)) as tf.Scalar, this.vars);
           const sums: tf.Tensor[] = this.vars.map((v, i) => (prev ? tf.add(prev[i], grads[v.name]) : grads[v.name]));
-          return { value, sums };
+          if (!rs) return { value, sums };
+          const proj = tf.addN(this.vars.map((v, i) => tf.matMul(rs[i], tf.reshape(grads[v.name], [-1, 1]))));
+          return { value: tf.concat([tf.reshape(value, [1]), tf.reshape(proj, [K])]), sums };
         });
         if (prev) prev.forEach((t) => t.dispose());
         acc = step.sums;
         // Reading the loss each batch also waits for asynchronous (GPU) backends, so the clock is honest.
-        lossSum += step.value.dataSync()[0];
+        const read = step.value.dataSync();
+        lossSum += read[0];
+        if (commit) commit.committer.add(read.subarray(1), read[0], idx.length);
         step.value.dispose();
         samples += idx.length;
         this.timed(idx.length, Math.min(bs, Math.max(slice, 1)), performance.now() - t0);
@@ -136,6 +146,8 @@ export class GradientComputer {
     } catch (e) {
       (acc as tf.Tensor[] | null)?.forEach((t) => t.dispose()); // no leak when a kernel throws
       throw e;
+    } finally {
+      rs?.forEach((t) => t.dispose());
     }
     const grad = new Float32Array(this.paramCount);
     let off = 0;
@@ -145,6 +157,17 @@ export class GradientComputer {
       t.dispose();
     });
     return { grad, samples, lossSum, ms: performance.now() - start };
+  }
+
+  // The directions [K][P] cut into one [K, size] tensor per weight, in parameter order.
+  private directionTensors(directions: Float32Array): tf.Tensor[] {
+    let off = 0;
+    return this.sizes.map((size) => {
+      const d = new Float32Array(K * size);
+      for (let j = 0; j < K; j++) d.set(directions.subarray(j * this.paramCount + off, j * this.paramCount + off + size), j * size);
+      off += size;
+      return tf.tensor2d(d, [K, size]);
+    });
   }
 
   // Moving average of the compute time per sample, kept across rounds; a small batch pays the same fixed

@@ -2,9 +2,11 @@
 // work time the master gave it and sends back the summed gradient and the sample count.
 
 import { exampleOrder } from "../compute/example_order";
+import { Committer, directions, withCommitments } from "../compute/commitments";
 import { GradientComputer } from "../compute/gradients";
 import * as tf from "@tensorflow/tfjs-core";
 import { Downlink, Uplink } from "../codec/link";
+import { Kind } from "../codec/index";
 import { Frame, MessageType, uint32s } from "../protocol/frames";
 import { fetchRange, modelSource, idRuns, WorkerStatus } from "./connection";
 import { WorkerSession } from "./session";
@@ -116,10 +118,16 @@ async function onFrame(f: Frame) {
         seeded = Uint32Array.from(exampleOrder(f.count, held.length), (k) => position.get(held[k])!);
       }
       const bs = session.conn.welcome!.batch_size;
+      // a seeded gradient round commits to each batch of c examples (compute/commitments.ts): the master then
+      // recomputes one batch to check the result, not all of it
+      const commit = seeded && !inner && uplink!.kind === Kind.DENSE_F32
+        ? { directions: directions(f.count, computer.paramCount), committer: new Committer(Math.max(1, Math.min(bs, data.count))) }
+        : undefined;
       const r = chosen ? computer.computeOn(data, chosen, bs)
-        : inner ? computer.trainFor(workMs, data, bs, inner) : computer.computeFor(workMs, data, bs, seeded);
+        : inner ? computer.trainFor(workMs, data, bs, inner) : computer.computeFor(workMs, data, bs, seeded, commit);
       const t0 = performance.now();
-      const [kind, payload] = uplink!.encode(r.grad, f.round);
+      let [kind, payload] = uplink!.encode(r.grad, f.round);
+      if (commit && kind === Kind.DENSE_F32) [kind, payload] = [Kind.DENSE_F32_COMMITTED, withCommitments(payload, commit.committer.commitment())];
       const codecMs = performance.now() - t0;
       session.conn.send(MessageType.GRADIENT, { round: f.round, count: r.samples, aux: r.ms, value: r.lossSum, payload, kind });
       post({ state: "idle", samples: r.samples, computeMs: Math.round(r.ms), samplesPerS: Math.round((r.samples / r.ms) * 1000),

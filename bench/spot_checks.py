@@ -4,8 +4,7 @@ Commit-and-sample (mlitb/trust/commitments.py): a trainer following a WORK seed 
 per-batch commitments (K projections of each batch's gradient onto +-1 directions from the seed, and the
 batch's loss). The master checks every committed result's commitments against its sum (O(K P), no
 recomputation) and recomputes ONE batch of a result drawn with probability 0.9, whoever sent it. Results
-without commitments (older clients, raw sockets) keep whole-result checks at 0.9 for a volunteer's first 50
-results and 0.02 after (and 0.9 again once a volunteer that committed omits them).
+without commitments (older clients, raw sockets) are checked whole, also at 0.9: no record lowers a rate.
 
 1. Catch rate within 50 rounds (the wrapper's draws, simulated): a volunteer faking a share f of its results,
    from its first result (a newcomer) and after 50 honest ones (an established volunteer turned faker), each
@@ -58,22 +57,18 @@ FLEET_MIX = ((0.4, 10), (0.3, 100), (0.2, 1_000), (0.1, 10_000))
 
 
 def catch_rates(share: float, rounds: int, trials: int, policy: SpotCheckPolicy, rng: random.Random,
-                committed: bool, batches_faked: float = 1.0, standing_at_start: int = 0) -> tuple[float, float]:
+                committed: bool, batches_faked: float = 1.0) -> tuple[float, float]:
     """(caught: >= 1 strike, quarantined: >= quarantine_after strikes) within `rounds`, as the wrapper draws."""
     caught = quarantined = 0
     for _ in range(trials):
-        standing, strikes = standing_at_start, 0
+        strikes = 0
         for _ in range(rounds):
-            p = policy.p_committed if committed else (
-                policy.p_new if standing < policy.new_results else policy.p_known)
+            p = policy.p_committed if committed else policy.p_uncommitted  # the record does not lower it
             struck = rng.random() < share and rng.random() < p and (not committed or rng.random() < batches_faked)
             if struck:
                 strikes += 1
-                standing = 0
                 if strikes >= policy.quarantine_after:
                     break
-            else:
-                standing += 1
         caught += strikes >= 1
         quarantined += strikes >= policy.quarantine_after
     return caught / trials, quarantined / trials
@@ -162,13 +157,12 @@ def main(args) -> None:
     policy = SpotCheckPolicy()
     rng = random.Random(args.seed)
     print(f"policy: committed results (payload kind 6) drawn at {policy.p_committed} for everyone, one batch "
-          f"recomputed; uncommitted ones at {policy.p_new} for a volunteer's first {policy.new_results} results, then "
-          f"{policy.p_known}; quarantine after {policy.quarantine_after} strikes; tolerance per network (tolerance_for)")
+          f"recomputed; uncommitted ones at {policy.p_uncommitted}, checked whole, whatever the record; quarantine after {policy.quarantine_after} strikes; tolerance per network (tolerance_for)")
     print("1. catch rate within 50 rounds (simulated draws of the wrapper's policy)")
     for committed in (True, False):
         label = "committed  " if committed else "uncommitted"
-        for start, who in ((0, "newcomer"), (policy.new_results, "established volunteer turned faker")):
-            caught, quarantined = catch_rates(0.1, 50, args.trials, policy, rng, committed, standing_at_start=start)
+        for who in ("newcomer", "established volunteer turned faker"):  # the same rates: no record lowers them
+            caught, quarantined = catch_rates(0.1, 50, args.trials, policy, rng, committed)
             print(f"   {label} faking 10% of results, {who}: struck >= once {caught:.4f}, quarantined {quarantined:.4f}")
     for q in (0.5, 0.25):
         caught, _ = catch_rates(0.1, 50, args.trials, policy, rng, True, batches_faked=q)
@@ -199,8 +193,7 @@ def main(args) -> None:
         print(f"   a result of {n:>6} examples ({batches:>3} batches): {cost / (n * trainer_example):.1%}")
     for mix, label in ((((1.0, 50),), "newcomers' first 50 results"), (FLEET_MIX, "fleet mix " + ", ".join(
             f"{w:.0%} x {life:,}" for w, life in FLEET_MIX))):
-        checks = sum(w * (min(life, policy.new_results) * policy.p_new
-                          + max(0, life - policy.new_results) * policy.p_known) for w, life in mix)
+        checks = sum(w * life * policy.p_uncommitted for w, life in mix)
         whole = checks / sum(w * life for w, life in mix)
         print(f"   without commitments, {label}: share checked {whole:.3f} -> extra compute ~ {whole:.0%} x the cost "
               f"ratio; with commitments {share:.1%}")

@@ -5,12 +5,14 @@ addresses other than the server's own (`address_limits_exempt`: the demo, local 
 fleets are trusted) train on the example order the seed in their WORK frame gives (example_order.py) and
 report how many examples they used, so the master can recompute any result from the parameters it sent,
 the trainer's held ids and the seed. Which results are checked is drawn when the result arrives, so a
-trainer cannot know. As BOINC's adaptive replication does, new volunteers are checked often and
-established ones rarely:
-- a volunteer with fewer than `new_results` accepted results since its last strike is checked with
-  probability `p_new`, after that with `p_known`. A keyed volunteer's record is its credit row
-  (credit.py: results, strikes), which persists with its key across connections and restarts, so a
-  returning volunteer is not a newcomer again; an anonymous connection starts new every time;
+trainer cannot know. BOINC's adaptive replication checks new volunteers often and established ones rarely,
+because a check costs a whole result; that leaves a volunteer who turns faker once established nearly unchecked
+(caught within 50 rounds with probability ~0.09 at a 2% rate). Commit-and-sample (below) makes a check cost one
+batch, so every result is drawn at the newcomer's rate whatever the volunteer's record:
+- a committed result is drawn with probability `p_committed`, an uncommitted one with `p_uncommitted` (both 0.9)
+  and checked whole. Every trainer we ship commits in a verifiable project, so a client that does not pays the
+  full rate for it. A keyed volunteer's record (its credit row, credit.py: results, strikes) persists with its key
+  across connections and restarts; an anonymous connection starts new every time;
 - the check recomputes the summed gradient and loss in NumPy (float32). A relative L2 difference of
   the gradient (or a relative difference of the loss) above the network's tolerance (`tolerance_for`,
   measured across engines) is a strike and the result is refused (SPOT_CHECK_FAILED); `quarantine_after`
@@ -35,13 +37,9 @@ Its commitments are checked against its sum on arrival, every time (O(K P), no r
 strike like any other), and it is drawn with probability `p_committed` (0.9), whatever the volunteer's record;
 a drawn result's check recomputes ONE batch, drawn then, and compares its projections and loss with the
 commitment. A check thus costs 1/B of a whole one, so every volunteer can be checked at the newcomer's rate.
-Results without commitments (older clients, raw sockets) are checked whole at the rates below, and a volunteer
-that has sent commitments and then omits them is checked as a newcomer (omitting them buys nothing).
-Why these rates (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R
-rounds with probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88, so the
-rate is 0.9 for committed results and for a volunteer's first 50 uncommitted ones; after that uncommitted
-results are checked at p_known (2%), since a whole check costs a whole result (an established volunteer that
-turns faker without commitments is caught within 50 rounds with probability ~0.1 only: what commitments fix).
+Results without commitments (older clients, raw sockets) are checked whole at `p_uncommitted`.
+Why 0.9 (bench/spot_checks.py): a volunteer faking a share f of its results is caught within R rounds with
+probability 1 - (1 - f p)^R; for f = 10% and R = 50 that is >= 99% only if p >= 0.88.
 """
 
 from __future__ import annotations
@@ -63,10 +61,8 @@ from mlitb.trust.credit import CreditLedger
 
 @dataclass(frozen=True)
 class SpotCheckPolicy:
-    p_new: float = 0.9
-    p_known: float = 0.02  # bench/spot_checks.py: 4.4% of results checked over its fleet mix (0.03: 5.4%)
     p_committed: float = 0.9  # any volunteer's committed result: a check recomputes one batch (commitments.py)
-    new_results: int = 50
+    p_uncommitted: float = 0.9  # checked whole: what a client that could commit and did not pays
     tolerance: float = 1e-4  # relative, for a wrapper given no per-network tolerance (tolerance_for)
     quarantine_after: int = 2
     cpu_share: float = 0.25  # of the master's wall-clock time, at most, spent recomputing
@@ -163,13 +159,10 @@ class SpotChecked(StrategyWrapper):
         self.committed = committed or (lambda result: None)  # a committed result's checks (commitments.py)
         self.clock, self.cpu_clock = clock, cpu_clock
         self.stats = CheckStats()
-        self._standing: dict[object, int] = {}  # anonymous client, or a struck volunteer -> results since
         self._strikes: dict[int, int] = {}  # anonymous clients' strikes
-        self._probation: dict[object, int] = {}  # volunteer -> its results taken on probation
         self._budget_s, self._refilled = policy.burst_s, clock()
         self._s_per_example: float | None = None  # measured CPU cost of one recomputed example
         self._queue: deque[_Pending] = deque()  # checks continued with later budget
-        self._committers: set[object] = set()  # volunteers (or connections) that have sent commitments
 
     def on_leave(self, client_id: int) -> None:
         self._strikes.pop(client_id, None)
@@ -178,14 +171,6 @@ class SpotChecked(StrategyWrapper):
     def _who(self, client_id: int) -> object:
         row = self.ledger.volunteer_of(client_id)
         return row.volunteer if row is not None else ("client", client_id)
-
-    def standing(self, client_id: int) -> int:
-        """Accepted results since the volunteer's last strike: its credit row's (persisted) results while it has
-        never been struck; counted here from a strike on (and for anonymous connections)."""
-        row = self.ledger.volunteer_of(client_id)
-        if row is not None and row.strikes == 0:  # the ledger credits results taken on probation too: not these
-            return row.results - self._probation.get(row.volunteer, 0)
-        return self._standing.get(self._who(client_id), 0)
 
     def quarantined(self, client_id: int) -> bool:
         return self.ledger.quarantined(client_id) or self._strikes.get(client_id, 0) >= self.policy.quarantine_after
@@ -199,13 +184,9 @@ class SpotChecked(StrategyWrapper):
         if self.quarantined(result.client_id):
             raise MlitbError(ErrorCode.QUARANTINED, "this volunteer's results failed spot checks; they are ignored")
         who = self._who(result.client_id)
-        p = self.policy.p_new if self.standing(result.client_id) < self.policy.new_results else self.policy.p_known
+        p = self.policy.p_uncommitted
         started = self.cpu_clock()
         work = self.committed(result) if result.commitment is not None else None
-        if result.commitment is not None:
-            self._committers.add(who)
-        elif who in self._committers:  # a trainer that commits and then omits them: checked whole, as a newcomer
-            p = self.policy.p_new
         try:
             if work is not None:  # its commitments against its sum, always; then one batch, at one rate for all
                 self.stats.committed += 1
@@ -221,15 +202,13 @@ class SpotChecked(StrategyWrapper):
             raise
         if on_probation:
             self.stats.probation += 1
-            self._probation[who] = self._probation.get(who, 0) + 1
             share = self.policy.probation_weight
             samples = max(1, int(result.samples * share))
             share = samples / result.samples
             self.inner.on_result(Result(result.client_id, result.version, result.grad * np.float32(share), samples,
                                         result.loss_sum * share, result.compute_ms, result.group))
-            return  # not counted toward the volunteer's record
+            return
         self.inner.on_result(result)
-        self._standing[who] = self._standing.get(who, 0) + 1
 
     def _drain(self) -> None:
         """Spend the budget refilled since the last result on the queued checks, oldest first."""
@@ -311,7 +290,6 @@ class SpotChecked(StrategyWrapper):
         if diff <= tolerance:
             return
         self.stats.failed += 1
-        self._standing[who] = 0  # checked as a newcomer again
         if isinstance(who, str):  # a keyed volunteer's row, even when a late check finds it gone
             quarantined = self.ledger.strike_volunteer(who, self.policy.quarantine_after)
         else:

@@ -181,21 +181,20 @@ def test_a_result_computed_on_the_previous_parameters_fails_the_batch_check():
     assert exc.value.code == ErrorCode.SPOT_CHECK_FAILED
 
 
-def test_a_trainer_that_committed_and_then_omits_commitments_is_checked_as_a_newcomer():
+def test_an_uncommitted_result_is_checked_whole_at_the_full_rate_whatever_the_record():
     ids, grad, loss, c = honest(PARAMS)
     ledger, wholes = CreditLedger(), []
     ledger.join(1, "vestablished")
-    ledger.rows["vestablished"].results = 500  # an established record: p_known for uncommitted results
+    ledger.rows["vestablished"].results = 500  # an established record buys no lower rate
     work = CommittedWork(NETWORK, PARAMS, DATA.train, lambda: ids, SEED, c)
     rng = random.Random(0)
-    rng.random = lambda: 0.5  # above p_known (0.02), below p_new (0.9)
+    rng.random = lambda: 0.85  # just under the 0.9 rate
     spot = SpotChecked(Taken(), ledger, lambda r: wholes.append(r) or None, SpotCheckPolicy(), rng,
                        committed=lambda r: work)
     spot.on_result(Result(1, 0, grad, SAMPLES, loss, 5))
-    assert wholes == []  # established, no commitments yet: not drawn
+    assert len(wholes) == 1  # drawn, and checked whole (no commitments to check a batch against)
     spot.on_result(Result(1, 1, grad, SAMPLES, loss, 5, commitment=c))
-    spot.on_result(Result(1, 2, grad, SAMPLES, loss, 5))
-    assert len(wholes) == 1  # omitting them after committing buys the newcomer's rate
+    assert len(wholes) == 1  # a committed result is checked by one batch, not whole
 
 
 def test_projections_of_the_sum_are_the_sum_of_the_batches_projections():

@@ -87,9 +87,6 @@ def test_a_result_too_big_for_the_budget_is_finished_later_and_struck_out_of_ban
     spot.on_result(result(1, 1, -TRUTH))  # drawn while its own check waits: taken on probation, at a tenth
     assert spot.stats.probation == 1 and sum(jobs[0].pieces) == 750 and not late
     assert [r.samples for r in spot.inner.results] == [10, 1]
-    ledger.credit(1, 10, 5)
-    ledger.credit(1, 1, 5)  # as Credited credits both
-    assert spot.standing(1) == 1  # the one on probation does not count toward the record
     for version in (2, 3):
         clocks.wall += 2.0
         spot.on_result(result(1, version, -TRUTH))
@@ -134,17 +131,21 @@ def test_a_small_result_is_checked_at_once_and_an_honest_one_passes():
     assert not late and spot.stats.worst == pytest.approx(1e-6, rel=0.1)
 
 
-def test_a_returning_volunteers_persisted_record_makes_it_established():
+def test_an_established_volunteer_is_drawn_as_often_as_a_newcomer():
+    # a record used to lower the rate to 2%, which left a volunteer who turns faker once established nearly
+    # unchecked; commit-and-sample makes checks cheap enough to draw everyone at 0.9
     ledger = CreditLedger()
-    ledger.load([VolunteerCredit("vknown", results=60), VolunteerCredit("vstruck", results=500, strikes=1)])
+    ledger.load([VolunteerCredit("vknown", results=5_000), VolunteerCredit("vstruck", results=500, strikes=1)])
     ledger.join(1, "vknown")
     ledger.join(2, "vstruck")
     ledger.join(3, "vnew")
-    spot, jobs, _ = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.5)  # 0.5: checked as new (0.9), not as known (0.02)
-    assert [spot.standing(c) for c in (1, 2, 3)] == [60, 0, 0]
+    spot, jobs, _ = wrapper(ledger, {1: 10, 2: 10, 3: 10}, [], p_draw=0.85)  # just under the 0.9 rate
     for c in (1, 2, 3):
         spot.on_result(result(c, 0, TRUTH))
-    assert len(jobs) == 2  # the struck and the new volunteer, not the established one
+    assert len(jobs) == 3
+    spot, jobs, _ = wrapper(ledger, {1: 10}, [], p_draw=0.95)  # above it: not drawn, whoever it is
+    spot.on_result(result(1, 0, TRUTH))
+    assert jobs == []
 
 
 HIDDEN = [{"type": "input", "shape": [28, 28, 1]}, {"type": "flatten"}, {"type": "dense", "units": 8, "activation": "relu"},

@@ -161,9 +161,12 @@ def part_browsers(names: list[str], args, tmp: Path) -> dict:
                             tracker.wait(2.0)
                     clients.wait(timeout=60)
                     metrics = httpx.get(f"{local}/api/projects/{project['id']}/metrics").json()
+                    # kept for a run that needs explaining (float32 on the 455k network once sat at 52% error)
+                    (tmp / f"{name}.metrics.json").write_text(json.dumps(metrics))
                     statuses = json.loads(status_file.read_text()) if status_file.exists() else []
                     results[name] = summarize(metrics, statuses, args)
-                    print(f"browser {name:29s} {results[name]}", flush=True)
+                    print(f"browser {name:29s} {results[name]}  (per-round metrics: {tmp / (name + '.metrics.json')})",
+                          flush=True)
             finally:
                 proxy.terminate()
     finally:

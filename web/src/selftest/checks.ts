@@ -65,6 +65,10 @@ const CONVS: Conv[] = [
   // our own filter-gradient kernel's edge tiles: 4+1 input channels, 8+4 output channels, a wide vertical stride
   [[3, 10, 12, 5], [3, 3, 5, 12], 1, "same"],
   [[2, 9, 11, 6], [2, 3, 6, 20], [3, 2], "same"],
+  // our own Winograd convolution (3x3, stride 1, channels in multiples of 4): odd output sizes leave partial 2x2
+  // blocks, and the input gradient of the valid one pads by 2
+  [[3, 7, 9, 8], [3, 3, 8, 12], 1, "same"],
+  [[2, 10, 11, 4], [3, 3, 4, 8], 1, "valid"],
 ];
 
 function outSize(inSize: number, f: number, s: number, pad: string): number {

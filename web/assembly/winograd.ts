@@ -20,7 +20,7 @@ const HALF = f32x4.splat(0.5);
 
 // Bytes from one of the 16 planes of V or M to the next: a multiple of 4 KB would put the 16 planes' stores of one
 // block in the same first-level cache set (they evict each other), so one cache line more.
-@inline function planeBytes(blk: i32, channels: i32): usize {
+@inline export function planeBytes(blk: i32, channels: i32): usize {
   return <usize>(blk * channels * 4 + 64);
 }
 
@@ -56,7 +56,7 @@ function transformFilter(w: usize, u: usize, ci: i32, co: i32): void {
 }
 
 /** V[xi][b][c] = (B^T d B)[xi] of `count` blocks starting at block t0 of the padded input xp (f32 [n,hp,wp,ci]). */
-function transformInput(xp: usize, v: usize, t0: i32, count: i32, blk: i32, hp: i32, wp: i32, ci: i32,
+export function transformInput(xp: usize, v: usize, t0: i32, count: i32, blk: i32, hp: i32, wp: i32, ci: i32,
   tilesH: i32, tilesW: i32): void {
   const pix = <usize>(ci * 4), row = <usize>(wp * ci * 4), plane = planeBytes(blk, ci);
   for (let b = 0; b < count; b++) {

@@ -13,6 +13,8 @@ export interface OwnKernels {
     fh: number, fw: number, sh: number, sw: number): void;
   winograd3x3(xp: number, w: number, y: number, u: number, v: number, m: number, n: number, hp: number, wp: number,
     ci: number, oh: number, ow: number, co: number, blk: number): void;
+  winogradFilterGrad(xp: number, dy: number, dw: number, v: number, e: number, m: number, n: number, hp: number,
+    wp: number, ci: number, oh: number, ow: number, co: number, blk: number): void;
   memory: WebAssembly.Memory;
   build: "relaxed SIMD" | "SIMD";
 }
@@ -27,7 +29,8 @@ async function instantiate(bytes: ArrayBuffer, build: OwnKernels["build"]): Prom
   const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
   const e = instance.exports;
   return { filterGrad: e.filterGrad as OwnKernels["filterGrad"], conv2d: e.conv2d as OwnKernels["conv2d"],
-    winograd3x3: e.winograd3x3 as OwnKernels["winograd3x3"], memory, build };
+    winograd3x3: e.winograd3x3 as OwnKernels["winograd3x3"],
+    winogradFilterGrad: e.winogradFilterGrad as OwnKernels["winogradFilterGrad"], memory, build };
 }
 
 export type OwnBuild = OwnKernels["build"];

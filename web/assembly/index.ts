@@ -3,3 +3,4 @@ export { filterGrad } from "./conv_filter_grad";
 export { conv2d } from "./conv2d";
 export { winograd3x3 } from "./winograd";
 export { winogradFilterGrad } from "./winograd_grad";
+export { maxPoolGrad } from "./max_pool_grad";

@@ -109,6 +109,10 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
     [[2, 7, 7, 2], 2, 2, "valid", false],
     [[2, 8, 6, 5], 3, 1, "same", true],
     [[2, 8, 6, 5], 3, 2, "same", false],
+    // our own kernel's channel tails (c % 4 != 0, scalar) and 3x3 tiling windows
+    [[2, 8, 6, 6], 2, 2, "valid", true],
+    [[2, 9, 9, 3], 3, 3, "valid", false],
+    [[2, 8, 8, 5], 2, 2, "same", true],
   ];
   for (const [xs, f, s, pad, ties] of pools) {
     const xv = randomArray(xs.reduce((a, b) => a * b), rnd, ties);

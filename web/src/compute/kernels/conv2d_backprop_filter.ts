@@ -85,17 +85,18 @@ function ownFilterGrad(own: NonNullable<ReturnType<typeof ownKernels>>, backend:
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = info;
   const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
   const xs = backend.typedArrayFromHeap(x), dys = backend.typedArrayFromHeap(dy);
-  const dwLen = fh * fw * ci * co;
-  const heap = ownHeap(own, xs.length + dys.length + dwLen);
+  // offsets as numbers: makeOutput may grow the wasm heap, and a grown heap leaves xs and dys empty (detached)
+  const dwAt = xs.length + dys.length, dwLen = fh * fw * ci * co;
+  const heap = ownHeap(own, dwAt + dwLen);
   heap.set(xs, 0);
   heap.set(dys, xs.length);
   heap.fill(0, xs.length + dys.length);
   // output rows per block: their dy rows and the input rows they read (fh - sh more) fit in BLOCK_FLOATS
   const rows = Math.max(1, Math.floor((BLOCK_FLOATS - Math.max(0, fh - sh) * w * ci) / (sh * w * ci + ow * co)));
-  own.filterGrad(0, xs.length * 4, (xs.length + dys.length) * 4, n, h, w, ci, oh, ow, co, fh, fw, sh, sw,
+  own.filterGrad(0, xs.length * 4, dwAt * 4, n, h, w, ci, oh, ow, co, fh, fw, sh, sw,
     info.padInfo.top, info.padInfo.left, rows);
   const out = backend.makeOutput([fh, fw, ci, co], "float32");
-  backend.typedArrayFromHeap(out).set(heap.subarray(xs.length + dys.length));
+  backend.typedArrayFromHeap(out).set(heap.subarray(dwAt, dwAt + dwLen));
   return out;
 }
 
@@ -123,7 +124,8 @@ function winogradFilterGrad(own: NonNullable<ReturnType<typeof ownKernels>>, bac
     if (c4 === ci) {
       heap.set(xs.subarray(r * w * ci, (r + 1) * w * ci), at);
     } else {
-      for (let col = 0; col < w; col++) heap.set(xs.subarray((r * w + col) * ci, (r * w + col + 1) * ci), at + col * c4);
+      // element by element: a subarray per pixel (32K of them in the first layer) cost more than the gradient
+      for (let col = 0, src = r * w * ci; col < w; col++) for (let c = 0; c < ci; c++) heap[at + col * c4 + c] = xs[src++];
     }
   }
   heap.set(dys, xpLen);

@@ -15,6 +15,8 @@ export interface OwnKernels {
     ci: number, oh: number, ow: number, co: number, blk: number): void;
   winogradFilterGrad(xp: number, dy: number, dw: number, v: number, e: number, m: number, n: number, hp: number,
     wp: number, ci: number, oh: number, ow: number, co: number, blk: number): void;
+  maxPoolGrad(x: number, y: number, dy: number, dx: number, n: number, oh: number, ow: number, fh: number, fw: number,
+    c: number): void;
   memory: WebAssembly.Memory;
   build: "relaxed SIMD" | "SIMD";
 }
@@ -30,7 +32,8 @@ async function instantiate(bytes: ArrayBuffer, build: OwnKernels["build"]): Prom
   const e = instance.exports;
   return { filterGrad: e.filterGrad as OwnKernels["filterGrad"], conv2d: e.conv2d as OwnKernels["conv2d"],
     winograd3x3: e.winograd3x3 as OwnKernels["winograd3x3"],
-    winogradFilterGrad: e.winogradFilterGrad as OwnKernels["winogradFilterGrad"], memory, build };
+    winogradFilterGrad: e.winogradFilterGrad as OwnKernels["winogradFilterGrad"],
+    maxPoolGrad: e.maxPoolGrad as OwnKernels["maxPoolGrad"], memory, build };
 }
 
 export type OwnBuild = OwnKernels["build"];

@@ -55,6 +55,25 @@ function transformFilter(w: usize, u: usize, ci: i32, co: i32): void {
   }
 }
 
+// Column b of d B for the row at r: d0 - d2, d1 + d2, d2 - d1, d1 - d3 (b constant once inlined).
+@inline function rowTimesB(r: usize, pix: usize, b: i32): v128 {
+  if (b == 0) return f32x4.sub(v128.load(r), v128.load(r + 2 * pix));
+  if (b == 1) return f32x4.add(v128.load(r + pix), v128.load(r + 2 * pix));
+  if (b == 2) return f32x4.sub(v128.load(r + 2 * pix), v128.load(r + pix));
+  return f32x4.sub(v128.load(r + pix), v128.load(r + 3 * pix));
+}
+
+// Column b of B^T d B into planes b, 4 + b, 8 + b, 12 + b: B^T's rows combine the 4 rows' values.
+@inline function inputColumn(p: usize, q: usize, pix: usize, row: usize, plane: usize, b: i32): void {
+  const t0 = rowTimesB(p, pix, b), t1 = rowTimesB(p + row, pix, b), t2 = rowTimesB(p + 2 * row, pix, b);
+  const t3 = rowTimesB(p + 3 * row, pix, b);
+  const at = q + <usize>b * plane;
+  v128.store(at, f32x4.sub(t0, t2));
+  v128.store(at + 4 * plane, f32x4.add(t1, t2));
+  v128.store(at + 8 * plane, f32x4.sub(t2, t1));
+  v128.store(at + 12 * plane, f32x4.sub(t1, t3));
+}
+
 /** V[xi][b][c] = (B^T d B)[xi] of `count` blocks starting at block t0 of the padded input xp (f32 [n,hp,wp,ci]). */
 export function transformInput(xp: usize, v: usize, t0: i32, count: i32, blk: i32, hp: i32, wp: i32, ci: i32,
   tilesH: i32, tilesW: i32): void {
@@ -65,24 +84,12 @@ export function transformInput(xp: usize, v: usize, t0: i32, count: i32, blk: i3
     const out = v + <usize>(b * ci * 4);
     for (let c = 0; c < ci; c += 4) {
       const p = d + <usize>(c * 4), q = out + <usize>(c * 4);
-      // B^T d: rows r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3, for each of the 4 columns
-      for (let j = 0; j < 4; j++) {
-        const col = p + <usize>j * pix;
-        const d0 = v128.load(col), d1 = v128.load(col + row), d2 = v128.load(col + 2 * row), d3 = v128.load(col + 3 * row);
-        v128.store(q + <usize>(0 * 4 + j) * plane, f32x4.sub(d0, d2));
-        v128.store(q + <usize>(1 * 4 + j) * plane, f32x4.add(d1, d2));
-        v128.store(q + <usize>(2 * 4 + j) * plane, f32x4.sub(d2, d1));
-        v128.store(q + <usize>(3 * 4 + j) * plane, f32x4.sub(d1, d3));
-      }
-      // (B^T d) B: the same combination across each row's 4 columns
-      for (let a = 0; a < 4; a++) {
-        const r = q + <usize>(a * 4) * plane;
-        const e0 = v128.load(r), e1 = v128.load(r + plane), e2 = v128.load(r + 2 * plane), e3 = v128.load(r + 3 * plane);
-        v128.store(r, f32x4.sub(e0, e2));
-        v128.store(r + plane, f32x4.add(e1, e2));
-        v128.store(r + 2 * plane, f32x4.sub(e2, e1));
-        v128.store(r + 3 * plane, f32x4.sub(e1, e3));
-      }
+      // one column b of B^T d B at a time, in registers: each row's combination for b, then B^T down the rows
+      // (storing B^T d and reading it back cost a third of the transform)
+      inputColumn(p, q, pix, row, plane, 0);
+      inputColumn(p, q, pix, row, plane, 1);
+      inputColumn(p, q, pix, row, plane, 2);
+      inputColumn(p, q, pix, row, plane, 3);
     }
   }
 }

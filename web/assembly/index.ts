@@ -4,3 +4,4 @@ export { conv2d } from "./conv2d";
 export { winograd3x3 } from "./winograd";
 export { winogradFilterGrad } from "./winograd_grad";
 export { maxPoolGrad } from "./max_pool_grad";
+export { winograd4x4 } from "./winograd4";

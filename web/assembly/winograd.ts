@@ -126,10 +126,10 @@ export function transformInput(xp: usize, v: usize, t0: i32, count: i32, blk: i3
   storeTile(m, <usize>(co * 4), np, nv, a0, a1, b0, b1, c0, c1, e0, e1);
 }
 
-/** M[xi] (count x co) = V[xi] (count x ci) . U[xi] (ci x co) for the 16 positions xi. */
-function multiply(v: usize, u: usize, m: usize, count: i32, blk: i32, ci: i32, co: i32): void {
+/** M[xi] (count x co) = V[xi] (count x ci) . U[xi] (ci x co) for the `planes` positions xi (16, or 36: winograd4.ts). */
+export function multiply(v: usize, u: usize, m: usize, count: i32, blk: i32, ci: i32, co: i32, planes: i32): void {
   const co8 = co & ~7, count4 = count & ~3;
-  for (let xi = 0; xi < 16; xi++) {
+  for (let xi = 0; xi < planes; xi++) {
     const vx = v + <usize>xi * planeBytes(blk, ci), ux = u + <usize>(xi * ci * co * 4), mx = m + <usize>xi * planeBytes(blk, co);
     for (let b = 0; b < count; ) {
       const np = b < count4 ? 4 : 1;
@@ -194,7 +194,7 @@ export function winograd3x3(xp: usize, w: usize, y: usize, u: usize, v: usize, m
   for (let t0 = 0; t0 < total; t0 += blk) {
     const count = min(blk, total - t0);
     transformInput(xp, v, t0, count, blk, hp, wp, ci, tilesH, tilesW);
-    multiply(v, u, m, count, blk, ci, co);
+    multiply(v, u, m, count, blk, ci, co, 16);
     transformOutput(m, y, t0, count, blk, oh, ow, co, tilesH, tilesW);
   }
 }

@@ -12,9 +12,10 @@ import type { WasmHeap } from "./own_wasm";
 import { replaceKernel } from "./run";
 import type { TensorInfo } from "./run";
 
-// Winograd blocks per pass: their transformed inputs and products (16 * blocks * (ci + co) floats) stay in a
-// second-level cache (measured in node on the CIFAR-size layers: 32 as fast as 64 or 128, within the noise).
-const WINOGRAD_BLOCKS = 32;
+// Per output block size: the transform's planes, and blocks per pass, whose transformed inputs and products
+// (planes * blocks * (ci + co) floats) stay in a second-level cache (measured in node on the CIFAR-size layers:
+// F(2x2) 32 as fast as 64 or 128, F(4x4) 16 as fast as 8 or 32, within the noise of a shared machine).
+const WINOGRAD: Record<number, { planes: number; blocks: number }> = { 2: { planes: 16, blocks: 32 }, 4: { planes: 36, blocks: 16 } };
 
 replaceKernel(Conv2D, (stock: KernelFunc): KernelFunc => (args) => {
   const { inputs, backend, attrs } = args as unknown as { inputs: Conv2DInputs; backend: WasmHeap; attrs: Conv2DAttrs };
@@ -31,17 +32,21 @@ replaceKernel(Conv2D, (stock: KernelFunc): KernelFunc => (args) => {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = info;
   const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
   const { top, left } = info.padInfo;
-  // 3x3 stride-1 layers (the CIFAR-size network's, forward and input gradient) by Winograd's F(2x2, 3x3): 2.25x fewer
-  // multiplications (web/assembly/winograd.ts); its 4x4 input blocks cover whole 2x2 output blocks, so it may need
-  // a zero row or column more than the direct kernel
+  // 3x3 stride-1 layers (the CIFAR-size network's, forward and input gradient) by Winograd: F(4x4, 3x3) computes
+  // 4x4 output blocks with 4x fewer multiplications than the direct kernel (web/assembly/winograd4.ts), F(2x2, 3x3)
+  // (winograd.ts, 2.25x fewer) serves outputs under 4 wide, where 4x4 blocks would be mostly padding. Their input
+  // blocks cover whole output blocks, so they may need zero rows or columns more than the direct kernel.
   const winograd = fh === 3 && fw === 3 && sh === 1 && sw === 1 && ci % 4 === 0;
+  const block = winograd && oh >= 4 && ow >= 4 ? 4 : 2;
+  const { planes, blocks } = WINOGRAD[block];
   // the padded input: every tap of every output inside it
-  const needH = winograd ? 2 * Math.ceil(oh / 2) + 2 : (oh - 1) * sh + fh;
-  const needW = winograd ? 2 * Math.ceil(ow / 2) + 2 : (ow - 1) * sw + fw;
+  const needH = winograd ? block * Math.ceil(oh / block) + 2 : (oh - 1) * sh + fh;
+  const needW = winograd ? block * Math.ceil(ow / block) + 2 : (ow - 1) * sw + fw;
   const hp = Math.max(top + h, needH), wp = Math.max(left + w, needW);
   const xs = backend.typedArrayFromHeap(x), ws = backend.typedArrayFromHeap(filter);
   const xpLen = n * hp * wp * ci, yLen = n * oh * ow * co, yAt = xpLen + ws.length;
-  const scratch = winograd ? 16 * (ci * co + (WINOGRAD_BLOCKS * ci + 16) + (WINOGRAD_BLOCKS * co + 16)) : 0;
+  const u = yAt + yLen, v = u + planes * ci * co, m = v + planes * (blocks * ci + 16);
+  const scratch = winograd ? m + planes * (blocks * co + 16) - u : 0;
   const heap = ownHeap(own, yAt + yLen + scratch);
   if (hp === h && wp === w) {
     heap.set(xs, 0);
@@ -55,8 +60,8 @@ replaceKernel(Conv2D, (stock: KernelFunc): KernelFunc => (args) => {
   }
   heap.set(ws, xpLen);
   if (winograd) {
-    const u = yAt + yLen, v = u + 16 * ci * co, m = v + 16 * (WINOGRAD_BLOCKS * ci + 16);
-    own.winograd3x3(0, xpLen * 4, yAt * 4, u * 4, v * 4, m * 4, n, hp, wp, ci, oh, ow, co, WINOGRAD_BLOCKS);
+    const kernel = block === 4 ? own.winograd4x4 : own.winograd3x3;
+    kernel(0, xpLen * 4, yAt * 4, u * 4, v * 4, m * 4, n, hp, wp, ci, oh, ow, co, blocks);
   } else {
     own.conv2d(0, xpLen * 4, yAt * 4, n, hp, wp, ci, oh, ow, co, fh, fw, sh, sw);
   }

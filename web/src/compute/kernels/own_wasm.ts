@@ -13,6 +13,8 @@ export interface OwnKernels {
     fh: number, fw: number, sh: number, sw: number): void;
   winograd3x3(xp: number, w: number, y: number, u: number, v: number, m: number, n: number, hp: number, wp: number,
     ci: number, oh: number, ow: number, co: number, blk: number): void;
+  winograd4x4(xp: number, w: number, y: number, u: number, v: number, m: number, n: number, hp: number, wp: number,
+    ci: number, oh: number, ow: number, co: number, blk: number): void;
   winogradFilterGrad(xp: number, dy: number, dw: number, v: number, e: number, m: number, n: number, hp: number,
     wp: number, ci: number, oh: number, ow: number, co: number, blk: number): void;
   maxPoolGrad(x: number, y: number, dy: number, dx: number, n: number, oh: number, ow: number, fh: number, fw: number,
@@ -31,7 +33,7 @@ async function instantiate(bytes: ArrayBuffer, build: OwnKernels["build"]): Prom
   const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
   const e = instance.exports;
   return { filterGrad: e.filterGrad as OwnKernels["filterGrad"], conv2d: e.conv2d as OwnKernels["conv2d"],
-    winograd3x3: e.winograd3x3 as OwnKernels["winograd3x3"],
+    winograd3x3: e.winograd3x3 as OwnKernels["winograd3x3"], winograd4x4: e.winograd4x4 as OwnKernels["winograd4x4"],
     winogradFilterGrad: e.winogradFilterGrad as OwnKernels["winogradFilterGrad"],
     maxPoolGrad: e.maxPoolGrad as OwnKernels["maxPoolGrad"], memory, build };
 }

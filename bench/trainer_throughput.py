@@ -121,6 +121,11 @@ def print_profile(r: dict) -> None:
     print("  slowest kernels:")
     for row in r["kernels"][:8]:
         print(f"    {row['phase']:<9} {row['name']:<22} {row['ms']:8.2f} ms  {100 * row['share']:5.1f}%")
+    # per call (kernel and input shapes, so per layer), each its fastest repetition: steadier on a busy machine
+    calls = r["byCall"]
+    print(f"  slowest calls (fastest of the repetitions; {sum(c['ms'] for c in calls):.1f} ms in all):")
+    for row in calls[:12]:
+        print(f"    {row['ms']:8.2f} ms  {100 * row['share']:5.1f}%  {row['name']}")
 
 
 def bench_network(b: Browser, network: str, args: argparse.Namespace, torch_version: str | None) -> float | None:

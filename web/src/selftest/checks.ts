@@ -65,6 +65,11 @@ const CONVS: Conv[] = [
   // our own filter-gradient kernel's edge tiles: 4+1 input channels, 8+4 output channels, a wide vertical stride
   [[3, 10, 12, 5], [3, 3, 5, 12], 1, "same"],
   [[2, 9, 11, 6], [2, 3, 6, 20], [3, 2], "same"],
+  // our own Winograd convolutions (3x3, stride 1, channels in multiples of 4): output sizes that leave partial
+  // 4x4 blocks, the input gradient of the valid one padded by 2, and outputs under 4 wide (2x2 blocks, partial too)
+  [[3, 7, 9, 8], [3, 3, 8, 12], 1, "same"],
+  [[2, 10, 11, 4], [3, 3, 4, 8], 1, "valid"],
+  [[2, 3, 5, 8], [3, 3, 8, 4], 1, "same"],
 ];
 
 function outSize(inSize: number, f: number, s: number, pad: string): number {
@@ -105,6 +110,10 @@ export async function kernelChecks(target: string): Promise<Compared[]> {
     [[2, 7, 7, 2], 2, 2, "valid", false],
     [[2, 8, 6, 5], 3, 1, "same", true],
     [[2, 8, 6, 5], 3, 2, "same", false],
+    // our own kernel's channel tails (c % 4 != 0, scalar) and 3x3 tiling windows
+    [[2, 8, 6, 6], 2, 2, "valid", true],
+    [[2, 9, 9, 3], 3, 3, "valid", false],
+    [[2, 8, 8, 5], 2, 2, "same", true],
   ];
   for (const [xs, f, s, pad, ties] of pools) {
     const xv = randomArray(xs.reduce((a, b) => a * b), rnd, ties);

@@ -45,6 +45,8 @@ export async function profileStep(p: Params, opts: { wasmThreads?: number } = {}
   const vars = gc.model.trainableWeights.map((w) => w.read() as tf.Variable);
   const rows = new Map<string, Row>();
   const layers = new Map<string, number>();
+  // by kernel and input shapes (which layer's call is slow), the fastest of the repetitions: robust on a busy machine
+  const calls = new Map<string, number>();
   let stepMs = 0;
   let wall = 0;
   for (let r = 0; r < reps; r++) {
@@ -66,6 +68,7 @@ export async function profileStep(p: Params, opts: { wasmThreads?: number } = {}
     wall += performance.now() - t0;
     x.dispose();
     y.dispose();
+    const thisRep = new Map<string, number>();
     info.kernels.forEach((k, i) => {
       const phase = i < forwardKernels ? "forward" : "backward";
       const ms = (k.kernelTimeMs as number) / reps;
@@ -75,10 +78,15 @@ export async function profileStep(p: Params, opts: { wasmThreads?: number } = {}
       rows.set(key, row);
       const layer = `${phase} ${layerType(k.name, k.inputShapes[0]?.length ?? 0)}`;
       layers.set(layer, (layers.get(layer) ?? 0) + ms);
+      const call = `${phase} ${k.name} ${k.inputShapes.map((s) => `[${s}]`).join(" ")}`;
+      thisRep.set(call, (thisRep.get(call) ?? 0) + (k.kernelTimeMs as number));
       stepMs += ms;
     });
+    for (const [call, ms] of thisRep) calls.set(call, Math.min(calls.get(call) ?? Infinity, ms));
   }
   const kernels = [...rows.values()].sort((a, b) => b.ms - a.ms).map((r) => ({ ...r, share: r.ms / stepMs }));
   const byLayer = [...layers.entries()].sort((a, b) => b[1] - a[1]).map(([name, ms]) => ({ name, ms, share: ms / stepMs }));
-  return { backend: choice, network: p.network ?? "paper", batchSize: bs, stepMs, wallMs: wall / reps, kernels, byLayer };
+  const minStep = [...calls.values()].reduce((a, b) => a + b, 0);
+  const byCall = [...calls.entries()].sort((a, b) => b[1] - a[1]).map(([name, ms]) => ({ name, ms, share: ms / minStep }));
+  return { backend: choice, network: p.network ?? "paper", batchSize: bs, stepMs, wallMs: wall / reps, kernels, byLayer, byCall };
 }

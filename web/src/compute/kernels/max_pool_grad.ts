@@ -1,6 +1,7 @@
 // Replaces the wasm MaxPoolGrad for tiling pools (window == stride, no padding: the usual 2x2/2) with fast wasm kernels.
 //
-// Stock 4.22's MaxPoolGrad is a scalar C++ loop (~35% of a training step of the paper's network) and
+// Where our own wasm kernels are loaded, one pass of max_pool_grad in web/assembly does it (below); otherwise:
+// stock 4.22's MaxPoolGrad is a scalar C++ loop (~35% of a training step of the paper's network) and
 // gives a tied window's gradient to its LAST maximum, where TF, PyTorch and the cpu backend pick the
 // FIRST. Ties are common: ReLU outputs over a blank background are all equal. Here, with x viewed as
 // [A, fh, OW, fw, C] and y, dy as [A, 1, OW, 1, C] (A = N*OH), using only XNNPACK-backed ops:
@@ -13,6 +14,8 @@
 // window's first cell), so they get a plain scan of the wasm heap with TF's rule instead.
 import { backend_util, MaxPoolGrad } from "@tensorflow/tfjs-core";
 import type { KernelFunc, MaxPoolGradAttrs, MaxPoolGradInputs } from "@tensorflow/tfjs-core";
+import { ownHeap, ownKernels } from "./own_wasm";
+import type { OwnKernels, WasmHeap } from "./own_wasm";
 import { replaceKernel, run, view } from "./run";
 import type { KernelBackend, TensorInfo } from "./run";
 
@@ -33,10 +36,22 @@ function negRanks(backend: KernelBackend, fh: number, fw: number): TensorInfo {
   return t;
 }
 
-type WasmHeap = KernelBackend & {
-  makeOutput(shape: number[], dtype: "float32"): TensorInfo;
-  typedArrayFromHeap(t: TensorInfo): Float32Array;
-};
+// One pass of our own wasm kernel (web/assembly/max_pool_grad.ts) instead of seven XNNPACK passes.
+function ownMaxPoolGrad(own: OwnKernels, backend: WasmHeap, x: TensorInfo, y: TensorInfo, dy: TensorInfo,
+  info: backend_util.Conv2DInfo): TensorInfo {
+  const xs = backend.typedArrayFromHeap(x), ys = backend.typedArrayFromHeap(y), dys = backend.typedArrayFromHeap(dy);
+  // sizes as numbers: makeOutput may grow the wasm heap, and a grown heap leaves these views empty (detached)
+  const size = xs.length, yAt = size, dyAt = yAt + ys.length, dxAt = dyAt + dys.length;
+  const heap = ownHeap(own, dxAt + size);
+  heap.set(xs, 0);
+  heap.set(ys, yAt);
+  heap.set(dys, dyAt);
+  own.maxPoolGrad(0, yAt * 4, dyAt * 4, dxAt * 4, info.batchSize, info.outHeight, info.outWidth, info.filterHeight,
+    info.filterWidth, info.inChannels);
+  const out = backend.makeOutput(x.shape, "float32");
+  backend.typedArrayFromHeap(out).set(heap.subarray(dxAt, dxAt + size));
+  return out;
+}
 
 // dx[first argmax of each window] += dy, windows scanned in row-major order, NaN counting as largest (as TF).
 function scan(backend: WasmHeap, x: TensorInfo, dy: TensorInfo, info: backend_util.Conv2DInfo): TensorInfo {
@@ -93,6 +108,8 @@ replaceKernel(MaxPoolGrad, (stock: KernelFunc): KernelFunc => (args) => {
     && p.top === 0 && p.bottom === 0 && p.left === 0 && p.right === 0;
   if (x.dtype !== "float32") return stock(args);
   if (!tiles || y == null) return scan(backend as WasmHeap, x, dy, info);
+  const own = ownKernels();
+  if (own && y.dtype === "float32" && dy.dtype === "float32") return ownMaxPoolGrad(own, backend as WasmHeap, x, y, dy, info);
 
   const windows = [n * oh, fh, ow, fw, c];
   const pooled = [n * oh, 1, ow, 1, c];

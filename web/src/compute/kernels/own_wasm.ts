@@ -11,6 +11,14 @@ export interface OwnKernels {
     co: number, fh: number, fw: number, sh: number, sw: number, pt: number, pl: number, rows: number): void;
   conv2d(x: number, w: number, y: number, n: number, hp: number, wp: number, ci: number, oh: number, ow: number, co: number,
     fh: number, fw: number, sh: number, sw: number): void;
+  winograd3x3(xp: number, w: number, y: number, u: number, v: number, m: number, n: number, hp: number, wp: number,
+    ci: number, oh: number, ow: number, co: number, blk: number): void;
+  winograd4x4(xp: number, w: number, y: number, u: number, v: number, m: number, n: number, hp: number, wp: number,
+    ci: number, oh: number, ow: number, co: number, blk: number): void;
+  winogradFilterGrad(xp: number, dy: number, dw: number, v: number, e: number, m: number, n: number, hp: number,
+    wp: number, ci: number, oh: number, ow: number, co: number, blk: number): void;
+  maxPoolGrad(x: number, y: number, dy: number, dx: number, n: number, oh: number, ow: number, fh: number, fw: number,
+    c: number): void;
   memory: WebAssembly.Memory;
   build: "relaxed SIMD" | "SIMD";
 }
@@ -24,7 +32,10 @@ async function instantiate(bytes: ArrayBuffer, build: OwnKernels["build"]): Prom
   const memory = new WebAssembly.Memory({ initial: 1 });
   const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
   const e = instance.exports;
-  return { filterGrad: e.filterGrad as OwnKernels["filterGrad"], conv2d: e.conv2d as OwnKernels["conv2d"], memory, build };
+  return { filterGrad: e.filterGrad as OwnKernels["filterGrad"], conv2d: e.conv2d as OwnKernels["conv2d"],
+    winograd3x3: e.winograd3x3 as OwnKernels["winograd3x3"], winograd4x4: e.winograd4x4 as OwnKernels["winograd4x4"],
+    winogradFilterGrad: e.winogradFilterGrad as OwnKernels["winogradFilterGrad"],
+    maxPoolGrad: e.maxPoolGrad as OwnKernels["maxPoolGrad"], memory, build };
 }
 
 export type OwnBuild = OwnKernels["build"];

@@ -4,6 +4,7 @@ import asyncio
 
 import numpy as np
 
+from mlitb.codec import committed
 from mlitb.errors import ErrorCode
 from mlitb.master.allocator import UNALLOCATED
 from mlitb.protocol import MessageType, encode
@@ -96,8 +97,10 @@ async def test_bad_gradients_are_refused_and_the_round_carries_on():
         ErrorCode.WRONG_PROJECT: encode(MessageType.GRADIENT, project=2, round=0, count=1, payload=np.zeros(P, np.float32)),
         ErrorCode.WRONG_ROLE: encode(MessageType.EVAL, project=1, round=0, count=1, value=0.5),
     }
+    # one float past the largest payload this project takes (a committed gradient: the sum and the biggest trailer)
+    largest = 4 * P + committed.trailer_bytes(committed.MAX_BATCHES)
     cases[ErrorCode.FRAME_TOO_LARGE] = encode(MessageType.GRADIENT, project=1, round=0, count=1,
-                                              payload=np.zeros(P + 1, np.float32))  # last: it closes the connection
+                                              payload=np.zeros(largest // 4 + 1, np.float32))  # last: it closes
     for code, frame in cases.items():
         err = bad.send(frame)
         assert err is not None and err.code == code, (code, err)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import websockets
 
+from mlitb.codec import committed
 from mlitb.model import PAPER_NETWORK
 from mlitb.protocol import MessageType, decode, encode
 
@@ -162,11 +163,13 @@ def test_bad_frames_get_error_frames_and_the_connection_carries_on(server, proje
             params = await recv_until(ws, MessageType.PARAMS)
             assert params.round == work.round + 1
             # an oversized frame closes the connection from its header: 1009, message too big
-            await ws.send(encode(MessageType.GRADIENT, project=pid, payload=np.zeros(P + 1, np.float32)))
+            # (the largest payload: a committed gradient, its sum and the biggest trailer of batch commitments)
+            cap = 24 + 4 * P + committed.trailer_bytes(committed.MAX_BATCHES)
+            await ws.send(encode(MessageType.GRADIENT, project=pid, payload=np.zeros((cap - 24) // 4 + 1, np.float32)))
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 for _ in range(10):
                     await asyncio.wait_for(ws.recv(), 5)
-            assert closed.value.rcvd.code == 1009 and f"limit of {24 + 4 * P} bytes" in closed.value.rcvd.reason
+            assert closed.value.rcvd.code == 1009 and f"limit of {cap} bytes" in closed.value.rcvd.reason
 
     asyncio.run(run())
     metrics = httpx.get(f"{server.url}/api/projects/{pid}/metrics").json()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import websockets
 
+from mlitb.codec import committed
 from mlitb.config import Settings
 from mlitb.protocol import MessageType, decode, encode
 from mlitb.protocol.session import PRE_JOIN_CAP
@@ -114,6 +115,7 @@ def test_a_pre_join_message_exactly_at_the_cap_is_read_and_answered(server):
 
 def test_after_join_the_cap_is_one_gradient_and_one_byte_more_is_refused_from_its_header(server, project):
     pid, P = project["id"], project["param_count"]
+    CAP = 24 + 4 * P + committed.trailer_bytes(committed.MAX_BATCHES)  # a committed gradient's largest trailer
 
     async def run():
         c = await RawClient.connect(server.url)
@@ -128,13 +130,13 @@ def test_after_join_the_cap_is_one_gradient_and_one_byte_more_is_refused_from_it
             if decode(payload, 1 << 30).type == MessageType.ERROR:
                 refused = decode(payload, 1 << 30).json()["code"]  # read whole, then refused for its meaning
                 break
-        c.send_head(24 + 4 * P + 1)
+        c.send_head(CAP + 1)
         code, reason = await c.close_code()
         c.close()
         return refused, code, reason
 
     refused, code, reason = asyncio.run(run())
-    assert refused == "WRONG_ROLE" and code == 1009 and f"limit of {24 + 4 * P} bytes" in reason
+    assert refused == "WRONG_ROLE" and code == 1009 and f"limit of {CAP} bytes" in reason
 
 
 def test_sixteen_anonymous_40_mib_messages_are_not_buffered(server):

@@ -86,9 +86,11 @@ def test_a_labelled_picture_adds_a_class_that_the_tabs_workers_train_and_track(s
         info = wait_for(lambda: (i := httpx.get(f"{server.url}/api/projects/{p['id']}").json())["num_classes"] == 11 and i)
         assert info["num_classes"] == 11 and info["labels"][-1] == "star" and info["param_count"] == 785 * 11
         # the tab's trainer sends gradients of the grown network, and its tracker evaluates them
-        grown = wait_for(lambda: [m for m in metrics() if m["round"] >= first and m["classes"] == 11
-                                  and m["contributions"] >= 1], 60)
-        assert all(m["rejected"] == 0 for m in grown)
+        grown = wait_for(lambda: len(g := [m for m in metrics() if m["round"] >= first and m["classes"] == 11
+                                           and m["contributions"] >= 1]) >= 3 and g, 60)
+        # a gradient of the old size that was still on its way as the network grew may be refused (a loaded CI
+        # machine did so once); a trainer stuck on the old size would be refused in every round
+        assert all(m["rejected"] == 0 for m in grown[-2:]), grown
         wait_for(lambda: (m := metrics()) and (m[-1]["test_error_round"] or -1) >= first, 60)
         workers = page.evaluate("window.mlitb.workers()")
         trainer = next(w for w in workers if w["role"] == "trainer")

@@ -35,7 +35,9 @@ async def test_an_honest_torch_worker_commits_to_its_batches_and_is_never_struck
             await task
         runtime = srv.server.config.app.state.registry.get(p["id"])
         stats = runtime.spot.stats
-        assert stats.failed == 0 and stats.quarantined == 0 and not worker.status.errors, worker.status.errors
+        # a result late for its round is refused STALE_ROUND (a loaded CI machine did so once); nothing else may be
+        refused = [e for e in worker.status.errors if "STALE_ROUND" not in e]
+        assert stats.failed == 0 and stats.quarantined == 0 and not refused, worker.status.errors
         assert stats.committed >= stats.batch_checks >= 8 and stats.checks == stats.batch_checks
         assert stats.worst <= runtime._tolerance()
         # a check recomputes one committed batch (<= the project's 32), not the whole result

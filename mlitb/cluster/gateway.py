@@ -105,6 +105,8 @@ class Forwarded:
 class GatewayRuntime(ProjectRuntime):
     """A project runtime at a gateway: clients, checks and telemetry of its own; parameters from upstream."""
 
+    bounds_votes = False  # its votes are forwarded and bounded in the project's process
+
     def __init__(self, *args, upstream, gateway: str, **kw):
         super().__init__(*args, strategy=GatewayRounds(upstream, gateway), **kw)
         self.generation = 0  # of the project's weights, network and data this gateway has (shared.py)

@@ -173,6 +173,11 @@ class VoteSum(RoundOfGateways):
             self._agg = agg
         return self._agg
 
+    @property
+    def public_votes(self) -> int:
+        """Public votes the master's bound applies to (none for count classes: those are clipped per vote)."""
+        return 0 if self.kind == "classes" or self.samples <= 0 else self._merged().public_votes
+
     def bound_votes(self, max_norm: float, reference: np.ndarray | None = None) -> int:
         """The master's bound on public votes (mlitb/master/trust_hooks.py), on the merged votes exactly as one
         process bounds its own; count classes (clipped_mean) are clipped per vote already and are left as they are."""

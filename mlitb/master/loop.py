@@ -248,8 +248,8 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             # their ids for unallocated ones, so every example is eventually trained on
             refreshed = self.allocator.refresh(self.settings.refresh_fraction)
         self._send_allocations()
-        stats = UpdateStats(self.round, self.clock())
-        stats.refreshed = refreshed
+        self._start_reference()
+        stats = UpdateStats(self.round, self.clock(), refreshed=refreshed)
         self.telemetry.begin()
         self.ingest.start()
         self._stats = stats

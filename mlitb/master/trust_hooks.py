@@ -9,7 +9,8 @@ fixed-direction gradient fills AdaGrad's squared-gradient history for good: the 
 tests/integration/test_hostile_trainers.py was this: the hostile trainer joined first and had round 0 alone).
 So before the rule runs, each public address's vote (its per-sample mean gradient) is scaled down to at most
 VOTE_NORM_FACTOR times the norm of a mean gradient the master computes itself on REFERENCE_EXAMPLES random
-training examples at the round's parameters (NumPy, numpy_net: the networks spot checks support; other networks
+training examples at the round's parameters (mlitb/trust/reference.py: started in a helper thread as the update
+opens, so the event loop waits for it only if the update closes first; NumPy, numpy_net: the networks spot checks support; other networks
 are not bounded yet). An honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a
 hostile vote keeps its direction but no more than an honest vote's size. And in a centred-clipping round of fewer
 than three votes (no median can outvote one) the reference is the centre and its norm the radius, so a hostile
@@ -35,39 +36,69 @@ from mlitb.trust import numpy_net
 from mlitb.trust.claims import allowed_samples, median_rate
 from mlitb.trust.commitments import CommittedWork
 from mlitb.trust.example_order import examples_used
+from mlitb.trust.reference import ReferenceGradients
 from mlitb.trust.spot_check import tolerance_for
 
 
 WORK_CHECKS_KEPT = 4  # seeded WORKs per trainer kept for spot checks (each holds references, no copies)
 
 
-REFERENCE_EXAMPLES = 64
 VOTE_NORM_FACTOR = 2.0
 
 
 class TrustHooks:
+    bounds_votes = True  # a gateway forwards its votes and the project's process bounds them (cluster/gateway.py)
+
+    def _reference_key(self) -> tuple:
+        return (self.round, self.network)
+
+    def _reference_seed(self) -> list[int]:
+        # drawn per project and update: the same reference wherever it is aggregated (one process, or the project
+        # actor behind gateways), and a recorded run recomputes it
+        return [int(self.id), int(self.round)]
+
+    def _start_reference(self) -> None:
+        """As an update opens: start its reference gradient in a helper thread (mlitb/trust/reference.py) if a
+        public vote may need it: a public trainer is connected, or none is (a cluster's project process, whose
+        votes come from gateways)."""
+        references = self._references()
+        train = self.dataset.train if self.dataset is not None else None
+        trainers = [c for c in self.clients.values() if c.role == "trainer"]
+        public = not trainers or any(isinstance(c.vote, tuple) and c.vote[0] == "address" for c in trainers)
+        if (not self.bounds_votes or self.hyper.aggregation == "mean" or not public or train is None or not len(train)
+                or not self._numpy_supported()):
+            references.drop()
+            return
+        references.start(self._reference_key(), self.network, self.params, train, self._reference_seed())
+
+    def _references(self) -> ReferenceGradients:
+        refs = getattr(self, "_reference_gradients", None)
+        if refs is None:
+            refs = self._reference_gradients = ReferenceGradients()
+        return refs
+
     def _bound_votes(self, aggregate) -> int:
         """Scale public votes above the reference bound down to it (see the module docstring); returns how many."""
+        references = self._references()
         bound_votes = getattr(aggregate, "bound_votes", None)
         train = self.dataset.train if self.dataset is not None else None
-        if bound_votes is None or train is None or not len(train) or not numpy_net.supports(self.network):
+        if (bound_votes is None or not aggregate.public_votes or train is None or not len(train)
+                or not self._numpy_supported()):
+            references.drop()  # nothing to bound: the reference is not needed
             return 0
-        # drawn per project and round: the same reference wherever this round is aggregated (one process, or the
-        # project actor behind gateways), and a recorded run recomputes it
-        rng = np.random.default_rng([int(self.id), int(self.round)])
-        pick = rng.choice(len(train), min(REFERENCE_EXAMPLES, len(train)), replace=False)
-        grad, _ = numpy_net.gradient_sum(self.network, self.params, train.images[pick], train.labels[pick])
-        mean = grad / np.float32(len(pick))
+        mean = references.take(self._reference_key(), self.network, self.params, train, self._reference_seed())
         return bound_votes(VOTE_NORM_FACTOR * float(np.linalg.norm(mean.astype(np.float64))), mean)
 
-
-    def _verifiable(self) -> bool:
+    def _numpy_supported(self) -> bool:
         cached = getattr(self, "_verifiable_net", None)
         if cached is None or cached[0] is not self.network:
             cached = self._verifiable_net = (self.network, numpy_net.supports(self.network))
+        return cached[1]
+
+    def _verifiable(self) -> bool:
         h = self.hyper  # a compressed upload or shadow download depends on client state the master does not recompute
         dense = h.upload_codec == "float32" and h.download_codec == "float32" and h.algorithm == "gradient"
-        return h.spot_checks and dense and self.dataset is not None and cached[1]
+        return h.spot_checks and dense and self.dataset is not None and self._numpy_supported()
 
     def _work_seed(self, client: Client) -> int:
         """The seed of a WORK frame (0: its result is not spot-checked), kept with what the check needs. The newest

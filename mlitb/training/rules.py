@@ -88,6 +88,11 @@ class RobustAggregator:
 
     ANCHORED_BELOW = 3  # votes: with fewer, no majority can outvote a hostile one
 
+    @property
+    def public_votes(self) -> int:
+        """Votes of public trainers (group ("address", a)): the ones `bound_votes` bounds."""
+        return sum(1 for g in self._groups if isinstance(g, tuple) and g and g[0] == "address")
+
     def bound_votes(self, max_norm: float, reference: np.ndarray | None = None) -> int:
         """Scale each address's vote (group ("address", a): a public trainer's) whose per-sample mean gradient has an
         L2 norm above `max_norm` down to it; returns how many were scaled. The rule alone cannot bound a vote when

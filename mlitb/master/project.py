@@ -54,7 +54,8 @@ class Hyper(BaseModel):
                             "loops on its own clock and an update is applied every buffer_size results (FedBuff). "
                             "Fixed at creation")
     buffer_size: int = Field(4, ge=1, le=4096, description="async: results per update (FedBuff's K; at most the number of "
-                                                                 "connected trainers)")
+                                                                 "connected trainers; bench/async.py, 16 trainers: K = 16 "
+                                                                 "reached the target soonest, K = 4 and 8 later)")
     staleness: Literal["inverse_sqrt", "constant", "hinge"] = Field(
         "inverse_sqrt", description="async: weight of a result computed s versions ago: 1/sqrt(1+s), 1, or "
                                     "1 up to 'hinge_after' versions then 1/(1+s-hinge_after)")

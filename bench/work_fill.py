@@ -32,13 +32,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="rounds that trained, per project (default 20)")
     ap.add_argument("--skip", type=int, default=5, help="start-up rounds left out of the summary (default 5)")
     ap.add_argument("--period", type=float, default=2.0, help="T in seconds (default 2)")
+    ap.add_argument("--public", action="store_true",
+                    help="treat the loopback trainers as public volunteers: spot checks, the vote bound's reference "
+                         "gradient, proof of work (by default loopback is exempt, like the demo's own trainers)")
     args = ap.parse_args()
 
     from mlitb.config import Settings
     from mlitb.server.run import BackgroundServer
 
     hyper = {"period_s": args.period, "learning_rate": 0.001, "batch_size": 32}
-    with tempfile.TemporaryDirectory() as data, BackgroundServer(Settings(port=0, data_dir=Path(data))) as srv:
+    with tempfile.TemporaryDirectory() as data, BackgroundServer(Settings(
+            port=0, data_dir=Path(data), **({"address_limits_exempt": ()} if args.public else {}))) as srv:
         projects = {name: create_project(srv.url, name, net, hyper, colour_zip(60))
                     for name, net in (("slow", CIFAR_SIZE_NETWORK), ("fast", PAPER))}
         runs: dict = {}
@@ -50,7 +54,8 @@ def main() -> None:
             t.join()
     period_ms = 1000 * args.period
     for name, run in runs.items():
-        print(f"== {name} trainer ({run.project['name']}), T = {args.period:g} s ==")
+        print(f"== {name} trainer ({run.project['name']}), T = {args.period:g} s"
+              f"{', public (checked) trainers' if args.public else ''} ==")
         print("round  work_ms  latency_ms  work/T  work/(T-RT)  samples")
         for rnd, rows in sorted(run.clients.items()):
             for row in rows:

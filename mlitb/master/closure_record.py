@@ -9,30 +9,48 @@ reference: the loop replaces its parameter arrays at every step, never changes t
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from mlitb.errors import ErrorCode, MlitbError
 
-ROUNDS_REMEMBERED = 8  # parameters of this many recent rounds are kept (a tracker evaluates a recent one)
+# A tracker's report counts for closures only while the parameters it measured are kept. The parameters of the
+# ROUNDS_REMEMBERED newest rounds always are, and of every round sent out in the last SECONDS_REMEMBERED while
+# they hold at most BYTES_REMEMBERED: a tracker that takes seconds over the whole test set (a phone, a loaded
+# machine) reports many short rounds later, and with 8 rounds alone at T = 1 s its every report came too late.
+ROUNDS_REMEMBERED = 8
+SECONDS_REMEMBERED = 60.0
+BYTES_REMEMBERED = 16 << 20
 
 
 class ClosureRecord:
-    def __init__(self, round: int, params: np.ndarray, history: np.ndarray):
+    def __init__(self, round: int, params: np.ndarray, history: np.ndarray, clock=time.monotonic):
+        self.clock = clock
         self.replay_start = (round, params, history)
         self.replay_rounds: list[dict] = []  # deterministic mode: per closed round, who used which examples
         self.evaluated: tuple[int, float, int, np.ndarray] | None = None  # (round, error, count, its parameters)
         self._assigned: dict[int, np.ndarray] = {}  # deterministic mode: client id -> example ids of this round
         self._contributions: list[dict] = []
-        self._params_of_round: dict[int, np.ndarray] = {}
+        self._params_of_round: dict[int, tuple[float, np.ndarray]] = {}  # round -> (sent at, params), oldest first
 
     def broadcast(self, round: int, params: np.ndarray) -> None:
-        """The parameters sent out in `round` (older rounds are forgotten)."""
-        self._params_of_round[round] = params
-        self._params_of_round.pop(round - ROUNDS_REMEMBERED, None)
+        """The parameters sent out in `round`; the oldest are forgotten past the limits above."""
+        now = self.clock()
+        kept = self._params_of_round
+        kept.pop(round, None)
+        kept[round] = (now, params)
+        while len(kept) > ROUNDS_REMEMBERED:
+            oldest = next(iter(kept))
+            sent_at = kept[oldest][0]
+            if now - sent_at <= SECONDS_REMEMBERED and sum(p.nbytes for _, p in kept.values()) <= BYTES_REMEMBERED:
+                break
+            del kept[oldest]
 
     def params_of(self, round: int) -> np.ndarray | None:
-        """The parameters sent out in `round`, while it is one of the ROUNDS_REMEMBERED newest (else None)."""
-        return self._params_of_round.get(round)
+        """The parameters sent out in `round`, while they are kept (see ROUNDS_REMEMBERED); else None."""
+        entry = self._params_of_round.get(round)
+        return None if entry is None else entry[1]
 
     def name_examples(self, seed: int, round: int, client_id: int, held: np.ndarray, count: int) -> np.ndarray:
         """Deterministic mode: a seeded draw of `count` of the trainer's `held` examples for this round."""

@@ -79,7 +79,8 @@ def torch_on_ray(server: str, project: int, trainers: int, trackers: int, device
                  seconds: float, token: str | None = None, batch_size: int | None = None,
                  on_status=None) -> list[dict]:
     """Place the actors (Ray initialised), let them work for `seconds`, and return each one's last status;
-    `on_status(statuses)` is called about every POLL_S with the newest ones."""
+    `on_status(statuses)` is called about every POLL_S with the newest ones, and ends the run early (returning
+    them) when it returns True."""
     device, resources = placement(device, trainers, threads)
     base = {"server": server.rstrip("/"), "project": project, "token": token, "batch_size": batch_size}
     actors = [TorchActor.options(scheduling_strategy="SPREAD", **resources)
@@ -98,7 +99,8 @@ def torch_on_ray(server: str, project: int, trainers: int, trackers: int, device
                     statuses = ray.get([a.status.remote() for a in actors], timeout=5 * POLL_S)
                 except (GetTimeoutError, RayActorError):  # an actor restarting: its status comes with a later poll
                     continue
-                on_status(statuses)
+                if on_status(statuses):
+                    return statuses
     finally:
         for a in actors:
             ray.kill(a)

@@ -34,12 +34,16 @@ def test_a_torch_trainer_placed_as_a_ray_actor_trains_the_project_and_is_restart
     killed: list[int] = []
     seen: list[dict] = []
 
-    def on_status(statuses: list[dict]) -> None:
+    def on_status(statuses: list[dict]) -> bool:
         [s] = statuses
         seen.append(s)
         if not killed and (s.get("samples_per_s") or 0) > 0 and len(_torch_rounds(cluster)) >= 2:
             killed.append(s["pid"])
             os.kill(s["pid"], signal.SIGKILL)  # the actor's process dies: Ray restarts it and retries its run
+            return False
+        # done once the restarted actor has trained again (the 75 s are an upper bound for a loaded machine)
+        return bool(killed) and s.get("pid") not in (None, killed[0]) and (s.get("samples_per_s") or 0) > 0 \
+            and len(_torch_rounds(cluster)) >= 4
 
     [result] = torch_on_ray(cluster.urls[0], 1, trainers=1, trackers=0, device="cpu", threads=1, seconds=75.0,
                             on_status=on_status)

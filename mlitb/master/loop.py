@@ -3,13 +3,12 @@
 The runtime owns what does not depend on how results become updates: membership and data allocation
 (a/b), each trainer's work time from its estimates (d, `scheduler.py`), frames out (e: one encoded
 PARAMS frame shared by every client), the checks that turn a client frame into a `Result`, the model
-and its version, the server optimizer (c: AdaGrad with L1/L2, `mlitb/training/optimizers.py`),
-checkpoints, the closure record, model growth and telemetry. The strategy
-(`mlitb/training/strategies/`; synchronous time-boxed rounds by default) decides when results become
-an update. Only the runtime writes its state: weight upload, hyper-parameter changes, restore and
-model growth are methods here, each keeping the closure record, the optimizer state and the metrics
-consistent. The runtime reaches clients only through `Link`s, so it runs the same over WebSockets and
-in memory.
+and its version, the server optimizer (c: AdaGrad with L1/L2, `mlitb/training/optimizers.py`), checkpoints,
+the closure record, model growth and telemetry. The strategy (`mlitb/training/strategies/`; synchronous
+time-boxed rounds by default) decides when results become an update. Only the runtime writes its state:
+weight upload, hyper-parameter changes, restore and model growth are methods here, each keeping the closure
+record, the optimizer state and the metrics consistent. The runtime reaches clients only through `Link`s,
+so it runs the same over WebSockets and in memory.
 """
 
 from __future__ import annotations
@@ -213,7 +212,8 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             grad, count, loss = grad * np.float32(share), client.allowed_samples, loss * share
             if self._stats is not None:
                 self._stats.clamped += 1
-        return Result(client.id, frame.round, grad, count, loss, frame.aux, client.vote, self._commitment_of(frame))
+        return Result(client.id, frame.round, grad, count, loss, frame.aux, client.vote, self._commitment_of(frame),
+                      self.clock())
 
     def _on_eval(self, client: Client, frame: Frame) -> None:
         if client.role != "tracker":
@@ -249,10 +249,9 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
             refreshed = self.allocator.refresh(self.settings.refresh_fraction)
         self._send_allocations()
         self._start_reference()
-        stats = UpdateStats(self.round, self.clock(), refreshed=refreshed)
+        self._stats = stats = UpdateStats(self.round, self.clock(), refreshed=refreshed)
         self.telemetry.begin()
         self.ingest.start()
-        self._stats = stats
         return stats
 
     def broadcast(self, due: set[int]) -> None:
@@ -308,13 +307,14 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
 
     def observe(self, result: Result, since: float, stats: UpdateStats | None = None) -> float:
         client = self.clients.get(result.client_id)
-        if client is not None:
-            client.measured_sps = measured_rate(result.samples, self.clock() - since, client.work_ms)
-        # the processing rate sets work times only: it follows the claimed count (the scheduler's estimate is
-        # capped at max_samples_per_s), while weight and credit follow the allowed one
-        latency = 0.0 if client is None else scheduler.observe(
-            client, client.claimed_samples, result.compute_ms, (self.clock() - since) * 1000,
-            self.settings.max_samples_per_s)
+        # from its arrival: a spot check of the result (up to a burst of the master's CPU) is not the trainer's latency
+        elapsed_s = (self.clock() if result.arrived is None else result.arrived) - since
+        latency = 0.0
+        if client is not None:  # the processing rate sets work times only: it follows the claimed count (the
+            # scheduler's estimate is capped at max_samples_per_s), while weight and credit follow the allowed one
+            client.measured_sps = measured_rate(result.samples, elapsed_s, client.work_ms)
+            latency = scheduler.observe(client, client.claimed_samples, result.compute_ms, elapsed_s * 1000,
+                                        self.settings.max_samples_per_s)
         if stats is not None:
             stats.latencies.append(latency)
             self.ingest.took_one(stats.ingest)
@@ -361,8 +361,8 @@ class ProjectRuntime(TrustHooks, DataAndModelChanges, ModelState, TelemetryViews
     # ---- work times -------------------------------------------------------------------------------
     def work_ms_for(self, client: Client, queue_ms: float = 0.0) -> int:
         """The client's compute time for its next work (scheduler.work_ms_for with this project's settings)."""
-        h = self.hyper
-        return scheduler.work_ms_for(client, h.period_s, h.batch_size, self.settings.min_work_ms, queue_ms)
+        return scheduler.work_ms_for(client, self.hyper.period_s, self.hyper.batch_size, self.settings.min_work_ms,
+                                     queue_ms)
 
     def _chosen_ids(self, client: Client) -> np.ndarray | bytes:
         """Deterministic mode: the examples the trainer must use this round (sent in WORK; docs/closure.md)."""

@@ -47,7 +47,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -205,8 +205,8 @@ class SpotChecked(StrategyWrapper):
             share = self.policy.probation_weight
             samples = max(1, int(result.samples * share))
             share = samples / result.samples
-            self.inner.on_result(Result(result.client_id, result.version, result.grad * np.float32(share), samples,
-                                        result.loss_sum * share, result.compute_ms, result.group))
+            self.inner.on_result(replace(result, grad=result.grad * np.float32(share), samples=samples,
+                                         loss_sum=result.loss_sum * share))
             return
         self.inner.on_result(result)
 

@@ -37,6 +37,8 @@ class Result:
     compute_ms: int  # time the client spent computing (0: not reported)
     group: object = None  # the client's vote: robust rules sum one group's results first (one vote per address)
     commitment: object = None  # its per-batch commitments (mlitb.codec.committed.Commitment; spot checks), or None
+    # the runtime clock when its frame was taken in: its round trip ends there, not after the server's own checks
+    arrived: float | None = None
 
 
 @dataclass(slots=True)

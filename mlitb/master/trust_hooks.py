@@ -10,8 +10,8 @@ tests/integration/test_hostile_trainers.py was this: the hostile trainer joined 
 So before the rule runs, each public address's vote (its per-sample mean gradient) is scaled down to at most
 VOTE_NORM_FACTOR times the norm of a mean gradient the master computes itself on REFERENCE_EXAMPLES random
 training examples at the round's parameters (mlitb/trust/reference.py: started in a helper thread as the update
-opens, so the event loop waits for it only if the update closes first; NumPy, numpy_net: the networks spot checks support; other networks
-are not bounded yet). An honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a
+opens, so the event loop waits for it only if the update closes first; NumPy, numpy_net: the networks spot checks
+support; other networks are not bounded yet). An honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a
 hostile vote keeps its direction but no more than an honest vote's size. And in a centred-clipping round of fewer
 than three votes (no median can outvote one) the reference is the centre and its norm the radius, so a hostile
 vote, alone or against one honest vote, can shrink or cancel that round's step but not turn it around (a flipped

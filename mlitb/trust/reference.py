@@ -49,23 +49,21 @@ class ReferenceGradients:
 
     def __init__(self) -> None:
         self._pending: tuple[object, Future] | None = None
-        self.started = 0  # references started in the helper thread
-        self.computed_inline = 0  # references computed on the caller's thread (none had been started for the update)
 
     def start(self, key: object, network: Network, params: np.ndarray, train, seed: list[int]) -> None:
         """Begin the reference of the update `key` (a copy of the parameters: the optimizer may step in place)."""
         self.drop()
         self._pending = (key, _helper().submit(reference_gradient, network, params.copy(), train, seed))
-        self.started += 1
 
     def take(self, key: object, network: Network, params: np.ndarray, train, seed: list[int]) -> np.ndarray:
-        """The reference of the update `key`: the one started for it, or computed now if none was."""
+        """The reference of the update `key`: the one started for it if it is done or being computed; else (none
+        was started, or it still waits behind other projects' references in the helper thread) computed now, so
+        an update never waits for another project's work."""
         pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == key:
-            return pending[1].result()
+        if pending is not None and pending[0] == key and not pending[1].cancel():
+            return pending[1].result()  # done, or running: at most the rest of its own computation
         if pending is not None:
             pending[1].cancel()
-        self.computed_inline += 1
         return reference_gradient(network, params, train, seed)
 
     def drop(self) -> None:

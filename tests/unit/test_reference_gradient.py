@@ -111,3 +111,22 @@ def test_an_aggregate_counts_only_public_votes():
     agg.add(np.ones(3, np.float32), 1, group=("address", STRANGER))  # one address, one vote
     agg.add(np.ones(3, np.float32), 1, group=("address", "198.51.100.9"))
     assert agg.public_votes == 2
+
+
+def test_an_update_whose_reference_still_waits_behind_other_projects_computes_its_own_instead_of_waiting():
+    from mlitb.trust.reference import ReferenceGradients, _helper, reference_gradient
+
+    rt = runtime()
+    train, seed = rt.dataset.train, [7, 0]
+    busy, release = threading.Event(), threading.Event()
+    _helper().submit(lambda: (busy.set(), release.wait(5)))  # another project's reference holds the helper thread
+    assert busy.wait(5)
+    try:
+        refs = ReferenceGradients()
+        refs.start("v0", rt.network, rt.params, train, seed)
+        began = time.monotonic()
+        mean = refs.take("v0", rt.network, rt.params, train, seed)
+        assert time.monotonic() - began < 1.0  # not the 5 s the other project's work would hold it
+        np.testing.assert_array_equal(mean, reference_gradient(rt.network, rt.params, train, seed))
+    finally:
+        release.set()

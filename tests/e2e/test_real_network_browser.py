@@ -31,11 +31,11 @@ def test_a_cifar_size_project_trains_in_a_real_browser_and_its_loss_falls(cifar_
 
 
 def test_a_slow_trainer_works_most_of_t_minus_its_round_trip_and_is_rarely_late(cifar_run):
-    # After the start-up rounds (kernels compiled, speed first measured). The issue's target is 90%; on this
-    # 2-core machine shared by a dozen busy processes the round trip swings by 100-300 ms from round to round,
-    # and the margin that keeps results on time follows that spread: measured medians 0.85-0.99 here (the
+    # After the start-up rounds (kernels compiled, speed first measured). The issue's target: >= 90%. Measured
+    # here: 0.945-0.949 in every round of two runs, since the vote bound's reference gradient no longer stops the
+    # server's loop at every update (before, the round trip swung by 100-300 ms and medians were 0.85-0.99; the
     # scheduler before issue 14 gave this trainer ~1% and was late in 3 of 16 rounds: bench/work_fill.py).
     fill = cifar_run.work_fill(skip=5)
     assert len(fill) >= ROUNDS - 6
-    assert statistics.median(fill) >= 0.85, fill
+    assert statistics.median(fill) >= 0.9, fill
     assert sum(r["late"] for r in cifar_run.metrics[2:]) <= 1, [r["late"] for r in cifar_run.metrics]

@@ -64,6 +64,7 @@ class NativeWorker:
         self.held: Held | None = None
         self._fresh: Held | None = None  # downloaded examples the next WORK picks up
         self._download: asyncio.Task | None = None
+        self._allocated = np.zeros(0, np.uint32)  # the newest ALLOC's ids (sorted, as the master sends them)
         self._test: tuple[np.ndarray, np.ndarray] | None = None
         self._evaluating = False
         self._last_eval = -float("inf")
@@ -205,6 +206,7 @@ class NativeWorker:
             self.status.report(f"server: {err.get('code')}: {err.get('message')}")
         elif t == MessageType.ALLOC and self.opts.role == "trainer":
             ids = f.uint32s().copy()
+            self._allocated = np.sort(ids)
             if self._download:
                 self._download.cancel()
             self._download = asyncio.create_task(self._fetch_allocation(ids))
@@ -310,9 +312,11 @@ class NativeWorker:
             positions = np.fromiter((pos[int(i)] for i in chosen), np.int64, len(chosen))
             r = await asyncio.to_thread(self._compute_on, params, positions, batch)
         elif f.count:  # a seed: a spot-checked project's order over the held ids (sorted), with commitments
-            if self.held.count < self.status.allocated:
+            if self.held.count < self.status.allocated or not np.array_equal(np.sort(self.held.ids), self._allocated):
                 self.status.state = "idle"
-                return  # the order is over every allocated example: wait until all are here, as the browser does
+                # the order is over exactly the allocated examples: wait until all are here, as the browser does (a
+                # refresh swaps ids at the same count: trained on the old ones, an honest result was struck)
+                return
             order = np.argsort(self.held.ids, kind="stable")[example_order(f.count, self.held.count)]
             r, commitment = await asyncio.to_thread(self._compute_committed, params, work_ms, batch, order, f.count)
         else:

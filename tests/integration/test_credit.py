@@ -46,7 +46,10 @@ async def test_keyed_trainers_are_credited_their_samples_and_listed_most_first(s
         assert (await http.get(f"/api/projects/{pid}/volunteers", params={"limit": 0})).status_code == 422
     assert [r["volunteer"] for r in board] == [public(KEY_A), public(KEY_B)]  # the keyless trainer earns nothing
     a, b = board
-    assert a["samples"] == 100 * a["results"] and b["samples"] == 50 * b["results"]
+    # each result earns the samples it was allowed: its claim (100 or 50), or less where the measured-rate bound cut
+    # it (mlitb/trust/claims.py: a round stalled by a loaded machine lowers the trainer's measured rate, and its next
+    # claim is held to twice that; CI once credited 558 for 6 results of 100)
+    assert a["results"] <= a["samples"] <= 100 * a["results"] and b["results"] <= b["samples"] <= 50 * b["results"]
     assert a["results"] >= 5 and a["compute_s"] > 0 and a["strikes"] == 0 and not a["quarantined"]
 
 

@@ -11,6 +11,9 @@ are taken within one run of this script):
            an equal fleet without churn; the real runtime, scheduler and strategies (in memory, no sockets), on a
            virtual clock by default (load-independent). Each mode runs every setting of SIM_GRID (learning rate;
            and K for async) on --sim-seeds seeds and is compared at its own best mean time to target.
+           `--sim-network paper` trains the issue's network instead (NumPy gradients, about 1,000 samples per second
+           of wall time, so with one setting per mode: --sim-lr, --sim-k), e.g. a fleet shaped like the browser
+           part's: --sim-clients 2 --sim-median-sps 1500 --sim-lr 0.05 --sim-k 1 --sim-target 0.05 --sim-budget 100.
   scale    `mlitb simulate`: 1,024 simulated trainers over real WebSockets in one client process, paper net,
            T = 4 s, 10x spread; server CPU per applied result in async vs per gradient in sync.
 
@@ -73,28 +76,46 @@ SIM_GRID = {"sync": [{"learning_rate": lr} for lr in (0.05, 0.1, 0.2)],
             "async": [{"learning_rate": lr, "buffer_size": k} for k in (4, 8, 16) for lr in (0.05, 0.1, 0.2)]}
 
 
+def sim_grid(args) -> dict:
+    """SIM_GRID, or the one setting per mode that --sim-lr and --sim-k name (the paper network is too slow in
+    NumPy for a grid: one run of two trainers to 5% takes about 3 minutes of wall time)."""
+    if args.sim_lr is None:
+        return SIM_GRID
+    return {"sync": [{"learning_rate": args.sim_lr}],
+            "async": [{"learning_rate": args.sim_lr, "buffer_size": args.sim_k or max(1, args.sim_clients // 2)}]}
+
+
 def sim_part(args) -> dict:
-    """Every setting of SIM_GRID on every seed; a mode's figure is its best setting's mean time to target (a seed
+    """Every setting of the grid on every seed; a mode's figure is its best setting's mean time to target (a seed
     that does not reach it counts as the budget), so neither mode is compared at a setting chosen for the other."""
-    data = mnist_subset(20000, 2000)
-    seeds = list(range(args.sim_seeds))
-    print(f"sim: 16 in-memory trainers, softmax regression on MNIST (20,000 train / 2,000 test), T = 1 s, AdaGrad, "
-          f"{args.sim_clock} clock; target {args.sim_target * 100:.0f}% test error, budget {args.sim_budget:.0f} s, "
-          f"seeds {seeds}; each mode at its best setting of {SIM_GRID}")
+    test_size = 2000 if args.sim_network == "softmax" else 1000  # the paper network's evaluation costs wall time
+    data = mnist_subset(20000, test_size)
+    seeds = list(range(args.sim_first_seed, args.sim_first_seed + args.sim_seeds))
+    grid = sim_grid(args)
+    print(f"sim: {args.sim_clients} in-memory trainers (median {args.sim_median_sps:g} samples/s), {args.sim_network} "
+          f"network on MNIST (20,000 train / {test_size:,} test), T = 1 s, AdaGrad, {args.sim_clock} clock; target "
+          f"{args.sim_target * 100:.0f}% test error, budget {args.sim_budget:.0f} s, seeds {seeds}; each mode at its "
+          f"best setting of {grid}")
     rows = {}
-    for fleet, spread, churn in (("mixed", 10.0, 0.2), ("equal", 1.0, 0.0)):
-        for mode, grid in SIM_GRID.items():
+    fleets = (("mixed", 10.0, 0.2), ("equal", 1.0, 0.0))
+    for fleet, spread, churn in (f for f in fleets if f[0] in args.sim_fleets.split(",")):
+        for mode, settings in grid.items():
             best = None
-            for setting in grid:
+            for setting in settings:
                 hyper = {"period_s": 1, "mode": mode, **setting}
                 runs = [async_sim.run(async_sim.sim_run(hyper, data, spread, churn, args.sim_budget, args.sim_target,
-                                                        seed=seed), args.sim_clock) for seed in seeds]
+                                                        clients=args.sim_clients, seed=seed,
+                                                        median_sps=args.sim_median_sps, network=args.sim_network),
+                                      args.sim_clock) for seed in seeds]
                 times = [r["time_to_target"] for r in runs]
                 score = float(np.mean([args.sim_budget if t is None else t for t in times]))
                 print(f"  sim {fleet} {mode:5s} {setting}: time to target {times}, mean {score:.2f} s; "
                       f"{np.mean([r['updates_per_s'] for r in runs]):.2f} updates/s, "
                       f"{np.mean([r['samples_per_s'] for r in runs]):.0f} samples/s, "
                       f"mean staleness {np.mean([r['staleness'] for r in runs]):.2f}", flush=True)
+                for seed, r in zip(seeds, runs):  # the error curve, every 4th sample
+                    print(f"    seed {seed} test error %: "
+                          + " ".join(f"{e * 100:.1f}@{t:.0f}s" for t, e in r["points"][::4]), flush=True)
                 if best is None or score < best["time_to_target"]:
                     best = {"time_to_target": score, "setting": setting, "reached": all(t is not None for t in times),
                             "per_seed": [args.sim_budget if t is None else t for t in times]}
@@ -205,8 +226,18 @@ def main() -> int:
     p.add_argument("--sim-budget", type=float, default=40.0, help="sim part: seconds of training per run")
     p.add_argument("--sim-target", type=float, default=0.15, help="sim part: target test error")
     p.add_argument("--sim-seeds", type=int, default=3, help="sim part: seeds (fleets and data draws) per setting")
+    p.add_argument("--sim-first-seed", type=int, default=0, help="sim part: the first seed (to split seeds over runs)")
     p.add_argument("--sim-clock", choices=("virtual", "wall"), default="virtual",
                    help="sim part: simulated time (load-independent, see bench/async_sim.py) or real time")
+    p.add_argument("--sim-network", choices=tuple(async_sim.NETWORKS), default="softmax",
+                   help="sim part: softmax regression (cheap: a grid, several seeds) or the paper's network")
+    p.add_argument("--sim-clients", type=int, default=16, help="sim part: simulated trainers per fleet")
+    p.add_argument("--sim-median-sps", type=float, default=300.0,
+                   help="sim part: median samples/s of a trainer (speeds spread log-uniformly around it)")
+    p.add_argument("--sim-fleets", default="mixed,equal", help="sim part: which fleets to run, comma-separated")
+    p.add_argument("--sim-lr", type=float, default=None,
+                   help="sim part: run only this learning rate (and async only K = --sim-k) instead of the grid")
+    p.add_argument("--sim-k", type=int, default=None, help="sim part with --sim-lr: async K (default: half the trainers)")
     p.add_argument("--clients", type=int, default=1024, help="scale part: simulated trainers")
     args = p.parse_args()
     parts = set(args.parts.split(","))
@@ -220,12 +251,15 @@ def main() -> int:
               f"equal 1x+1x {speedup(browser, 'equal', args.budget) if ('equal', 'sync') in browser else 'not run'}")
     if "sim" in parts:
         sim = sim_part(args)
-        for fleet in ("mixed", "equal"):
+        for fleet in (f for f in ("mixed", "equal") if (f, "sync") in sim):
             pairs = zip(sim[fleet, "sync"]["per_seed"], sim[fleet, "async"]["per_seed"])
             print(f"  sim {fleet} fleet, each mode at its best setting, async/sync speed-up per seed: "
                   + ", ".join(f"{s / a:.2f}x ({s:.2f} s / {a:.2f} s)" for s, a in pairs))
-        print(f"sim equal fleet async/sync time-to-target speed-up: {speedup(sim, 'equal')}")
-        print(f"async/sync time-to-target speed-up on the mixed fleet (10x spread, 20%/min churn): {speedup(sim, 'mixed')}")
+        if ("equal", "sync") in sim:
+            print(f"sim equal fleet async/sync time-to-target speed-up: {speedup(sim, 'equal')}")
+        if ("mixed", "sync") in sim:
+            print(f"async/sync time-to-target speed-up on the mixed fleet (10x spread, 20%/min churn): "
+                  f"{speedup(sim, 'mixed')}")
     return 0
 
 

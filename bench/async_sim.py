@@ -1,9 +1,10 @@
 """The sim part of bench/async.py: in-process trainers with emulated speeds and a real learning signal (softmax
-regression on MNIST in NumPy), driven through the real runtime, scheduler and strategies (in memory, no sockets).
+regression, or the paper's network, on MNIST in NumPy: NETWORKS), driven through the real runtime, scheduler and
+strategies (in memory, no sockets).
 
-A trainer's speed is emulated: given work time W it computes speed x W samples (multiples of 32) and answers
-after W plus its round trip. Runs use a virtual clock by default (`VirtualClockLoop`): asyncio's timers fire in
-order, but time only advances when the loop would otherwise wait, so the CPU time of this process (the
+A trainer's speed is emulated: given work time W it computes speed x W samples (multiples of 32; of 8 for the
+paper network) and answers after W plus its round trip. Runs use a virtual clock by default
+(`VirtualClockLoop`): asyncio's timers fire in order, but time only advances when the loop would otherwise wait, so the CPU time of this process (the
 simulated trainers' gradients, the test-error evaluations, the server's own work) costs no simulated time. That
 makes a run independent of this machine's load (2 shared cores) and about 20x faster than real time, so each
 mode can be run over a grid of settings and several seeds. What it leaves out is the server's CPU time per
@@ -20,14 +21,33 @@ import time
 
 import numpy as np
 
+from bench.convergence import paper_forward_error
 from mlitb.config import Settings
 from mlitb.master.loop import ProjectRuntime
 from mlitb.master.project import ProjectSpec
 from mlitb.master.transport import MemoryLink
+from mlitb.model import PAPER_NETWORK
 from mlitb.protocol import MessageType, decode, encode
+from mlitb.trust.numpy_net import gradient_sum
 from tests.mnist_softmax import SOFTMAX_REGRESSION, error_rate, probabilities
 
-EVAL_EVERY_S = 0.25  # simulated seconds between test-error samples
+
+def _softmax_gradient(network, params, images, labels):
+    p = probabilities(params, images)
+    x = images.reshape(len(images), -1).astype(np.float32) / 255
+    rows = np.arange(len(images))
+    loss = float(-np.log(p[rows, labels] + 1e-12).sum())
+    p[rows, labels] -= 1  # d(summed loss)/d(logits)
+    return np.concatenate([(x.T @ p).ravel(), p.sum(axis=0)]).astype(np.float32), loss
+
+
+# name: (network spec, summed gradient, test error, simulated seconds between test-error samples, batch unit).
+# "softmax" is cheap (a grid of settings and seeds in seconds); "paper" is the issue's network (conv 5x5x16,
+# maxpool, dense; NumPy gradients as the spot checks compute them), about 1,000 samples per second of wall time.
+NETWORKS = {
+    "softmax": (SOFTMAX_REGRESSION, _softmax_gradient, lambda p, split: error_rate(p, split), 0.25, 32),
+    "paper": (PAPER_NETWORK, gradient_sum, lambda p, split: paper_forward_error(p, split.images, split.labels), 1.0, 8),
+}
 
 
 class _NoWaitSelector(selectors.DefaultSelector):
@@ -66,8 +86,9 @@ def run(coro, clock: str):
 
 
 class SpeedTrainer:
-    def __init__(self, rt: ProjectRuntime, split, speed: float, rtt_s: float, seed: int):
+    def __init__(self, rt: ProjectRuntime, split, speed: float, rtt_s: float, seed: int, network: str = "softmax"):
         self.rt, self.split, self.speed, self.rtt_s = rt, split, speed, rtt_s
+        self.network = network
         self.rng = np.random.default_rng(seed)
         self.link = MemoryLink()
         self.client = rt.add_client(self.link, "trainer", "memory")
@@ -83,14 +104,10 @@ class SpeedTrainer:
             elif f.type == MessageType.PARAMS:
                 self.params = f.floats().copy()
             elif f.type == MessageType.WORK and len(self.ids):
-                n = max(32, int(self.speed * f.aux / 1000) // 32 * 32)
+                _, gradient, _, _, unit = NETWORKS[self.network]
+                n = max(unit, int(self.speed * f.aux / 1000) // unit * unit)
                 pick = self.rng.choice(self.ids, size=min(n, len(self.ids)), replace=False)
-                x = self.split.images[pick].reshape(len(pick), -1).astype(np.float32) / 255
-                p = probabilities(self.params, self.split.images[pick])
-                rows = np.arange(len(pick))
-                loss = float(-np.log(p[rows, self.split.labels[pick]] + 1e-12).sum())
-                p[rows, self.split.labels[pick]] -= 1
-                grad = np.concatenate([(x.T @ p).ravel(), p.sum(axis=0)]).astype(np.float32)
+                grad, loss = gradient(self.rt.network, self.params, self.split.images[pick], self.split.labels[pick])
                 compute_ms = 1000 * n / self.speed
                 await asyncio.sleep(compute_ms / 1000 + self.rtt_s)
                 if self.client.id not in self.rt.clients:
@@ -108,14 +125,16 @@ class SpeedTrainer:
 
 
 async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget_s: float, target: float,
-                  clients: int = 16, seed: int = 0, median_sps: float = 300.0) -> dict:
-    """One run; returns time_to_target (None if not reached), end_error, updates_per_s, samples_per_s, staleness."""
+                  clients: int = 16, seed: int = 0, median_sps: float = 300.0, network: str = "softmax") -> dict:
+    """One run; returns time_to_target (None if not reached), end_error, updates_per_s, samples_per_s, staleness.
+    `network`: a key of NETWORKS."""
     loop = asyncio.get_running_loop()
-    spec = ProjectSpec(name="sim", network=SOFTMAX_REGRESSION, hyper=hyper)
+    layers, _, test_error, eval_every_s, _ = NETWORKS[network]
+    spec = ProjectSpec(name="sim", network=layers, hyper=hyper)
     rt = ProjectRuntime(1, spec, spec.build_network(), data, Settings(), clock=loop.time)
     rng = random.Random(seed)
     speeds = [median_sps * math.exp(rng.uniform(-0.5, 0.5) * math.log(spread)) for _ in range(clients)]
-    trainers = {i: SpeedTrainer(rt, data.train, s, rng.uniform(0.01, 0.05), seed * 1000 + i)
+    trainers = {i: SpeedTrainer(rt, data.train, s, rng.uniform(0.01, 0.05), seed * 1000 + i, network)
                 for i, s in enumerate(speeds)}
 
     def churn_tick() -> None:  # every second, each trainer leaves with probability churn/60 and rejoins later
@@ -124,7 +143,8 @@ async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget
                 t.leave()
                 trainers[i] = None
                 loop.call_later(rng.uniform(0.5, 1.5), lambda i=i: trainers.__setitem__(
-                    i, SpeedTrainer(rt, data.train, speeds[i], rng.uniform(0.01, 0.05), seed * 1000 + i + 100)))
+                    i, SpeedTrainer(rt, data.train, speeds[i], rng.uniform(0.01, 0.05), seed * 1000 + i + 100,
+                                       network)))
         ticker[0] = loop.call_later(1.0, churn_tick)
 
     ticker = [loop.call_later(1.0, churn_tick)] if churn_per_min else [None]
@@ -140,10 +160,10 @@ async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget
     driver = loop.create_task(drive())
     wall0 = time.monotonic()
     while (now := loop.time() - t0) < budget_s:
-        points.append((now, error_rate(rt.params, data.test)))
+        points.append((now, test_error(rt.params, data.test)))
         if points[-1][1] <= target:
             break
-        await asyncio.sleep(EVAL_EVERY_S)
+        await asyncio.sleep(eval_every_s)
     elapsed = loop.time() - t0
     if ticker[0]:
         ticker[0].cancel()
@@ -157,7 +177,7 @@ async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget
     await asyncio.gather(*tasks, return_exceptions=True)
     reached = next((t for t, e in points if e <= target), None)
     stale = [r["staleness_mean"] for r in records if r.get("staleness_mean") is not None]
-    return {"time_to_target": reached, "end_error": points[-1][1], "elapsed": elapsed,
+    return {"time_to_target": reached, "end_error": points[-1][1], "elapsed": elapsed, "points": points,
             "updates_per_s": len(records) / elapsed if elapsed else 0.0,
             "samples_per_s": sum(r["samples"] for r in records) / elapsed if elapsed else 0.0,
             "staleness": float(np.mean(stale)) if stale else 0.0, "wall_s": time.monotonic() - wall0}

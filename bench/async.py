@@ -85,6 +85,15 @@ def sim_grid(args) -> dict:
             "async": [{"learning_rate": args.sim_lr, "buffer_size": args.sim_k or max(1, args.sim_clients // 2)}]}
 
 
+def sim_speeds(args, fleet: str) -> list[float] | None:
+    """--sim-speeds for the mixed fleet (e.g. the browser pair's measured rates); the equal fleet gets their median
+    for every trainer. None: drawn around --sim-median-sps."""
+    if not args.sim_speeds:
+        return None
+    speeds = [float(v) for v in args.sim_speeds.split(",")]
+    return speeds if fleet == "mixed" else [float(np.median(speeds))] * len(speeds)
+
+
 def sim_part(args) -> dict:
     """Every setting of the grid on every seed; a mode's figure is its best setting's mean time to target (a seed
     that does not reach it counts as the budget), so neither mode is compared at a setting chosen for the other."""
@@ -92,7 +101,11 @@ def sim_part(args) -> dict:
     data = mnist_subset(20000, test_size)
     seeds = list(range(args.sim_first_seed, args.sim_first_seed + args.sim_seeds))
     grid = sim_grid(args)
-    print(f"sim: {args.sim_clients} in-memory trainers (median {args.sim_median_sps:g} samples/s), {args.sim_network} "
+    if args.sim_speeds:
+        args.sim_clients = len(args.sim_speeds.split(","))
+    print(f"sim: {args.sim_clients} in-memory trainers ("
+          + (f"samples/s {args.sim_speeds}" if args.sim_speeds else f"median {args.sim_median_sps:g} samples/s")
+          + f"), {args.sim_network} "
           f"network on MNIST (20,000 train / {test_size:,} test), T = 1 s, AdaGrad, {args.sim_clock} clock; target "
           f"{args.sim_target * 100:.0f}% test error, budget {args.sim_budget:.0f} s, seeds {seeds}; each mode at its "
           f"best setting of {grid}")
@@ -105,7 +118,8 @@ def sim_part(args) -> dict:
                 hyper = {"period_s": 1, "mode": mode, **setting}
                 runs = [async_sim.run(async_sim.sim_run(hyper, data, spread, churn, args.sim_budget, args.sim_target,
                                                         clients=args.sim_clients, seed=seed,
-                                                        median_sps=args.sim_median_sps, network=args.sim_network),
+                                                        median_sps=args.sim_median_sps, network=args.sim_network,
+                                                        speeds=sim_speeds(args, fleet)),
                                       args.sim_clock) for seed in seeds]
                 times = [r["time_to_target"] for r in runs]
                 score = float(np.mean([args.sim_budget if t is None else t for t in times]))
@@ -234,6 +248,9 @@ def main() -> int:
     p.add_argument("--sim-clients", type=int, default=16, help="sim part: simulated trainers per fleet")
     p.add_argument("--sim-median-sps", type=float, default=300.0,
                    help="sim part: median samples/s of a trainer (speeds spread log-uniformly around it)")
+    p.add_argument("--sim-speeds", default="",
+                   help="sim part: the mixed fleet's samples/s per trainer, comma-separated (replaces --sim-clients and "
+                        "the drawn spread; the equal fleet runs their median)")
     p.add_argument("--sim-fleets", default="mixed,equal", help="sim part: which fleets to run, comma-separated")
     p.add_argument("--sim-lr", type=float, default=None,
                    help="sim part: run only this learning rate (and async only K = --sim-k) instead of the grid")
@@ -258,7 +275,8 @@ def main() -> int:
         if ("equal", "sync") in sim:
             print(f"sim equal fleet async/sync time-to-target speed-up: {speedup(sim, 'equal')}")
         if ("mixed", "sync") in sim:
-            print(f"async/sync time-to-target speed-up on the mixed fleet (10x spread, 20%/min churn): "
+            shape = f"samples/s {args.sim_speeds}" if args.sim_speeds else "10x spread"
+            print(f"async/sync time-to-target speed-up on the mixed fleet ({shape}, 20%/min churn): "
                   f"{speedup(sim, 'mixed')}")
     return 0
 

@@ -125,15 +125,18 @@ class SpeedTrainer:
 
 
 async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget_s: float, target: float,
-                  clients: int = 16, seed: int = 0, median_sps: float = 300.0, network: str = "softmax") -> dict:
+                  clients: int = 16, seed: int = 0, median_sps: float = 300.0, network: str = "softmax",
+                  speeds: list[float] | None = None) -> dict:
     """One run; returns time_to_target (None if not reached), end_error, updates_per_s, samples_per_s, staleness.
-    `network`: a key of NETWORKS."""
+    `network`: a key of NETWORKS. `speeds`: each trainer's samples/s (else `clients` drawn log-uniformly over
+    `spread` around `median_sps`)."""
     loop = asyncio.get_running_loop()
     layers, _, test_error, eval_every_s, _ = NETWORKS[network]
     spec = ProjectSpec(name="sim", network=layers, hyper=hyper)
     rt = ProjectRuntime(1, spec, spec.build_network(), data, Settings(), clock=loop.time)
     rng = random.Random(seed)
-    speeds = [median_sps * math.exp(rng.uniform(-0.5, 0.5) * math.log(spread)) for _ in range(clients)]
+    drawn = [median_sps * math.exp(rng.uniform(-0.5, 0.5) * math.log(spread)) for _ in range(clients)]
+    speeds = list(speeds) if speeds is not None else drawn
     trainers = {i: SpeedTrainer(rt, data.train, s, rng.uniform(0.01, 0.05), seed * 1000 + i, network)
                 for i, s in enumerate(speeds)}
 

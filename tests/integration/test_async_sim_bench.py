@@ -22,3 +22,11 @@ def test_a_simulated_mixed_fleet_learns_and_reports_its_curve(network, mode):
     assert run["elapsed"] == pytest.approx(6.0, abs=1.01)  # simulated seconds, not wall time
     assert run["updates_per_s"] >= (0.8 if mode == "sync" else 1.5)  # async: an update per result of either trainer
     assert run["staleness"] == 0 if mode == "sync" else run["staleness"] > 0
+
+
+def test_given_speeds_replace_the_drawn_fleet():
+    data = mnist_subset(4000, 300)
+    run = async_sim.run(async_sim.sim_run({"period_s": 1, "learning_rate": 0.05}, data, 10.0, 0.0, 4.0, 0.0,
+                                          clients=16, network="softmax", speeds=[600.0, 60.0]), "virtual")
+    # two trainers (not 16) whose work fills most of each period: 660 samples/s at most
+    assert 400 < run["samples_per_s"] <= 660, run

@@ -106,7 +106,13 @@ class SpeedTrainer:
             elif f.type == MessageType.WORK and len(self.ids):
                 _, gradient, _, _, unit = NETWORKS[self.network]
                 n = max(unit, int(self.speed * f.aux / 1000) // unit * unit)
-                pick = self.rng.choice(self.ids, size=min(n, len(self.ids)), replace=False)
+                # past its held examples it goes round them again, as the browser trainer does (a fast device
+                # holds 3,000 examples and computes more than that in a period)
+                if n <= len(self.ids):
+                    pick = self.rng.choice(self.ids, size=n, replace=False)
+                else:
+                    rounds = -(-n // len(self.ids))
+                    pick = np.concatenate([self.rng.permutation(self.ids) for _ in range(rounds)])[:n]
                 grad, loss = gradient(self.rt.network, self.params, self.split.images[pick], self.split.labels[pick])
                 compute_ms = 1000 * n / self.speed
                 await asyncio.sleep(compute_ms / 1000 + self.rtt_s)

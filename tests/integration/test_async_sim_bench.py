@@ -30,3 +30,10 @@ def test_given_speeds_replace_the_drawn_fleet():
                                           clients=16, network="softmax", speeds=[600.0, 60.0]), "virtual")
     # two trainers (not 16) whose work fills most of each period: 660 samples/s at most
     assert 400 < run["samples_per_s"] <= 660, run
+
+
+def test_a_trainer_faster_than_its_held_examples_goes_round_them_again():
+    data = mnist_subset(4000, 300)  # one trainer holds at most 3,000 (the paper's capacity)
+    run = async_sim.run(async_sim.sim_run({"period_s": 1, "learning_rate": 0.05}, data, 1.0, 0.0, 4.0, 0.0,
+                                          network="softmax", speeds=[6000.0]), "virtual")
+    assert run["samples_per_s"] > 3500, run  # not capped at the 3,000 it holds (a browser trainer is not)

@@ -76,13 +76,18 @@ SIM_GRID = {"sync": [{"learning_rate": lr} for lr in (0.05, 0.1, 0.2)],
             "async": [{"learning_rate": lr, "buffer_size": k} for k in (4, 8, 16) for lr in (0.05, 0.1, 0.2)]}
 
 
+def sim_clients(args) -> int:
+    """Trainers per fleet: one per --sim-speeds rate if given, else --sim-clients."""
+    return len(args.sim_speeds.split(",")) if args.sim_speeds else args.sim_clients
+
+
 def sim_grid(args) -> dict:
     """SIM_GRID, or the one setting per mode that --sim-lr and --sim-k name (the paper network is too slow in
     NumPy for a grid: one run of two trainers to 5% takes about 3 minutes of wall time)."""
     if args.sim_lr is None:
         return SIM_GRID
     return {"sync": [{"learning_rate": args.sim_lr}],
-            "async": [{"learning_rate": args.sim_lr, "buffer_size": args.sim_k or max(1, args.sim_clients // 2)}]}
+            "async": [{"learning_rate": args.sim_lr, "buffer_size": args.sim_k or max(1, sim_clients(args) // 2)}]}
 
 
 def sim_speeds(args, fleet: str) -> list[float] | None:
@@ -100,10 +105,8 @@ def sim_part(args) -> dict:
     test_size = 2000 if args.sim_network == "softmax" else 1000  # the paper network's evaluation costs wall time
     data = mnist_subset(20000, test_size)
     seeds = list(range(args.sim_first_seed, args.sim_first_seed + args.sim_seeds))
-    grid = sim_grid(args)
-    if args.sim_speeds:
-        args.sim_clients = len(args.sim_speeds.split(","))
-    print(f"sim: {args.sim_clients} in-memory trainers ("
+    grid, clients = sim_grid(args), sim_clients(args)
+    print(f"sim: {clients} in-memory trainers ("
           + (f"samples/s {args.sim_speeds}" if args.sim_speeds else f"median {args.sim_median_sps:g} samples/s")
           + f"), {args.sim_network} "
           f"network on MNIST (20,000 train / {test_size:,} test), T = 1 s, AdaGrad, {args.sim_clock} clock; target "
@@ -117,7 +120,7 @@ def sim_part(args) -> dict:
             for setting in settings:
                 hyper = {"period_s": 1, "mode": mode, **setting}
                 runs = [async_sim.run(async_sim.sim_run(hyper, data, spread, churn, args.sim_budget, args.sim_target,
-                                                        clients=args.sim_clients, seed=seed,
+                                                        clients=clients, seed=seed,
                                                         median_sps=args.sim_median_sps, network=args.sim_network,
                                                         speeds=sim_speeds(args, fleet)),
                                       args.sim_clock) for seed in seeds]

@@ -2,12 +2,12 @@
 regression, or the paper's network, on MNIST in NumPy: NETWORKS), driven through the real runtime, scheduler and
 strategies (in memory, no sockets).
 
-A trainer's speed is emulated: given work time W it computes speed x W samples (multiples of 32; of 8 for the
-paper network) and answers after W plus its round trip. Runs use a virtual clock by default
-(`VirtualClockLoop`): asyncio's timers fire in order, but time only advances when the loop would otherwise wait, so the CPU time of this process (the
-simulated trainers' gradients, the test-error evaluations, the server's own work) costs no simulated time. That
-makes a run independent of this machine's load (2 shared cores) and about 20x faster than real time, so each
-mode can be run over a grid of settings and several seeds. What it leaves out is the server's CPU time per
+A trainer's speed is emulated: given work time W it computes speed x W samples (multiples of 32; of 8 for the paper
+network) and answers after W plus its round trip. Runs use a virtual clock by default (`VirtualClockLoop`):
+asyncio's timers fire in order, but time only advances when the loop would otherwise wait, so the CPU time of this
+process (the simulated trainers' gradients, the test-error evaluations, the server's own work) costs no simulated
+time. That makes a run independent of this machine's load (2 shared cores) and about 20x faster than real time, so
+each mode can be run over a grid of settings and several seeds. What it leaves out is the server's CPU time per
 result, which the scale part measures over real sockets. `clock="wall"` runs the same fleet in real time.
 """
 
@@ -18,6 +18,7 @@ import math
 import random
 import selectors
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -41,12 +42,20 @@ def _softmax_gradient(network, params, images, labels):
     return np.concatenate([(x.T @ p).ravel(), p.sum(axis=0)]).astype(np.float32), loss
 
 
-# name: (network spec, summed gradient, test error, simulated seconds between test-error samples, batch unit).
+class SimNetwork(NamedTuple):
+    layers: list[dict]  # the network spec
+    gradient: Callable  # (network, params, images, labels) -> (summed gradient, summed loss)
+    test_error: Callable  # (params, split) -> share of the split misclassified
+    eval_every_s: float  # simulated seconds between test-error samples
+    unit: int  # a trainer computes a multiple of this many samples
+
+
 # "softmax" is cheap (a grid of settings and seeds in seconds); "paper" is the issue's network (conv 5x5x16,
 # maxpool, dense; NumPy gradients as the spot checks compute them), about 1,000 samples per second of wall time.
 NETWORKS = {
-    "softmax": (SOFTMAX_REGRESSION, _softmax_gradient, lambda p, split: error_rate(p, split), 0.25, 32),
-    "paper": (PAPER_NETWORK, gradient_sum, lambda p, split: paper_forward_error(p, split.images, split.labels), 1.0, 8),
+    "softmax": SimNetwork(SOFTMAX_REGRESSION, _softmax_gradient, error_rate, 0.25, 32),
+    "paper": SimNetwork(PAPER_NETWORK, gradient_sum,
+                        lambda p, split: paper_forward_error(p, split.images, split.labels), 1.0, 8),
 }
 
 
@@ -88,7 +97,7 @@ def run(coro, clock: str):
 class SpeedTrainer:
     def __init__(self, rt: ProjectRuntime, split, speed: float, rtt_s: float, seed: int, network: str = "softmax"):
         self.rt, self.split, self.speed, self.rtt_s = rt, split, speed, rtt_s
-        self.network = network
+        self.net = NETWORKS[network]
         self.rng = np.random.default_rng(seed)
         self.link = MemoryLink()
         self.client = rt.add_client(self.link, "trainer", "memory")
@@ -104,7 +113,7 @@ class SpeedTrainer:
             elif f.type == MessageType.PARAMS:
                 self.params = f.floats().copy()
             elif f.type == MessageType.WORK and len(self.ids):
-                _, gradient, _, _, unit = NETWORKS[self.network]
+                unit = self.net.unit
                 n = max(unit, int(self.speed * f.aux / 1000) // unit * unit)
                 # past its held examples it goes round them again, as the browser trainer does (a fast device
                 # holds 3,000 examples and computes more than that in a period)
@@ -113,7 +122,8 @@ class SpeedTrainer:
                 else:
                     rounds = -(-n // len(self.ids))
                     pick = np.concatenate([self.rng.permutation(self.ids) for _ in range(rounds)])[:n]
-                grad, loss = gradient(self.rt.network, self.params, self.split.images[pick], self.split.labels[pick])
+                images, labels = self.split.images[pick], self.split.labels[pick]
+                grad, loss = self.net.gradient(self.rt.network, self.params, images, labels)
                 compute_ms = 1000 * n / self.speed
                 await asyncio.sleep(compute_ms / 1000 + self.rtt_s)
                 if self.client.id not in self.rt.clients:
@@ -137,8 +147,8 @@ async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget
     `network`: a key of NETWORKS. `speeds`: each trainer's samples/s (else `clients` drawn log-uniformly over
     `spread` around `median_sps`)."""
     loop = asyncio.get_running_loop()
-    layers, _, test_error, eval_every_s, _ = NETWORKS[network]
-    spec = ProjectSpec(name="sim", network=layers, hyper=hyper)
+    net = NETWORKS[network]
+    spec = ProjectSpec(name="sim", network=net.layers, hyper=hyper)
     rt = ProjectRuntime(1, spec, spec.build_network(), data, Settings(), clock=loop.time)
     rng = random.Random(seed)
     drawn = [median_sps * math.exp(rng.uniform(-0.5, 0.5) * math.log(spread)) for _ in range(clients)]
@@ -169,10 +179,10 @@ async def sim_run(hyper: dict, data, spread: float, churn_per_min: float, budget
     driver = loop.create_task(drive())
     wall0 = time.monotonic()
     while (now := loop.time() - t0) < budget_s:
-        points.append((now, test_error(rt.params, data.test)))
+        points.append((now, net.test_error(rt.params, data.test)))
         if points[-1][1] <= target:
             break
-        await asyncio.sleep(eval_every_s)
+        await asyncio.sleep(net.eval_every_s)
     elapsed = loop.time() - t0
     if ticker[0]:
         ticker[0].cancel()

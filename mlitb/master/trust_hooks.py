@@ -1,21 +1,21 @@
 """The runtime's trust hooks (mlitb/trust/): sample-count allowances from measured rates, spot-check recomputation,
 and the bound on public votes from the master's own reference gradient.
 
-Why the bound (issue 13): a robust rule can only outvote a hostile vote when the round has enough honest votes.
-A round with one or two votes (the first rounds of a project, while the other trainers are still joining, or a
-round an honest trainer misses) gives the hostile one's update whole or half, and one such round of a huge
-fixed-direction gradient fills AdaGrad's squared-gradient history for good: the honest steps that follow are
-~1e-3 of their size and the project stays at ~0.8 test error (the order-dependent failure of
-tests/integration/test_hostile_trainers.py was this: the hostile trainer joined first and had round 0 alone).
-So before the rule runs, each public address's vote (its per-sample mean gradient) is scaled down to at most
-VOTE_NORM_FACTOR times the norm of a mean gradient the master computes itself on REFERENCE_EXAMPLES random
-training examples at the round's parameters (mlitb/trust/reference.py: started in a helper thread as the update
-opens, so the event loop waits for it only if the update closes first; NumPy, numpy_net: the networks spot checks
-support; other networks are not bounded yet). An honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a
-hostile vote keeps its direction but no more than an honest vote's size. And in a centred-clipping round of fewer
-than three votes (no median can outvote one) the reference is the centre and its norm the radius, so a hostile
-vote, alone or against one honest vote, can shrink or cancel that round's step but not turn it around (a flipped
-gradient alone, or outweighing one honest vote by its claimed count, no longer ascends).
+Why the bound (issue 13): a robust rule can only outvote a hostile vote when the round has enough honest votes. A
+round with one or two votes (the first rounds of a project, while the other trainers are still joining, or a round
+an honest trainer misses) gives the hostile one's update whole or half, and one such round of a huge fixed-direction
+gradient fills AdaGrad's squared-gradient history for good: the honest steps that follow are ~1e-3 of their size and
+the project stays at ~0.8 test error (the order-dependent failure of tests/integration/test_hostile_trainers.py was
+this: the hostile trainer joined first and had round 0 alone). So before the rule runs, each public address's vote
+(its per-sample mean gradient) is scaled down to at most VOTE_NORM_FACTOR times the norm of a mean gradient the
+master computes itself on REFERENCE_EXAMPLES random training examples at the round's parameters
+(mlitb/trust/reference.py: started in a helper thread as the update opens, so the event loop waits for it only if
+the update closes first; NumPy, numpy_net: the networks spot checks support; other networks are not bounded yet). An
+honest vote, a mean over its mini-batch, is rarely above twice a 64-example mean; a hostile vote keeps its direction
+but no more than an honest vote's size. And in a centred-clipping round of fewer than three votes (no median can
+outvote one) the reference is the centre and its norm the radius, so a hostile vote, alone or against one honest
+vote, can shrink or cancel that round's step but not turn it around (a flipped gradient alone, or outweighing one
+honest vote by its claimed count, no longer ascends).
 
 A mixin of `ProjectRuntime` (loop.py), kept apart so the runtime file stays about membership, frames and updates;
 it reads the runtime's clients, settings, network, data and addresses, and writes nothing but its cache.

@@ -312,7 +312,7 @@ class NativeWorker:
             positions = np.fromiter((pos[int(i)] for i in chosen), np.int64, len(chosen))
             r = await asyncio.to_thread(self._compute_on, params, positions, batch)
         elif f.count:  # a seed: a spot-checked project's order over the held ids (sorted), with commitments
-            if self.held.count < self.status.allocated or not np.array_equal(np.sort(self.held.ids), self._allocated):
+            if not np.array_equal(np.sort(self.held.ids), self._allocated):
                 self.status.state = "idle"
                 # the order is over exactly the allocated examples: wait until all are here, as the browser does (a
                 # refresh swaps ids at the same count: trained on the old ones, an honest result was struck)
